@@ -1,0 +1,102 @@
+"""Reading YAML safely, validating it into spec objects, and finding library entries.
+
+Used by hardware, workload and study loading alike, so every kind of input gets
+the same one-line errors: ``file: field.path: what was expected``.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from .errors import CodesignError, from_pydantic
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+REPO_DIR = PACKAGE_DIR.parent
+
+
+def data_dir(name: str) -> Path:
+    """Folder of a built-in library ('hardware_specs', 'workloads', 'studies', 'data').
+
+    Installed wheels carry them under codesign/_data; a source checkout has them
+    at the repository root.
+    """
+    for cand in (PACKAGE_DIR / "_data" / name, REPO_DIR / name):
+        if cand.is_dir():
+            return cand
+    return REPO_DIR / name
+
+
+def read_yaml(path) -> dict:
+    """Load a YAML mapping with yaml.safe_load (no object construction)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CodesignError("file not found", file=path) from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
+        raise CodesignError(f"cannot read: {e.__class__.__name__}", file=path) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise CodesignError(f"{where}YAML syntax error: {problem}", file=path) from None
+    if not isinstance(data, dict):
+        raise CodesignError(f"expected a YAML mapping at the top level, got {type(data).__name__}", file=path)
+    return data
+
+
+def validate(model, data: dict, file=None):
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        raise from_pydantic(e, file) from None
+
+
+@lru_cache(maxsize=8)
+def _index(kind: str, extra: str | None) -> dict[str, Path]:
+    """name -> file for every YAML in the library folder (and CODESIGN_*_PATH folders)."""
+    folders = [data_dir(kind)]
+    if extra:
+        folders += [Path(p) for p in extra.split(os.pathsep) if p]
+    out: dict[str, Path] = {}
+    for folder in folders:
+        for f in sorted(folder.rglob("*.yaml")):
+            try:
+                name = (yaml.safe_load(f.read_text(encoding="utf-8")) or {}).get("name", f.stem)
+            except yaml.YAMLError:
+                name = f.stem
+            out.setdefault(str(name), f)
+            out.setdefault(f.stem, f)
+    return out
+
+
+def library(kind: str) -> dict[str, Path]:
+    env = {"hardware_specs": "CODESIGN_HARDWARE_PATH", "workloads": "CODESIGN_WORKLOAD_PATH",
+           "studies": "CODESIGN_STUDY_PATH"}.get(kind)
+    return _index(kind, os.environ.get(env) if env else None)
+
+
+def resolve(kind: str, ref, what: str) -> Path:
+    """A library name or a file path -> the YAML file; unknown names suggest close matches."""
+    ref_s = str(ref)
+    p = Path(ref_s)
+    if p.suffix in (".yaml", ".yml", ".json") or os.sep in ref_s or p.is_file():
+        if not p.is_file():
+            raise CodesignError("file not found", file=p)
+        return p
+    lib = library(kind)
+    if ref_s in lib:
+        return lib[ref_s]
+    lowered = {k.lower(): v for k, v in lib.items()}
+    if ref_s.lower() in lowered:
+        return lowered[ref_s.lower()]
+    close = difflib.get_close_matches(ref_s.lower(), list(lowered), n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else f"; see 'codesign {what} list'"
+    raise CodesignError(f"unknown {what} {ref_s!r}{hint}")

@@ -1,0 +1,41 @@
+"""A serving scenario: how the model is run (batch, lengths, datatypes, parallelism)."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Dtype = Literal["fp32", "tf32", "bf16", "fp16", "fp8", "int8"]
+
+
+class Scenario(BaseModel):
+    """One request shape, served ``batch`` requests at a time.
+
+    ``dtype`` is the 16-bit (or other) datatype of weights, activations and KV cache
+    before compression; :class:`codesign.compression.Compression` narrows them.
+    """
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    batch: int = Field(default=1, gt=0)
+    prompt: int = Field(default=512, ge=0)          # prompt (prefill) tokens per request
+    generate: int = Field(default=128, ge=0)        # generated tokens per request
+    dtype: Dtype = "bf16"
+    tp: int = Field(default=1, gt=0)                # tensor parallel degree
+    pp: int = Field(default=1, gt=0)                # pipeline stages
+    dp: int = Field(default=1, gt=0)                # data-parallel replicas
+    ep: int = Field(default=1, gt=0)                # expert parallel degree (MoE), within tp x dp
+    attention: Literal["fused", "unfused"] = "fused"
+    microbatches: int | None = Field(default=None, gt=0)   # pipeline micro-batches (default: min(batch, pp))
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.prompt == 0 and self.generate == 0:
+            raise ValueError("prompt and generate cannot both be 0")
+        if self.ep > 1 and (self.tp * self.dp) % self.ep:
+            raise ValueError(f"ep ({self.ep}) must divide tp x dp ({self.tp * self.dp}): experts are spread "
+                             "over the devices of one pipeline stage")
+        return self
+
+    @property
+    def devices(self) -> int:
+        return self.tp * self.pp * self.dp

@@ -1,0 +1,124 @@
+"""Model architecture schema (decoder-only and encoder-only transformers)."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class MoE(Frozen):
+    """Mixture of experts in the FFN: ``num_experts`` routed experts, ``top_k`` per token."""
+    num_experts: int = Field(gt=1)
+    top_k: int = Field(gt=0)
+    shared_experts: int = Field(default=0, ge=0)
+    expert_ffn_size: int | None = Field(default=None, gt=0)   # default: the model's ffn_size
+    every: int = Field(default=1, gt=0)                       # an MoE FFN every n-th layer
+
+    @model_validator(mode="after")
+    def _k(self):
+        if self.top_k > self.num_experts:
+            raise ValueError(f"top_k ({self.top_k}) cannot exceed num_experts ({self.num_experts})")
+        return self
+
+
+class ModelSpec(Frozen):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")
+    display_name: str | None = None
+    family: str | None = None
+    architecture: Literal["decoder", "encoder"] = "decoder"
+    hidden_size: int = Field(gt=0)
+    num_layers: int = Field(gt=0)
+    num_heads: int = Field(gt=0)
+    num_kv_heads: int | None = Field(default=None, gt=0)      # default: num_heads (MHA)
+    head_dim: int | None = Field(default=None, gt=0)          # default: hidden_size / num_heads
+    ffn_size: int = Field(gt=0)
+    ffn_type: Literal["gated", "plain"] = "gated"
+    activation: Literal["silu", "gelu", "gelu_tanh", "relu", "relu2"] = "silu"
+    norm: Literal["rmsnorm", "layernorm"] = "rmsnorm"
+    vocab_size: int = Field(gt=0)
+    tied_embeddings: bool = False
+    position: Literal["rope", "learned", "alibi", "none"] = "rope"
+    max_position: int | None = Field(default=None, gt=0)
+    sliding_window: int | None = Field(default=None, gt=0)
+    attention_bias: bool = False                              # q/k/v(/o) projections have biases
+    mlp_bias: bool = False
+    parallel_block: bool = False                              # GPT-J/NeoX: attn and MLP share one norm input
+    type_vocab_size: int = Field(default=0, ge=0)             # BERT token-type embeddings
+    pooler: bool = False                                      # BERT pooler dense layer
+    moe: MoE | None = None
+    params: float | None = Field(default=None, gt=0)          # published total parameter count
+    active_params: float | None = Field(default=None, gt=0)   # published active parameters per token (MoE)
+    notes: str | None = None
+    sources: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _heads(self):
+        kv = self.kv_heads
+        if self.num_heads % kv:
+            raise ValueError(f"num_kv_heads ({kv}) must divide num_heads ({self.num_heads})")
+        if self.head_dim is None and self.hidden_size % self.num_heads:
+            raise ValueError("head_dim: required when num_heads does not divide hidden_size")
+        if self.architecture == "encoder" and self.moe is not None:
+            raise ValueError("moe: not supported for encoder models")
+        return self
+
+    # -- derived shapes ---------------------------------------------------
+    @property
+    def kv_heads(self) -> int:
+        return self.num_kv_heads or self.num_heads
+
+    @property
+    def hd(self) -> int:
+        return self.head_dim or self.hidden_size // self.num_heads
+
+    @property
+    def title(self) -> str:
+        return self.display_name or self.name
+
+    @property
+    def expert_ffn(self) -> int:
+        return (self.moe.expert_ffn_size if self.moe and self.moe.expert_ffn_size else self.ffn_size)
+
+    def moe_layers(self) -> int:
+        return self.num_layers // self.moe.every if self.moe else 0
+
+    # -- parameter counts (independent of the operator graph) --------------
+    def _ffn_params(self, width: int) -> int:
+        mats = 3 if self.ffn_type == "gated" else 2
+        bias = (width * (mats - 1) + self.hidden_size) if self.mlp_bias else 0
+        return mats * self.hidden_size * width + bias
+
+    def layer_params(self, moe_layer: bool = False, active: bool = False) -> int:
+        h, hd = self.hidden_size, self.hd
+        q, kv = self.num_heads * hd, self.kv_heads * hd
+        attn = h * q + 2 * h * kv + q * h
+        if self.attention_bias:
+            attn += q + 2 * kv + h
+        norms = (1 if self.parallel_block else 2) * h * (2 if self.norm == "layernorm" else 1)
+        if moe_layer and self.moe:
+            m = self.moe
+            n = (m.top_k if active else m.num_experts) + m.shared_experts
+            ffn = n * self._ffn_params(self.expert_ffn) + h * m.num_experts  # experts + router
+        else:
+            ffn = self._ffn_params(self.ffn_size)
+        return attn + ffn + norms
+
+    def param_count(self, active: bool = False) -> int:
+        """Total (or active-per-token) parameters, embeddings and LM head included."""
+        h = self.hidden_size
+        n_moe = self.moe_layers()
+        total = (self.num_layers - n_moe) * self.layer_params() + n_moe * self.layer_params(True, active)
+        total += self.vocab_size * h                                      # token embedding
+        if self.position == "learned":
+            total += (self.max_position or 0) * h
+        total += self.type_vocab_size * h
+        total += h * (2 if self.norm == "layernorm" else 1)               # final / embedding norm
+        if self.architecture == "decoder" and not self.tied_embeddings:
+            total += self.vocab_size * h                                  # LM head
+        if self.pooler:
+            total += h * h + h
+        return total
