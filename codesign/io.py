@@ -20,7 +20,7 @@ REPO_DIR = PACKAGE_DIR.parent
 
 
 def data_dir(name: str) -> Path:
-    """Folder of a built-in library ('hardware_specs', 'workloads', 'studies', 'data').
+    """Folder of a built-in library ('hardware_specs', 'workloads', 'runtimes', 'studies', 'data').
 
     Installed wheels carry them under codesign/_data; a source checkout has them
     at the repository root.
@@ -52,6 +52,19 @@ def read_csv_table(path):
         return pd.read_csv(path)
     except (ValueError, UnicodeDecodeError) as e:
         raise CodesignError(f"cannot read as CSV ({type(e).__name__})", file=path) from None
+
+
+def write_csv_rows(path, rows: list[dict]) -> None:
+    """Rows (dicts sharing keys) as a CSV file; one clear error line when it cannot be written."""
+    import csv
+    path = Path(path)
+    try:
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else [])
+            w.writeheader()
+            w.writerows(rows)
+    except OSError as e:
+        raise CodesignError(f"cannot write: {e.strerror}", file=path) from None
 
 
 def read_yaml(path) -> dict:
@@ -97,7 +110,7 @@ def _index(kind: str, extra: str | None) -> dict[str, Path]:
 
 def library(kind: str) -> dict[str, Path]:
     env = {"hardware_specs": "CODESIGN_HARDWARE_PATH", "workloads": "CODESIGN_WORKLOAD_PATH",
-           "studies": "CODESIGN_STUDY_PATH"}.get(kind)
+           "studies": "CODESIGN_STUDY_PATH", "runtimes": "CODESIGN_RUNTIME_PATH"}.get(kind)
     return _index(kind, os.environ.get(env) if env else None)
 
 

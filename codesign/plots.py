@@ -1237,3 +1237,42 @@ def validation(df, *, title: str | None = None):
     fig.suptitle(title or f"Validation: {len(d)} kernels, MAPE {np.mean(ae):.1f} %, "
                           f"{np.mean(ae <= 10):.0%} within ±10 %, {np.mean(ae <= 25):.0%} within ±25 %")
     return fig
+
+
+# ---------------------------------------------------------------------------- accuracy
+@_styled
+def accuracy(rows, *, title: str | None = None):
+    """Predicted against measured for measurement rows (``codesign accuracy`` results), one
+    panel per error kind (in-sample; leave-one-source-out when present), coloured by metric
+    group, with ±25 % bands. Values are normalised per row (measured = 1 on the x axis would
+    hide the spread), so each panel plots predicted / measured against measured on log axes."""
+    rows = [r for r in rows if r.get("population") == "held-out" and np.isfinite(r.get("predicted", np.nan))]
+    if not rows:
+        raise CodesignError("no held-out row with a finite prediction", field="accuracy")
+    panels = [("error", "in-sample")] + ([("error_cv", "leave-one-source-out")] if "error_cv" in rows[0] else [])
+    groups = list(dict.fromkeys(r["group"] for r in rows))
+    col = _colours(groups)
+    fig, axes = _figure(1, len(panels), width=5.6 * len(panels), height=4.4)
+    for (key, label), ax in zip(panels, axes[0]):
+        for g in groups:
+            pts = [(r["measured"], 1 + r[key]) for r in rows if r["group"] == g and np.isfinite(r.get(key, np.nan))]
+            if pts:
+                x, y = zip(*pts)
+                ax.scatter(x, y, s=18, color=col[g][0], edgecolors="white", linewidths=0.4, zorder=3,
+                           label=f"{g} (n={len(pts)})")
+        ax.axhspan(0.75, 1.25, color=STYLE["palette"][5], alpha=0.15, lw=0)
+        ax.axhline(1.0, color="black", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("Measured value (its own unit)")
+        ax.set_ylabel("Predicted / measured")
+        err = np.array([abs(r[key]) for r in rows if np.isfinite(r.get(key, np.nan))])
+        ax.set_title(f"{label}: MAPE {err.mean() * 100:.1f} % (n={len(err)})")
+        _legend_outside(ax)
+    fig.suptitle(title or "codesign against published measurements (shaded: ±25 %)")
+    return fig
+
+
+def plot_accuracy(rows, path) -> Path:
+    """Draw ``accuracy(rows)`` and save it (PNG/SVG/PDF by the suffix)."""
+    return save(accuracy(rows), path)

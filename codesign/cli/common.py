@@ -95,7 +95,7 @@ def _apply(options):
 
 
 def scenario_options(f):
-    """--batch --prompt --generate --dtype --tp --pp --dp --ep --attention --microbatches."""
+    """--batch --prompt --generate --dtype --tp --pp --dp --ep --attention --microbatches --runtime."""
     return _apply([
         click.option("--batch", type=int, default=1, show_default=True, help="Concurrent requests."),
         click.option("--prompt", type=int, default=512, show_default=True, help="Prompt tokens per request."),
@@ -108,6 +108,8 @@ def scenario_options(f):
         click.option("--ep", type=int, default=1, show_default=True, help="Expert-parallel degree (MoE)."),
         click.option("--attention", type=click.Choice(["fused", "unfused"]), default="fused", show_default=True),
         click.option("--microbatches", type=int, default=None, help="Pipeline micro-batches."),
+        click.option("--runtime", default=None,
+                     help="Software stack (codesign runtime list), e.g. tensorrt-llm, vllm, llama.cpp-cuda."),
     ])(f)
 
 
@@ -135,7 +137,8 @@ def compression_options(f):
     ])(f)
 
 
-SCENARIO_KEYS = ("batch", "prompt", "generate", "dtype", "tp", "pp", "dp", "ep", "attention", "microbatches")
+SCENARIO_KEYS = ("batch", "prompt", "generate", "dtype", "tp", "pp", "dp", "ep", "attention", "microbatches",
+                 "runtime")
 COMPRESSION_KEYS = ("weight_bits", "weight_format", "group_size", "act_bits", "kv_bits", "sparsity", "prune_heads",
                     "prune_ffn", "prune_layers", "distill_to", "quantize_embeddings", "zero_point")
 

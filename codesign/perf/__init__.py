@@ -13,8 +13,9 @@ from .evaluate import Result, evaluate, evaluate_batch, footprint
 __all__ = ["evaluate", "evaluate_batch", "op_times", "Result", "footprint"]
 
 
-def op_times(hardware, ops, dtype: str = "bf16", compression=None):
-    """Predicted time of ONE invocation of each op (a DataFrame, one row per op)."""
+def op_times(hardware, ops, dtype: str = "bf16", compression=None, runtime=None):
+    """Predicted time of ONE invocation of each op (a DataFrame, one row per op) under a
+    runtime (default: generic)."""
     import pandas as pd
 
     from ..hardware import load_hardware
@@ -24,7 +25,7 @@ def op_times(hardware, ops, dtype: str = "bf16", compression=None):
     from .params import spec_params
     spec = load_hardware(hardware)
     ops = tuple(ops)
-    p = spec_params(spec)
+    p = spec_params(spec, runtime=runtime)
     notes: set = set()
     sc = Scenario(dtype=dtype)
     pr = _prices(spec, p, _Dummy(), sc, ([compression], np.zeros(1, dtype=int)), notes)

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..hardware.schema import HardwareSpec
+from ..hardware.schema import OFFCHIP_KINDS, HardwareSpec
 from ..workload.ops import MATRIX_KINDS, Op
 
 # op columns kept as arrays
@@ -67,6 +67,8 @@ class OpTable:
     slope_cols: np.ndarray     # indices of ops whose work grows with the decode context
     matrix_cols: np.ndarray    # indices of matrix ops
     matrix_pos: np.ndarray     # op -> its position among matrix_cols (-1: not a matrix op)
+    is_decode: np.ndarray      # decode-step op (a runtime may launch these differently)
+    fused_away: np.ndarray     # folded into a neighbouring kernel by the runtime: no launch, no traffic
     _profiles: dict = field(default_factory=dict, compare=False, repr=False)
 
     def profiles(self, spec: HardwareSpec):
@@ -84,7 +86,9 @@ class OpTable:
         return hit[1:]
 
 
-def op_table(ops) -> OpTable:
+def op_table(ops, fuse: tuple = ()) -> OpTable:
+    """Engine arrays for a list of ops; ``fuse``: vector kinds the runtime folds into
+    neighbouring kernels."""
     ops = tuple(ops)
     cols = {c: np.array([getattr(o, c) for o in ops], dtype=float) for c in _COLS}
     kinds = [o.kind for o in ops]
@@ -108,6 +112,8 @@ def op_table(ops) -> OpTable:
                              or o.d_act_in_elems or o.d_act_out_elems], dtype=int),
         matrix_cols=np.flatnonzero([k in MATRIX_KINDS for k in kinds]),
         matrix_pos=np.cumsum([k in MATRIX_KINDS for k in kinds]) * [k in MATRIX_KINDS for k in kinds] - 1,
+        is_decode=np.array([o.phase == "decode" for o in ops]),
+        fused_away=np.array([k in fuse for k in kinds]),
     )
 
 
@@ -239,9 +245,10 @@ def _op_terms(spec, p, tab, pr, weight_total, kv_total):
 
     # ---- compute terms ---------------------------------------------------------------
     is_mx, is_at = tab.is_matrix, tab.is_attn
-    mat_eff = p.get("compute.matrix.efficiency", np.array([1.0]))[:, None]
-    eff = np.where(np.isnan(prof_eff), np.where(is_mx, mat_eff, p["compute.vector.efficiency"][:, None]),
-                   prof_eff)
+    # the runtime's multipliers scale the spec's sustained efficiencies (capped at the peak)
+    mat_eff = np.minimum(p.get("compute.matrix.efficiency", np.array([1.0])) * p["runtime.gemm"], 1.0)[:, None]
+    vec_eff = np.minimum(p["compute.vector.efficiency"] * p["runtime.vector"], 1.0)[:, None]
+    eff = np.where(np.isnan(prof_eff), np.where(is_mx, mat_eff, vec_eff), prof_eff)
     util, fa, fb, fb_w, fa_s, fb_s = _shape_factors(spec, p, tab, pr.a_bytes)
     rate = np.where(is_at, pr.attn_rate, np.where(is_mx, pr.gemm_rate, pr.vec_rate)) * eff * util
     t_comp = c["flops"] / rate
@@ -249,7 +256,12 @@ def _op_terms(spec, p, tab, pr, weight_total, kv_total):
     trans = p["compute.vector.transcendental"][:, None] * np.where(np.isnan(prof_eff), 1.0, prof_eff)
     t_tr, dt_tr = c["transcendentals"] / trans, c["d_transcendentals"] / trans
     # weight-only quantization: ~2 vector ops per weight to unpack and scale (in-kernel)
-    t_dq = np.where(tab.quantized, pr.dequant * 2.0 * c["weight_elems"] / (pr.vec_rate * p["compute.vector.efficiency"][:, None]), 0.0)
+    # A runtime that dequantises separately in prefill (a 16-bit copy, then a 16-bit GEMM)
+    # instead moves the packed weights once more plus a 16-bit write and read (below).
+    sep = tab.quantized & ~tab.is_decode & (pr.dequant * p["runtime.separate_dequant"][:, None] > 0)   # (D,N)
+    t_dq = np.where(tab.quantized & ~sep, pr.dequant * 2.0 * c["weight_elems"] / (pr.vec_rate * vec_eff), 0.0)
+    W = np.where(sep, c["weight_elems"] * pr.table_bytes, W)       # the GEMM reads the 16-bit copy
+    W_extra = np.where(sep, c["weight_elems"] * (wb + pr.table_bytes), 0.0)   # the dequant pass itself
 
     # ---- traffic per level -----------------------------------------------------------
     if D == 1:
@@ -261,7 +273,7 @@ def _op_terms(spec, p, tab, pr, weight_total, kv_total):
     here_w = w_home[None, :, None] <= lv                                    # (L,D,1)
     here_kv = kv_home[None, :, None] <= lv
     here_a = a_home[None, :, None] <= lv
-    ps = passes * ~tab.is_link        # collectives move no memory traffic in this model
+    ps = passes * ~tab.is_link * ~tab.fused_away   # collectives move no memory traffic in this model
     # every operand read once from each level at or inside its home, then the re-reads of
     # the matrix ops' tiling (fa: A operand, fb: weights / K,V) on the matrix columns only;
     # a kernel profile's passes scale every operand's traffic (what the library really moves)
@@ -275,6 +287,7 @@ def _op_terms(spec, p, tab, pr, weight_total, kv_total):
         traffic_a[..., mx] += (here_a * A_in[:, mx] * (fa - 1) + here_w * (W[:, mx] * gemm) * (fb - 1)
                                + here_kv * KV_r[:, mx] * (fb - 1))
     traffic_a *= ps
+    traffic_a += here_w * W_extra
     # slopes are zero except for context-dependent ops (attention over the KV cache): they
     # are kept compact, for the S columns `sl` only
     sl = tab.slope_cols
@@ -297,6 +310,10 @@ def _op_terms(spec, p, tab, pr, weight_total, kv_total):
     a = np.zeros((4 + L, D, N))
     a[0], a[1], a[2], a[-1] = t_comp, t_tr, t_dq, t_link
     np.divide(traffic_a, bw, out=a[3:3 + L])
+    # Little's law: a kernel streams at full bandwidth only once bandwidth x latency bytes are
+    # in flight; the ramp-up and the drained tail cost about `latency_factor` latencies of
+    # each level it touches, so small kernels (decode GEMVs) fall short of the bandwidth
+    a[3:3 + L] += (traffic_a > 0) * _ramps(spec, p)
     bsl = np.zeros((4 + L, D, len(sl)))                                      # (J,D,S)
     bsl[0], bsl[1] = dt_comp[:, sl], dt_tr[:, sl]
     np.divide(traffic_b, bw, out=bsl[3:3 + L])
@@ -307,7 +324,8 @@ def _op_terms(spec, p, tab, pr, weight_total, kv_total):
     for l in range(L):
         energy_a = energy_a + traffic_a[l] * e_byte[l]
         energy_b = energy_b + traffic_b[l] * e_byte[l]
-    overhead = calls * p["kernel_overhead"][:, None] * ~tab.is_link
+    launch = np.where(tab.is_decode, p["runtime.launch_decode"][:, None], p["runtime.launch"][:, None])
+    overhead = (calls + sep) * launch * ~tab.is_link * ~tab.fused_away
     return dict(a=a, b=bsl, sl=sl, names=names, overhead=overhead, traffic_a=traffic_a, traffic_b=traffic_b,
                 energy_a=energy_a, energy_b=energy_b)
 
@@ -326,11 +344,19 @@ def _memo(key, pins, make):
     return val
 
 
+def _ramps(spec, p):
+    """Per-kernel latency ramp of each level, (L,D,1): latency x the runtime's factor."""
+    return np.stack([p[f"memory.{m_.name}.latency"] * p["runtime.latency_factor"] for m_ in spec.memory])[:, :, None]
+
+
 def _level_arrays(spec, p):
-    """Sustained bandwidth (all instances) and energy per byte of each level, (L,D,1)."""
+    """Sustained bandwidth (all instances) and energy per byte of each level, (L,D,1); the
+    runtime's memory multiplier applies to off-chip streaming (capped at the bandwidth)."""
     def make():
-        bw = np.stack([p[f"memory.{m_.name}.bandwidth"] * p[f"memory.{m_.name}.efficiency"]
-                       * (p["compute.cores"] if m_.per_core else 1.0) for m_ in spec.memory])[:, :, None]
+        bw = np.stack([p[f"memory.{m_.name}.bandwidth"] * (p["compute.cores"] if m_.per_core else 1.0)
+                       * (np.minimum(p[f"memory.{m_.name}.efficiency"] * p["runtime.memory"], 1.0)
+                          if m_.kind in OFFCHIP_KINDS else p[f"memory.{m_.name}.efficiency"])
+                       for m_ in spec.memory])[:, :, None]
         e_byte = np.stack([p[f"memory.{m_.name}.energy_per_byte"] for m_ in spec.memory])[:, :, None]
         return bw, e_byte
     return _memo(("levels", id(p)), (p,), make) if len(p["compute.cores"]) == 1 else make()

@@ -35,6 +35,7 @@ from ..quality import estimate_quality, measured_gemm_proxy
 from ..workload.graph import build_graph
 from ..workload.scenario import Scenario
 from ..workload.schema import ModelSpec
+from ..runtime import load_runtime
 from .engine import OpTable, Prices, envelope_sum, op_table, op_terms
 from .params import matrix_rate, spec_params
 
@@ -310,6 +311,7 @@ def evaluate(hardware, model, scenario: Scenario | None = None, compression: Com
     summary = {k: (v.item() if isinstance(v, np.ndarray) and v.size == 1 else v) for k, v in out.items()
                if not k.startswith("_")}
     summary["fits"] = bool(summary["fits"])
+    summary["runtime"] = load_runtime(sc.runtime).name
     # the quality estimate sits next to the speed (codesign.quality: cited table, or explicit no-data)
     q = _cached(("quality", id(model), compression), (model,), lambda: estimate_quality(model, compression))
     summary["quality_ppl_increase_pct"] = q.ppl_increase_pct
@@ -378,17 +380,20 @@ def _cached(key, keep, make):
     return val
 
 
-def _tables(model, sc):
-    """The op graph of a scenario as engine tables (cached per model object and scenario)."""
+def _tables(model, sc, rt):
+    """The op graph of a scenario as engine tables, with the runtime's fusions (cached per
+    model object and scenario; the scenario names the runtime)."""
     def make():
         g = build_graph(model, sc)
-        both = op_table(g.prefill + g.decode) if g.prefill and g.decode else None
-        return (op_table(g.prefill) if g.prefill else None, op_table(g.decode) if g.decode else None, both)
+        tab = lambda ops: op_table(ops, rt.fuse) if ops else None  # noqa: E731
+        return tab(g.prefill), tab(g.decode), tab(g.prefill + g.decode) if g.prefill and g.decode else None
     return _cached(("graph", id(model), sc), (model,), make)
 
 
-def _params(spec, overrides, operating_point):
-    p = _cached(("params", id(spec), operating_point), (spec,), lambda: spec_params(spec, operating_point))
+def _params(spec, overrides, operating_point, runtime=None):
+    rt = load_runtime(runtime)
+    p = _cached(("params", id(spec), operating_point, id(rt)), (spec, rt),
+                lambda: spec_params(spec, operating_point, rt))
     if not overrides:
         return p, 1            # shared and never mutated: the engine's per-spec caches key on it
     p = dict(p)
@@ -406,11 +411,14 @@ def _params(spec, overrides, operating_point):
 def _evaluate_group(spec, model, sc, comps, overrides, op_name, decode_spec, decode_op, keep):
     from ..hardware import load_hardware
     notes: set = set()
-    _check_scenario(spec, model, sc, notes)
+    rt = load_runtime(sc.runtime)
+    if rt.attention and rt.attention != sc.attention:     # the stack decides the attention kernel
+        sc = sc.model_copy(update={"attention": rt.attention})
+    _check_scenario(spec, model, sc, rt, notes)
     if decode_spec is not None:
         decode_spec = load_hardware(decode_spec)       # loaded once, used below
-        _check_scenario(decode_spec, model, sc, notes)
-    p, D = _params(spec, overrides, op_name)
+        _check_scenario(decode_spec, model, sc, rt, notes)
+    p, D = _params(spec, overrides, op_name, rt)
     uniq, index = comps
     if len(index) > 1 and D == 1:
         p = {k: np.broadcast_to(v, (len(index),)) for k, v in p.items()}
@@ -426,7 +434,8 @@ def _evaluate_group(spec, model, sc, comps, overrides, op_name, decode_spec, dec
     reqs = math.ceil(sc.batch / sc.dp)
     mb = min(sc.microbatches or min(reqs, sc.pp), reqs)
     micro = math.ceil(reqs / mb)
-    pre_tab, dec_tab, both_tab = _tables(model, sc if micro == sc.batch else sc.model_copy(update={"batch": micro}))
+    pre_tab, dec_tab, both_tab = _tables(model, sc if micro == sc.batch else sc.model_copy(update={"batch": micro}),
+                                         rt)
     fp = lambda: footprint(model, sc, pr.w_bytes[:, 0], pr.a_bytes[:, 0], pr.kv_bytes[:, 0], pr.table_bytes[:, 0])  # noqa: E731
     w, kv, act = _cached(("footprint", id(model), sc, id(pr)), (model, pr), fp) if D == 1 else fp()
     cap = _cached(("capacity", id(p)), (p,), lambda: capacity(spec, p)) if D == 1 else capacity(spec, p)
@@ -452,7 +461,7 @@ def _evaluate_group(spec, model, sc, comps, overrides, op_name, decode_spec, dec
     dspec, dp_, dpr = spec, p, pr
     if decode_spec is not None:
         dspec = decode_spec
-        dp_, _ = _params(dspec, {}, decode_op)
+        dp_, _ = _params(dspec, {}, decode_op, rt)
         dp_ = {k: np.broadcast_to(v, (D,)) for k, v in dp_.items()}
         dpr = _prices(dspec, dp_, model, sc, comps, notes)
     steps = max(sc.generate - 1, 0)
@@ -529,8 +538,13 @@ def _evaluate_group(spec, model, sc, comps, overrides, op_name, decode_spec, dec
     return out
 
 
-def _check_scenario(spec, model, sc, notes: set):
+def _check_scenario(spec, model, sc, rt, notes: set):
     """Scenario/spec combinations the model cannot price: one clear error (or a note)."""
+    if not rt.runs_on(spec.device_class, spec.vendor):
+        notes.add(f"runtime {rt.name} is not made for {spec.vendor or ''} {spec.device_class} devices: "
+                  f"its {'default' if spec.device_class not in rt.tuning else spec.device_class} tuning is used")
+    elif rt.tuning and spec.device_class not in rt.tuning and "default" not in rt.tuning:
+        notes.add(f"runtime {rt.name} has no measured tuning for {spec.device_class} devices (neutral figures)")
     if model.architecture == "encoder" and sc.prompt == 0:
         raise CodesignError(f"{model.name} is an encoder: it needs prompt > 0 tokens (it generates none)",
                             field="prompt")

@@ -28,6 +28,10 @@ DEFAULT_ENERGY_PER_BYTE = {"register": 0.1e-12, "sram": 1e-12, "cache": 3e-12, "
 DEFAULT_ENERGY_PER_OP_16BIT = 0.3e-12
 # transcendental throughput when not given: one exp costs ~8 vector FLOPs (polynomial)
 TRANSCENDENTAL_FLOPS = 8.0
+# load-to-use latency of a memory level when the spec gives none (estimates: Chips and Cheese
+# microbenchmarks put GPU HBM at ~500-700 ns, L2 at ~200-300 ns, LPDDR5 on SoCs at ~300-500 ns)
+DEFAULT_MEMORY_LATENCY = {"register": 0.0, "sram": 30e-9, "cache": 200e-9, "hbm": 600e-9, "gddr": 500e-9,
+                          "lpddr": 400e-9, "ddr": 120e-9, "host": 2e-6}
 DEFAULT_KERNEL_OVERHEAD = {"gpu": 4e-6, "tpu": 2e-6, "npu": 20e-6, "fpga": 5e-6, "cpu": 2e-6}
 ON_CHIP = ("register", "sram", "cache")
 # collectives reach ~80% of the link's per-direction bandwidth (NCCL all-reduce bus bandwidth
@@ -35,8 +39,9 @@ ON_CHIP = ("register", "sram", "cache")
 DEFAULT_LINK_EFF = 0.80
 
 
-def spec_params(spec: HardwareSpec, operating_point: str | None = None) -> dict[str, np.ndarray]:
-    """Every figure the engine uses, as 1-element arrays keyed by dotted spec path."""
+def spec_params(spec: HardwareSpec, operating_point: str | None = None, runtime=None) -> dict[str, np.ndarray]:
+    """Every figure the engine uses, as 1-element arrays keyed by dotted spec path; the
+    runtime's (software stack's) figures join them under ``runtime.*``."""
     c, cls = spec.compute, spec.device_class
     p: dict[str, float] = {}
     p["compute.clock"] = c.clock or np.nan
@@ -67,6 +72,7 @@ def spec_params(spec: HardwareSpec, operating_point: str | None = None) -> dict[
         p[f"{base}.efficiency"] = m.efficiency or DEFAULT_MEMORY_EFF[m.kind]
         p[f"{base}.energy_per_byte"] = (m.energy_per_byte if m.energy_per_byte is not None
                                         else DEFAULT_ENERGY_PER_BYTE[m.kind])
+        p[f"{base}.latency"] = m.latency if m.latency is not None else DEFAULT_MEMORY_LATENCY[m.kind]
     for which in ("device_link", "host_link"):
         link = getattr(spec.interconnect, which)
         if link is not None:
@@ -83,12 +89,27 @@ def spec_params(spec: HardwareSpec, operating_point: str | None = None) -> dict[
             from ..hardware.schema import DTYPE_BITS
             e = DEFAULT_ENERGY_PER_OP_16BIT * (DTYPE_BITS[dt] / 16) ** 1.5
         p[f"power.energy_per_op.{dt}"] = e
-    p["kernel_overhead"] = spec.kernel_overhead if spec.kernel_overhead is not None else DEFAULT_KERNEL_OVERHEAD[cls]
     p["price"] = spec.price if spec.price is not None else np.nan
+    p.update(runtime_params(spec, runtime))
     out = {k: np.atleast_1d(np.asarray(v, dtype=float)) for k, v in p.items()}
     if operating_point:
         out = at_operating_point(spec, out, operating_point)
     return out
+
+
+def runtime_params(spec: HardwareSpec, runtime) -> dict[str, float]:
+    """The software stack's figures for this device (codesign.runtime): efficiency
+    multipliers of its class, latency ramps, per-kernel launch costs, dequantisation path."""
+    from ..runtime import load_runtime
+    rt = load_runtime(runtime)
+    t = rt.tuning_for(spec.device_class)
+    launch = rt.launch_overhead
+    if launch is None:
+        launch = spec.kernel_overhead if spec.kernel_overhead is not None else DEFAULT_KERNEL_OVERHEAD[spec.device_class]
+    return {"runtime.gemm": t.gemm, "runtime.vector": t.vector, "runtime.memory": t.memory,
+            "runtime.latency_factor": t.latency_factor, "runtime.launch": launch,
+            "runtime.launch_decode": rt.decode_launch_overhead if rt.decode_launch_overhead is not None else launch,
+            "runtime.separate_dequant": float(rt.prefill_dequant == "separate")}
 
 
 def at_operating_point(spec: HardwareSpec, p: dict, name: str) -> dict:

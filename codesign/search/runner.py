@@ -182,10 +182,10 @@ def _counts(ost):
     return done, len(trials) - done
 
 
-def _work(study: Study, ost, target: int, deadline: float | None, batch: int, on_batch=None) -> int:
+def _work(study: Study, ost, target: int, deadline: float | None, batch: int, on_batch=None, ev=None) -> int:
     """Ask/evaluate/tell in batches until the study holds ``target`` completed trials."""
     from .metrics import Evaluator
-    ev = Evaluator(study)
+    ev = ev or Evaluator(study)
     owner = owner_tag()
     made = 0
     while True:
@@ -223,13 +223,16 @@ def _worker_entry(raw: dict, file: str | None, ref: StorageRef, index: int, targ
     try:
         study = study_from_dict(raw, file=file, base_dir=os.path.dirname(file) if file and os.path.exists(file) else None)
         ost = open_optuna_study(study, ref, seed_offset=seed_base + index)
+        from .metrics import Evaluator
+        ev = Evaluator(study)
+        ev([study.space.baseline_params()])   # warm every cache first: start-up must not decide who works
         if barrier is not None:          # start together: a fast starter would otherwise take every trial
             try:
                 barrier.wait(timeout=120)
             except Exception:   # noqa: BLE001 - a broken barrier (a sibling failed) must not stop this one
                 pass
         deadline = time.monotonic() + deadline_s if deadline_s else None
-        _work(study, ost, target, deadline, batch)
+        _work(study, ost, target, deadline, batch, ev=ev)
     except CodesignError as e:
         if barrier is not None:
             barrier.abort()              # let the others start instead of waiting for this one

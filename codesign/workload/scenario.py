@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Dtype = Literal["fp32", "tf32", "bf16", "fp16", "fp8", "int8"]
 
@@ -26,6 +26,19 @@ class Scenario(BaseModel):
     ep: int = Field(default=1, gt=0)                # expert parallel degree (MoE), within tp x dp
     attention: Literal["fused", "unfused"] = "fused"
     microbatches: int | None = Field(default=None, gt=0)   # pipeline micro-batches (default: min(batch, pp))
+    runtime: str = "generic"                        # software stack (codesign.runtime library name)
+
+    @field_validator("runtime")
+    @classmethod
+    def _known_runtime(cls, v):
+        """A library runtime name, alias or YAML path, stored as the runtime's name or path."""
+        from ..errors import CodesignError
+        from ..runtime import load_runtime
+        try:
+            rt = load_runtime(v)
+        except CodesignError as e:
+            raise ValueError(str(e)) from None
+        return v if v.endswith((".yaml", ".yml")) else rt.name
 
     @model_validator(mode="after")
     def _check(self):

@@ -1,0 +1,160 @@
+"""Predictions for measurement rows, and their errors summarised by group.
+
+Each Case is evaluated with the single evaluation path (``codesign.perf.evaluate_batch``,
+or ``op_times`` for one GEMM); ``params`` may override engine figures (``runtime.gemm``,
+...) for every row, which is how ``codesign fit`` tries parameter sets.
+
+Metrics (CSV ``metric`` -> prediction):
+- decode_tokens_per_s: batch / mean time per output token; tpot_ms: that time;
+- prompt_tokens_per_s: prompt tokens / prefill time; ttft_ms, prefill_latency_ms: TTFT;
+- throughput_tokens_per_s (and output_/server_): generated tokens / end-to-end time of the
+  batch, over all devices; total_throughput_tokens_per_s counts prompt tokens too;
+- energy_per_token_j: energy of all devices / generated tokens; avg_power_w: per device;
+- gemm_tflops: 2·M·N·K / the time of one GEMM op of that shape;
+- *_ratio_vs_A100_bf16: the same ratio of two predictions against an A100 in bf16.
+
+Max-throughput rows (batch "max ..."): the serving engine chose the batch; we take the
+power of two (<= 4096) that maximises throughput among those that fit in memory. A static
+batch stands in for in-flight batching (prefill and decode do not overlap).
+Error = predicted / measured - 1 (for ms metrics + means predicted slower).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .mapping import Case
+
+MAX_BATCH_EXP = 12
+POPULATIONS = ("held-out", "calibration", "proxy")
+
+
+def _gemm_op(M: int, N: int, K: int):
+    """torch.matmul (M x K) @ (K x N) as the engine's Op: B is the streamed 'weight' operand."""
+    from ..workload.ops import Op
+    return Op(name="gemm", kind="gemm", phase="prefill", m=M, n=N, k=K, flops=2.0 * M * N * K,
+              weight_elems=float(K * N), act_in_elems=float(M * K), act_out_elems=float(M * N))
+
+
+def spec_of(case: Case):
+    from ..hardware import load_hardware
+    return load_hardware(case.hardware, overrides=dict(case.hw_overrides) or None)
+
+
+def _eval(spec, model, sc, comp, op=None, params=None) -> dict:
+    from ..perf import evaluate_batch
+    out = evaluate_batch(spec, model, sc, comp, operating_point=op, overrides=params or None)
+    return {k: (v[0] if hasattr(v, "__len__") and not isinstance(v, str) else v) for k, v in out.items()}
+
+
+def max_throughput(spec, model, sc, comp, op=None, params=None) -> tuple[dict | None, int | None]:
+    """The fitting power-of-two batch (<= 4096) with the highest throughput_tokens_per_s."""
+    best, best_b = None, None
+    for e in range(MAX_BATCH_EXP + 1):
+        out = _eval(spec, model, sc.model_copy(update={"batch": 2 ** e}), comp, op, params)
+        if not out["fits"]:
+            break
+        if best is None or out["throughput_tokens_per_s"] > best["throughput_tokens_per_s"]:
+            best, best_b = out, 2 ** e
+    return best, best_b
+
+
+def read_metric(metric: str, out: dict, sc) -> float:
+    if metric == "total_throughput_tokens_per_s":
+        return float(out["throughput_tokens_per_s"]) * (sc.prompt + sc.generate) / max(sc.generate, 1)
+    if metric.endswith("throughput_tokens_per_s"):
+        return float(out["throughput_tokens_per_s"])
+    return float({"decode_tokens_per_s": lambda: out["decode_tokens_per_s"],
+                  "tpot_ms": lambda: out["tpot_s"] * 1e3,
+                  "prompt_tokens_per_s": lambda: out["prefill_tokens_per_s"],
+                  "prefill_latency_ms": lambda: out["ttft_s"] * 1e3,
+                  "ttft_ms": lambda: out["ttft_s"] * 1e3,
+                  "energy_per_token_j": lambda: out["energy_per_token_j"],
+                  "avg_power_w": lambda: out["avg_power_w"]}[metric]())
+
+
+def predict(case: Case, params: dict | None = None, batch: int | None = None) -> tuple[float, str, dict]:
+    """(predicted value, a short detail, the evaluation's summary). ``batch`` fixes the
+    batch of a max-throughput row (the fit keeps the batch found at its start)."""
+    from ..perf import op_times
+    from ..workload import load_workload
+    spec = spec_of(case)
+    if case.gemm:
+        M, N, K, dt = case.gemm
+        t = op_times(spec, [_gemm_op(M, N, K)], dtype=dt, runtime=case.runtime)
+        return 2.0 * M * N * K / float(t["time_s"].iloc[0]) / 1e12, f"bound={t['bound'].iloc[0]}", {}
+    model = load_workload(case.workload)
+    sc = case.scenario
+    if case.search and batch is None:
+        out, b = max_throughput(spec, model, sc, case.compression, case.operating_point, params)
+        if out is None:
+            return math.nan, "no batch fits", {}
+        return read_metric(case.metric, out, sc), f"B={b} bound={out['bound']}", dict(out, batch=b)
+    if batch is not None:
+        sc = sc.model_copy(update={"batch": batch})
+    out = _eval(spec, model, sc, case.compression, case.operating_point, params)
+    detail = f"bound={out['bound']}" + ("" if out["fits"] else " DOES-NOT-FIT")
+    if case.group == "ratio":   # the same scenario on the baseline device, uncompressed
+        from ..hardware import load_hardware
+        bl = case.baseline
+        base = _eval(load_hardware(bl["spec"]), model, sc.model_copy(update={"dtype": bl["dtype"]}), None)
+        if case.metric.startswith("decode_throughput"):
+            return out["decode_tokens_per_s"] / base["decode_tokens_per_s"], detail, out
+        return base["energy_per_token_j"] / out["energy_per_token_j"], detail, out   # tokens per joule
+    return read_metric(case.metric, out, sc), detail, dict(out, batch=sc.batch)
+
+
+def population(case: Case) -> str:
+    if case.calibrated:
+        return "calibration"
+    return "proxy" if case.match == "proxy" else "held-out"
+
+
+def device_class(case: Case) -> str:
+    return spec_of(case).device_class
+
+
+def describe(c: Case) -> str:
+    if c.gemm:
+        return f"M={c.gemm[0]} N={c.gemm[1]} K={c.gemm[2]} {c.gemm[3]}"
+    s = c.scenario
+    comp = c.compression.model_dump(exclude_defaults=True) if c.compression else {}
+    b = "max" if c.search else s.batch
+    lay = "".join(f" {k}={getattr(s, k)}" for k in ("tp", "pp", "dp") if getattr(s, k) > 1)
+    return (f"B={b} in={s.prompt} out={s.generate} {s.dtype}{lay}"
+            + (" " + ",".join(f"{k}={v}" for k, v in comp.items()) if comp else ""))
+
+
+def run(cases, params_for=None, progress=None) -> list[dict]:
+    """One result row per case; ``params_for(case)`` may give engine overrides per row."""
+    out = []
+    for i, c in enumerate(cases):
+        pred, detail, _ = predict(c, params_for(c) if params_for else None)
+        err = pred / c.measured - 1 if math.isfinite(pred) and pred > 0 else math.nan
+        out.append({"row": c.row, "source": c.source, "class": device_class(c), "hardware": c.hardware,
+                    "runtime": c.runtime, "workload": c.workload or "GEMM %dx%dx%d %s" % c.gemm,
+                    "metric": c.metric, "group": c.group, "measured": c.measured, "predicted": pred,
+                    "error": err, "match": c.match, "population": population(c),
+                    "calibrated": c.calibrated or "", "detail": detail, "scenario": describe(c)})
+        if progress:
+            progress(i + 1, len(cases))
+    return out
+
+
+def summarize(results: list[dict], error_key: str = "error",
+              by=("class", "runtime", "group", "source")) -> dict:
+    """MAPE and mean signed error per population: overall, per metric group, and per
+    value of each ``by`` column crossed with the group."""
+    summary = {}
+    for pop in POPULATIONS:
+        rs = [r for r in results if r["population"] == pop and math.isfinite(r.get(error_key, math.nan))]
+        cells: dict = {}
+        for r in rs:
+            keys = {"all/all", f"all/{r['group']}"}
+            keys |= {f"{col}={r[col]}/{r['group']}" for col in by if col != "group"}
+            for key in keys:
+                cells.setdefault(key, []).append(r[error_key])
+        summary[pop] = {k: {"n": len(v), "mape": float(np.mean(np.abs(v))), "bias": float(np.mean(v))}
+                        for k, v in sorted(cells.items())}
+    return summary

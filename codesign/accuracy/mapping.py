@@ -1,0 +1,412 @@
+"""Measurement rows -> codesign evaluations.
+
+A row of a measurements CSV (the columns of ``data/published-measurements.csv``, plus an
+optional ``runtime``) resolves through four look-ups, each keyed by the CSV's own text:
+
+    hardware   ``hardware``          -> spec name (+ overrides / operating point)
+    models     ``model``             -> workload name
+    precision  ``weight_precision``  -> scenario dtype + Compression
+    software   ``software_framework`` (prefix) -> scenario conventions (lengths, batch)
+
+A mapping file (default ``data/accuracy-map.yaml``) states each decision with its reason;
+text it does not list is resolved by rules (a device's model number, a model's family,
+generation and size, a precision's bit widths), and such rows are marked ``auto``. The
+runtime comes from the row's ``runtime`` column, else from the runtimes' ``frameworks``
+patterns, else ``generic``. A row that cannot be expressed is a Skip with the reason.
+
+match: exact (same device and model), arch (architecture-identical stand-in), auto
+(resolved by rules), proxy (a close but different device/model; never in the headline).
+"""
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from ..errors import CodesignError
+from ..io import data_dir, library, read_text, read_yaml
+
+DEFAULT_MAP = "accuracy-map.yaml"
+DEFAULT_CSV = "published-measurements.csv"
+REQUIRED_COLUMNS = ("hardware", "model", "metric", "value")
+
+# CSV metric -> (group, what the prediction reads)
+METRICS = {
+    "decode_tokens_per_s": "decode", "tpot_ms": "decode",
+    "prompt_tokens_per_s": "prefill", "prefill_latency_ms": "prefill", "ttft_ms": "prefill",
+    "throughput_tokens_per_s": "throughput", "output_throughput_tokens_per_s": "throughput",
+    "server_throughput_tokens_per_s": "throughput", "total_throughput_tokens_per_s": "throughput",
+    "energy_per_token_j": "energy", "avg_power_w": "power",
+    "gemm_tflops": "gemm",
+    "decode_throughput_ratio_vs_A100_bf16": "ratio", "energy_efficiency_ratio_vs_A100_bf16": "ratio",
+}
+MATCH_ORDER = ("exact", "arch", "auto", "proxy")
+_KEYS = {
+    "hardware": {"spec", "match", "why", "overrides", "operating_point", "skip"},
+    "models": {"workload", "match", "why"},
+    "precision": {"dtype", "compression", "match", "why"},
+    "software": {"batch", "lengths", "pp", "tg", "gemm", "match", "why", "ratio_baseline", "runtime", "skip"},
+    "rows": {"skip", "calibrated", "note"},
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    row: int
+    metric: str
+    measured: float
+    hardware: str                 # spec name
+    hw_overrides: tuple           # ((dotted path, value), ...)
+    operating_point: str | None
+    workload: str | None          # None for a GEMM row
+    scenario: object | None       # codesign Scenario (names the runtime)
+    compression: object | None
+    search: bool                  # max-throughput search over the batch
+    gemm: tuple | None            # (M, N, K, dtype)
+    baseline: dict | None         # ratio rows: the A100 side
+    match: str
+    calibrated: str | None
+    source: str = ""              # the publication (URL without commit/anchor), for cross-validation
+    runtime: str = "generic"
+    why: tuple = field(default_factory=tuple)
+
+    @property
+    def group(self) -> str:
+        return METRICS[self.metric]
+
+
+@dataclass(frozen=True)
+class Skip:
+    row: int
+    hardware: str
+    model: str
+    metric: str
+    reason: str
+
+
+def load_map(path=None) -> dict:
+    """Read and check a mapping file (one-line CodesignError naming the field)."""
+    path = Path(path) if path else data_dir("data") / DEFAULT_MAP
+    data = read_yaml(path)
+    for section, allowed in _KEYS.items():
+        entries = data.setdefault(section, {}) or {}
+        data[section] = entries
+        if not isinstance(entries, dict):
+            raise CodesignError(f"expected a mapping of {section} entries", file=path, field=section)
+        for key, entry in entries.items():
+            items = entry if isinstance(entry, list) else [entry]
+            for i, item in enumerate(items):
+                where = f"{section}.{key}" + (f"[{i}]" if isinstance(entry, list) else "")
+                if not isinstance(item, dict):
+                    raise CodesignError("expected a mapping", file=path, field=where)
+                extra = set(item) - allowed
+                if extra:
+                    raise CodesignError(f"unknown key {sorted(extra)[0]!r} (allowed: {', '.join(sorted(allowed))})",
+                                        file=path, field=where)
+                if item.get("match", "exact") not in MATCH_ORDER:
+                    raise CodesignError(f"match must be one of {', '.join(MATCH_ORDER)}", file=path,
+                                        field=f"{where}.match")
+    for key, entry in data["models"].items():
+        if not isinstance(entry, list):
+            raise CodesignError("expected a list of candidate workloads", file=path, field=f"models.{key}")
+    data["_file"] = str(path)
+    return data
+
+
+def read_rows(path=None) -> list[dict]:
+    """Rows of a measurements CSV as dicts with ``_id`` (1-based data-row number)."""
+    path = Path(path) if path else data_dir("data") / DEFAULT_CSV
+    text = read_text(path)
+    rows = list(csv.DictReader(text.splitlines()))
+    if not rows:
+        raise CodesignError("no data rows (expected a header line and one row per measurement)", file=path)
+    missing = [c for c in REQUIRED_COLUMNS if c not in rows[0]]
+    if missing:
+        raise CodesignError(f"missing column {missing[0]!r} (expected the columns of "
+                            f"data/published-measurements.csv)", file=path)
+    return [dict(r, _id=i, _file=str(path)) for i, r in enumerate(rows, start=1)]
+
+
+def source_id(text: str) -> str:
+    """The publication a row comes from: its URL or repository path, without commit,
+    anchor, comment or table qualifiers (rows of one page share it)."""
+    s = str(text or "").strip()
+    s = re.sub(r"^https?://", "", s)
+    s = re.split(r"\s+@|\s+\(|#|@[0-9a-f]{7,}", s)[0]
+    return s.strip().rstrip("/").lower() or "unknown"
+
+
+def _int(text) -> int | None:
+    """A count from a CSV cell: '128', '388.7' (a mean: rounded), '8 (concurrency)'."""
+    m = re.match(r"\s*(\d+(?:\.\d+)?)", str(text or ""))
+    return round(float(m.group(1))) if m else None
+
+
+# lengths of a row that states none (a short chat turn; the row is marked auto)
+DEFAULT_LENGTHS = {"prompt": 128, "generate": 128}
+
+
+def _worst(*matches) -> str:
+    return max(matches, key=MATCH_ORDER.index)
+
+
+# ---------------------------------------------------------------- rules for unlisted text
+def _tokens(text: str) -> set[str]:
+    t = re.sub(r"(\d+)\s*gb\b", r"\1gb", str(text).lower())
+    return set(re.findall(r"[a-z0-9]+", t))
+
+
+def _key_tokens(toks: set[str]) -> set[str]:
+    """Model numbers: tokens with a digit, not a memory size or a small count."""
+    return {t for t in toks if re.search(r"\d", t) and not re.fullmatch(r"\d+(gb|gib|w)|\d{1,2}", t)}
+
+
+def auto_hardware(text: str) -> tuple[str, str] | None:
+    """(spec name, reason) for a device name no mapping lists: the library spec sharing its
+    model number (H100, 4090, RK3588, ...) and most other words; variants (PCIe vs SXM)
+    count as proxies when the spec names the other one."""
+    toks = _tokens(text)
+    keys = _key_tokens(toks)
+    if not keys:
+        return None
+    best = None
+    for name, stoks in _spec_words(tuple(sorted((k, str(v)) for k, v in library("hardware_specs").items()))):
+        if not (keys & _key_tokens(stoks)):
+            continue
+        score = (len(keys & stoks), len(toks & stoks), -len(stoks - toks))
+        if best is None or score > best[0]:
+            best = (score, name, stoks)
+    if best is None:
+        return None
+    variant = {"pcie", "sxm", "sxm4", "sxm5", "nvl"}
+    clash = (toks & variant) and (best[2] & variant) and not (toks & best[2] & variant)
+    return best[1], "proxy" if clash else "auto"
+
+
+@lru_cache(maxsize=4)
+def _spec_words(index: tuple) -> list[tuple[str, set[str]]]:
+    """(spec name, words of its name and display name) for every library spec (read once)."""
+    from ..hardware import load_hardware
+    return [(name, _tokens(f"{s.name} {s.display_name or ''}")) for name, path in index if name == Path(path).stem
+            for s in [load_hardware(path)]]
+
+
+_SUFFIXES = r"(-(instruct|chat|it|hf|base|fp8|awq|gptq|v0\.\d|v\d))+$"
+
+
+def _model_key(text: str) -> tuple[str, str, str] | None:
+    """(family, generation, size) of a model name: 'Llama-3.1-8B-Instruct' -> (llama, 3, 8b)."""
+    t = str(text).lower().replace("_", "-").replace(" ", "-")
+    t = re.sub(r"\(.*?\)", "", t).strip("-")
+    t = re.sub(_SUFFIXES, "", t)
+    m = re.search(r"([a-z]+)-?(\d+(?:\.\d+)?)?[-.]?.*?(\d+(?:\.\d+)?b)\b", t)
+    if not m:
+        return None
+    fam, gen, size = m.groups()
+    return fam, (gen or "").split(".")[0], size
+
+
+def auto_model(text: str) -> tuple[str, str] | None:
+    """(workload, match) for a model name no mapping lists: the library name itself (suffixes
+    such as -Instruct dropped), else one of the same family, major generation and size."""
+    lib = library("workloads")
+    t = re.sub(_SUFFIXES, "", str(text).lower().strip().replace(" ", "-"))
+    if t in lib:
+        return t, "exact"
+    key = _model_key(text)
+    if key is None:
+        return None
+    same = sorted(n for n in lib if _model_key(n) == key)
+    return (same[-1], "arch") if same else None
+
+
+def auto_precision(text: str) -> dict | None:
+    """{dtype, compression} from a precision name: f16/bf16/fp8, q4_0/q8_0/q4_k_m (llama.cpp),
+    w8a8/w4a16, int4/awq/gptq."""
+    t = str(text or "").lower().strip()
+    if t in ("fp16", "f16", "float16", "half"):
+        return {"dtype": "fp16"}
+    if t in ("bf16", "bfloat16"):
+        return {"dtype": "bf16"}
+    if t in ("fp32", "f32"):
+        return {"dtype": "fp32"}
+    if t.startswith("fp8"):
+        return {"dtype": "bf16", "compression": {"weight_bits": 8, "weight_format": "fp8", "act_bits": 8}}
+    m = re.fullmatch(r"q(\d)_(0|1|k(_[sml])?)", t)
+    if m:    # llama.cpp blocks of 32 with fp16 scales; K-quants mix in wider blocks (~0.5 bit more)
+        bits = int(m.group(1))
+        bits = {5: 6, 6: 6, 3: 3, 2: 2}.get(bits, bits)
+        return {"dtype": "fp16", "compression": {"weight_bits": bits, "group_size": 32}}
+    m = re.fullmatch(r"w(\d+)a(\d+)", t)
+    if m:
+        comp = {"weight_bits": int(m.group(1))}
+        if int(m.group(2)) == 8:
+            comp["act_bits"] = 8
+        return {"dtype": "int8" if int(m.group(2)) == 8 else "fp16", "compression": comp}
+    if re.search(r"int4|awq|gptq|4-?bit", t):
+        return {"dtype": "fp16", "compression": {"weight_bits": 4, "group_size": 128}}
+    if re.search(r"int8|8-?bit", t):
+        return {"dtype": "fp16", "compression": {"weight_bits": 8}}
+    return None
+
+
+def _compression(fields, file: str, where: str):
+    from pydantic import ValidationError
+
+    from ..compression import Compression
+    from ..errors import from_pydantic
+    if not fields:
+        return None
+    try:
+        return Compression(**fields)
+    except ValidationError as e:
+        raise from_pydantic(e, file, prefix=tuple(where.split(".")) + ("compression",)) from None
+    except TypeError as e:
+        raise CodesignError(f"expected a mapping of Compression fields ({e})", file=file,
+                            field=f"{where}.compression") from None
+
+
+def _layout(r: dict, devices: int, runtime) -> dict:
+    """Parallel layout of a multi-device row: TP/PP/DP stated in the row, else the runtime's
+    layout (llama.cpp splits layers over devices = a pipeline without micro-batches)."""
+    text = f"{r.get('software_framework', '')} {r.get('notes', '')}"
+    # 'TP=4', 'tp: 2', 'TP4' (not llama-bench's 'pp512': a stated degree is at most 64)
+    got = {k: int(v) for k, v in re.findall(r"\b(tp|pp|dp)\s*[=:]?\s*(\d+)\b", text.lower()) if int(v) <= 64}
+    if got:
+        return {k: got.get(k, 1) for k in ("tp", "pp", "dp")}
+    if devices <= 1:
+        return {"tp": 1, "pp": 1, "dp": 1}
+    if runtime.layout == "pipeline":
+        return {"tp": 1, "pp": devices, "dp": 1, "microbatches": 1}
+    return {"tp": devices, "pp": 1, "dp": 1}
+
+
+def resolve_row(r: dict, mp: dict, runtime: str | None = None):
+    """One CSV row -> a Case, or a Skip with the reason. ``runtime`` forces one for every row."""
+    from ..hardware import load_hardware
+    from ..runtime import load_runtime, runtime_for_framework
+    from ..workload import Scenario
+    file = mp["_file"]
+    rid, metric = r["_id"], r.get("metric", "")
+    skip = lambda why: Skip(rid, r.get("hardware", ""), r.get("model", ""), metric, why)  # noqa: E731
+    extra = mp["rows"].get(rid, {}) if r.get("_file", "").endswith(DEFAULT_CSV) else {}
+    if "skip" in extra:
+        return skip(extra["skip"])
+    if "anomalous" in r.get("notes", "").lower():
+        return skip("flagged ANOMALOUS in the row's notes")
+    if metric not in METRICS:
+        return skip(f"metric {metric!r} has no codesign counterpart")
+    try:
+        measured = float(r["value"])
+    except (TypeError, ValueError):
+        return skip(f"value {r.get('value')!r} is not a number")
+    hw = mp["hardware"].get(r["hardware"])
+    if hw is None:
+        got = auto_hardware(r["hardware"]) or auto_hardware(r.get("hw_ref", ""))
+        if got is None:
+            return skip(f"hardware {r['hardware']!r}: no library spec matches its model number")
+        hw = {"spec": got[0], "match": got[1], "why": f"resolved by model number to {got[0]}"}
+    if "skip" in hw:
+        return skip(hw["skip"])
+    if hw["spec"] not in library("hardware_specs"):
+        return skip(f"no spec {hw['spec']!r} in hardware_specs/")
+    spec = load_hardware(hw["spec"])
+    sw_key = next((k for k in mp["software"] if r.get("software_framework", "").startswith(k)), None)
+    sw = mp["software"][sw_key] if sw_key else {"match": "auto"}
+    if "skip" in sw:
+        return skip(sw["skip"])
+    rt_name = (runtime or (r.get("runtime") or "").strip() or sw.get("runtime")
+               or runtime_for_framework(r.get("software_framework", ""), spec.device_class, spec.vendor)
+               or "generic")
+    why_rt = None
+    try:
+        rt = load_runtime(rt_name)
+        if not rt.runs_on(spec.device_class, spec.vendor):     # 'llama.cpp' on an Apple GPU -> its Metal backend
+            alt = runtime_for_framework(rt_name, spec.device_class, spec.vendor)
+            rt = load_runtime(alt) if alt else rt
+    except CodesignError:
+        rt = load_runtime("generic")
+        why_rt = f"runtime {rt_name!r} is not in runtimes/: evaluated with generic"
+    prec = mp["precision"].get(r.get("weight_precision", ""))
+    if prec is None:
+        prec = auto_precision(r.get("weight_precision", ""))
+        if prec is None:
+            return skip(f"weight precision {r.get('weight_precision')!r} not understood")
+        prec = dict(prec, match="auto")
+    comp = _compression(prec.get("compression"), file, f"precision.{r.get('weight_precision')}")
+    match = _worst(hw.get("match", "exact"), prec.get("match", "exact"), sw.get("match", "exact"))
+    common = dict(row=rid, metric=metric, measured=measured, hardware=hw["spec"],
+                  hw_overrides=tuple((hw.get("overrides") or {}).items()),
+                  operating_point=hw.get("operating_point"), calibrated=extra.get("calibrated"),
+                  source=source_id(r.get("source", "")), runtime=rt.name)
+    if sw.get("gemm"):
+        shape = re.search(r"(\d+)x(\d+)x(\d+)", r["model"])
+        if not shape:
+            return skip("GEMM shape MxNxK not found in the model column")
+        M, N, K = (int(x) for x in shape.groups())
+        why = (hw.get("why"), prec.get("why"), sw.get("why"), extra.get("note"))
+        return Case(**common, workload=None, scenario=None, compression=None, search=False,
+                    gemm=(M, N, K, prec["dtype"]), baseline=None, match=match, why=tuple(w for w in why if w))
+    cands = mp["models"].get(r["model"])
+    wl_lib = library("workloads")
+    got = next((c for c in cands or () if c["workload"] in wl_lib), None)
+    if got is None:
+        auto = auto_model(r["model"])
+        if auto is None:
+            return skip(f"model {r['model']!r}: no library workload of that family, generation and size")
+        got = {"workload": auto[0], "match": "auto" if auto[1] == "exact" else "arch",
+               "why": f"resolved by family/size to {auto[0]}"}
+    match = _worst(match, got.get("match", "exact"))
+    why = [hw.get("why"), got.get("why"), prec.get("why"), sw.get("why"), extra.get("note"), why_rt]
+    group = METRICS[metric]
+    if "pp" in sw and group == "prefill":
+        lengths = sw["pp"]
+    elif "tg" in sw and group == "decode":
+        lengths = sw["tg"]
+    elif "lengths" in sw:
+        lengths = sw["lengths"]
+    else:
+        lengths = {"prompt": _int(r.get("input_tokens")), "generate": _int(r.get("output_tokens"))}
+        if lengths["generate"] is None and group == "prefill":
+            lengths["generate"] = 0
+        if None in lengths.values():
+            lengths = {k: DEFAULT_LENGTHS[k] if v is None else v for k, v in lengths.items()}
+            match = _worst(match, "auto")
+            why.append(f"lengths not given: {lengths['prompt']} in / {lengths['generate']} out assumed")
+        # llama-bench tgN runs from an (almost) empty context: one token stands for it
+        lengths["prompt"] = max(lengths["prompt"], 1) if lengths["generate"] else lengths["prompt"]
+    batch_text = str(r.get("batch", "")).strip().lower()
+    search = sw.get("batch") == "search" or (sw.get("batch") is None and batch_text.startswith("max"))
+    batch = 1 if search else _int(r.get("batch"))
+    if batch is None:
+        return skip(f"batch {r.get('batch')!r} is not a number")
+    if "beam" in f"{r.get('notes', '')} {r.get('software_framework', '')}".lower():
+        return skip("beam search is not modelled (each beam would be one more sequence in the batch)")
+    devices = _int(r.get("num_devices")) or 1
+    try:
+        sc = Scenario(batch=batch, prompt=lengths["prompt"], generate=lengths["generate"], dtype=prec["dtype"],
+                      runtime=rt.name, **_layout(r, devices, rt))
+    except ValueError as e:
+        return skip(f"not a valid scenario ({str(e).splitlines()[-1].strip()})")
+    baseline = None
+    if group == "ratio":
+        baseline = sw.get("ratio_baseline")
+        if not baseline:
+            return skip("ratio metric without a ratio_baseline in the software entry")
+        if baseline["spec"] not in library("hardware_specs"):
+            return skip(f"no baseline spec {baseline['spec']!r} in hardware_specs/")
+        why.append(baseline.get("why"))
+    return Case(**common, workload=got["workload"], scenario=sc, compression=comp, search=search, gemm=None,
+                baseline=baseline, match=match, why=tuple(w for w in why if w))
+
+
+def resolve_all(mp: dict | None = None, rows: list[dict] | None = None, runtime: str | None = None):
+    mp = mp or load_map()
+    rows = rows if rows is not None else read_rows()
+    cases, skipped = [], []
+    for r in rows:
+        got = resolve_row(r, mp, runtime)
+        (cases if isinstance(got, Case) else skipped).append(got)
+    return cases, skipped

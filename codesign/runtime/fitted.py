@@ -1,0 +1,36 @@
+"""Writing fitted figures back into a runtime YAML, each citing the rows it came from."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from ..io import library, read_text, read_yaml
+from . import runtime_from_dict
+
+# fit parameter -> where it lives in the runtime YAML (tuning.<class>.<name> otherwise)
+TOP_LEVEL = {"launch": "launch_overhead", "launch_decode": "decode_launch_overhead"}
+
+
+def write_fitted(rt, fits, out, csv_path=None) -> Path:
+    """Copy ``rt``'s YAML with each FitResult's values set, sourced and cited, to ``out``."""
+    src = library("runtimes").get(rt.name)
+    data = read_yaml(src) if src else rt.model_dump(mode="json", exclude_defaults=True)
+    header = "".join(line + "\n" for line in read_text(src).splitlines() if line.startswith("#")) if src else ""
+    where = Path(csv_path).name if csv_path else "data/published-measurements.csv"
+    for fr in fits:
+        cite = f"{where} rows {','.join(str(r) for r in fr.rows)}"
+        note = (f"measured: fitted by `codesign fit` (robust log least squares) to {len(fr.rows)} rows from "
+                f"{len(fr.sources)} sources of {where}")
+        for name, value in fr.values.items():
+            if name in TOP_LEVEL:
+                path = TOP_LEVEL[name]
+                data[path] = f"{value * 1e6:.3g} us"
+            else:
+                path = f"tuning.{fr.device_class}.{name}"
+                data.setdefault("tuning", {}).setdefault(fr.device_class, {})[name] = float(f"{value:.4g}")
+            data.setdefault("sources", {})[path] = note
+            data.setdefault("fitted", {})[path] = cite
+    runtime_from_dict(data, out)            # what we write must load
+    Path(out).write_text(header + yaml.safe_dump(data, sort_keys=False, width=110), encoding="utf-8")
+    return Path(out)

@@ -1,0 +1,96 @@
+"""Runtime (software stack) schema: what a stack does to the op graph, and how well.
+
+Every figure carries a source, as in hardware specs; fitted figures also name the
+measurement rows they came from (``fitted``). Unknown fields are errors.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from ..hardware.schema import DEVICE_CLASSES, Frozen, SourceField, Time
+from ..workload.ops import VECTOR_KINDS
+
+DeviceClass = Literal[DEVICE_CLASSES]  # type: ignore[valid-type]
+VectorKind = Literal[VECTOR_KINDS]  # type: ignore[valid-type]
+TuningKey = Literal[DEVICE_CLASSES + ("default",)]  # type: ignore[valid-type]
+# how much a stack can beat the spec's sustained efficiencies (a spec states one library's
+# large-kernel figure; a multiplier above 1 says this stack's kernels do better)
+MAX_MULTIPLIER = 2.0
+
+
+class ClassTuning(Frozen):
+    """How well the stack's kernels use one device class, relative to the spec's figures.
+
+    gemm/vector/memory multiply the spec's sustained efficiencies (matrix units, vector
+    units, off-chip streaming); the product is capped at 1. latency_factor counts the
+    memory latencies each kernel pays before it streams at full bandwidth (Little's law:
+    a kernel must first put bandwidth x latency bytes in flight, and drains its tail at
+    the end), so small kernels reach a smaller fraction of the bandwidth.
+    """
+    gemm: float = Field(default=1.0, gt=0, le=MAX_MULTIPLIER)
+    vector: float = Field(default=1.0, gt=0, le=MAX_MULTIPLIER)
+    memory: float = Field(default=1.0, gt=0, le=MAX_MULTIPLIER)
+    latency_factor: float = Field(default=0.0, ge=0, le=50)
+
+
+TUNABLE = tuple(ClassTuning.model_fields)
+
+
+class Runtime(Frozen):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")
+    display_name: str | None = None
+    description: str | None = None
+    aliases: tuple[str, ...] = ()
+    # regular expressions (lower case) over free-text software names, e.g. a measurements
+    # CSV's software_framework column: 'llama\\.cpp' -> this runtime
+    frameworks: tuple[str, ...] = ()
+    device_classes: tuple[DeviceClass, ...] = ()      # where it runs (empty: anywhere)
+    vendors: tuple[str, ...] = ()                      # lower-case vendor names (empty: any)
+    # per-kernel host cost (launch/dispatch); None keeps the spec's kernel_overhead
+    launch_overhead: Time | None = None
+    # per-kernel cost in decode steps (CUDA graphs, a compiled engine); None = launch_overhead
+    decode_launch_overhead: Time | None = None
+    # vector operator kinds folded into a neighbouring kernel (epilogues, fused norms):
+    # they launch nothing and move no memory traffic of their own
+    fuse: tuple[VectorKind, ...] = ()
+    attention: Literal["fused", "unfused"] | None = None  # None keeps the scenario's choice
+    # quantised weights in prefill: 'fused' dequantises inside the GEMM; 'separate' writes a
+    # 16-bit copy first (one read of the packed weights + one 16-bit write and read) and
+    # runs the GEMM at the 16-bit rate, as llama.cpp's cuBLAS path does for large batches
+    prefill_dequant: Literal["fused", "separate"] = "fused"
+    layout: Literal["tensor", "pipeline"] = "tensor"   # how several devices split a model
+    batching: Literal["static", "continuous"] = "static"
+    tuning: dict[TuningKey, ClassTuning] = Field(default_factory=dict)
+    sources: dict[str, SourceField] = Field(default_factory=dict)
+    # fitted figures: dotted path -> the measurement rows (file and row ids) it came from
+    fitted: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self):
+        missing = [p for p in self.figure_paths() if not self._sourced(p)]
+        if missing:
+            raise ValueError(f"sources: no source for {missing[0]} (every figure needs "
+                             "'<datasheet|paper|measured|estimate|derived|website>: ref')")
+        return self
+
+    def tuning_for(self, device_class: str) -> ClassTuning:
+        """The class's tuning, else the 'default' entry, else neutral (all 1, no ramps)."""
+        return self.tuning.get(device_class) or self.tuning.get("default") or ClassTuning()
+
+    def runs_on(self, device_class: str, vendor: str | None) -> bool:
+        ok_class = not self.device_classes or device_class in self.device_classes
+        ok_vendor = not self.vendors or any(v in (vendor or "").lower() for v in self.vendors)
+        return ok_class and ok_vendor
+
+    def figure_paths(self) -> list[str]:
+        out = [k for k in ("launch_overhead", "decode_launch_overhead") if getattr(self, k) is not None]
+        for cls, t in self.tuning.items():
+            out += [f"tuning.{cls}.{f}" for f in sorted(t.model_fields_set)]
+        return out
+
+    def _sourced(self, path: str) -> bool:
+        parts = path.split(".")
+        return any(".".join(parts[:i]) in self.sources for i in range(1, len(parts) + 1))
+

@@ -1,0 +1,226 @@
+"""Runtimes as data: validation and errors, fusion and launch arithmetic on hand examples,
+Little's-law ramps at their limits, the fit recovering known figures, the accuracy CLI."""
+import csv
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from codesign import Scenario, evaluate, load_hardware, load_workload
+from codesign.errors import CodesignError
+from codesign.perf import op_times
+from codesign.runtime import list_runtimes, load_runtime, runtime_for_framework
+from codesign.workload.ops import Op
+
+NAMED = ("generic", "tensorrt-llm", "vllm", "sglang", "llama.cpp-cuda", "llama.cpp-metal", "llama.cpp-cpu",
+         "mlc-llm", "pytorch-eager", "pytorch-cudagraph", "jetstream", "rknn-llm", "qnn")
+
+
+def _write(tmp_path, name, body):
+    p = tmp_path / f"{name}.yaml"
+    p.write_text(f"name: {name}\n" + body)
+    return str(p)
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "codesign.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_library_has_the_named_stacks_and_every_figure_is_sourced():
+    have = {r.name for r in list_runtimes()}
+    assert set(NAMED) <= have
+    for r in list_runtimes():
+        assert all(r._sourced(p) for p in r.figure_paths()), r.name
+        for path, rows in r.fitted.items():     # fitted figures cite several rows, never one
+            assert "rows" in rows and len(rows.split("rows", 1)[1].split(",")) >= 3, (r.name, path)
+
+
+def test_aliases_and_framework_text_pick_the_backend():
+    assert load_runtime("TRT-LLM").name == "tensorrt-llm"
+    assert load_runtime("huggingface_transformers").name == "pytorch-eager"
+    assert runtime_for_framework("llama.cpp llama-bench (Metal)", "gpu", "Apple") == "llama.cpp-metal"
+    assert runtime_for_framework("llama.cpp llama-bench (CUDA)", "gpu", "NVIDIA") == "llama.cpp-cuda"
+    assert runtime_for_framework("llama.cpp", "cpu", "Intel") == "llama.cpp-cpu"
+    assert runtime_for_framework("something else entirely") is None
+
+
+def test_bad_runtime_files_and_names_are_one_line_exit_2(tmp_path):
+    unknown = _write(tmp_path, "bad-field", "fuse: [norm]\nlaunch_ovrhead: 3 us\n")
+    unsourced = _write(tmp_path, "unsourced", "launch_overhead: 3 us\n")
+    badkind = _write(tmp_path, "bad-kind", "fuse: [gemm]\n")
+    base = ["eval", "--hardware", "h100-sxm", "--workload", "llama-3.2-1b", "--runtime"]
+    for path, want in ((unknown, "launch_ovrhead: unknown field"), (unsourced, "no source for launch_overhead"),
+                       (badkind, "fuse"), ("no-such-stack", "unknown runtime 'no-such-stack'")):
+        r = _cli(*base, path)
+        assert r.returncode == 2, r.stderr
+        assert want in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_generic_runtime_is_the_device_only_model():
+    hw, m = load_hardware("h100-sxm"), load_workload("llama-3.2-1b")
+    a = evaluate(hw, m, Scenario(batch=4, prompt=256, generate=32))
+    b = evaluate(hw, m, Scenario(batch=4, prompt=256, generate=32, runtime="default"))
+    assert a["tpot_s"] == b["tpot_s"] and a["ttft_s"] == b["ttft_s"]
+
+
+def _vec(elements=1024):
+    return Op(name="add", kind="elementwise", phase="prefill", impl="add", elements=elements, flops=elements,
+              act_in_elems=2 * elements, act_out_elems=elements)
+
+
+def test_launch_overhead_is_added_once_per_call(tmp_path):
+    slow = _write(tmp_path, "slow-launch", "launch_overhead: 1 ms\nsources: {launch_overhead: 'estimate: test'}\n")
+    none = _write(tmp_path, "no-launch", "launch_overhead: 0 s\nsources: {launch_overhead: 'estimate: test'}\n")
+    t1 = op_times("h100-sxm", [_vec()], runtime=slow)["time_s"].iloc[0]
+    t0 = op_times("h100-sxm", [_vec()], runtime=none)["time_s"].iloc[0]
+    assert t1 - t0 == pytest.approx(1e-3, rel=1e-9)
+
+
+def test_fused_operators_launch_nothing_and_move_no_bytes(tmp_path):
+    fused = _write(tmp_path, "fuse-adds", "fuse: [elementwise]\nlaunch_overhead: 10 us\n"
+                   "sources: {launch_overhead: 'estimate: test'}\n")
+    plain = _write(tmp_path, "plain-adds", "launch_overhead: 10 us\nsources: {launch_overhead: 'estimate: test'}\n")
+    hw, m = load_hardware("h100-sxm"), load_workload("llama-3.2-1b")
+    sc = dict(batch=1, prompt=128, generate=2)
+    rf = evaluate(hw, m, Scenario(**sc, runtime=fused))
+    rp = evaluate(hw, m, Scenario(**sc, runtime=plain))
+    ops_f, ops_p = rf.ops, rp.ops
+    adds_f = ops_f[(ops_f.kind == "elementwise") & (ops_f.phase == "prefill")]
+    adds_p = ops_p[(ops_p.kind == "elementwise") & (ops_p.phase == "prefill")]
+    assert len(adds_f) > 0 and (adds_f.filter(like="bytes_").to_numpy() == 0).all()
+    # prefill: every fused add saves its launch (10 us x its count) and its memory time
+    saved = (adds_p.time_s * adds_p["count"]).sum()
+    assert rp["ttft_s"] - rf["ttft_s"] == pytest.approx(saved - (adds_f.time_s * adds_f["count"]).sum(), rel=1e-6)
+    assert (adds_p.time_s >= 10e-6).all() and (adds_f.time_s < 1e-6).all()
+
+
+def test_littles_law_ramp_limits(tmp_path):
+    """Per-kernel memory time = bytes / sustained BW + latency_factor x latency: a huge
+    kernel reaches the streaming bandwidth, a tiny one is pure latency."""
+    ramp = _write(tmp_path, "ramp2", "launch_overhead: 0 s\ntuning: {gpu: {latency_factor: 2}}\n"
+                  "sources: {launch_overhead: 'estimate: test', tuning: 'estimate: test'}\n")
+    flat = _write(tmp_path, "ramp0", "launch_overhead: 0 s\nsources: {launch_overhead: 'estimate: test'}\n")
+    hw = load_hardware("h100-sxm")
+    lat = hw.memory[0].latency
+    big, tiny = _vec(2 ** 28), _vec(64)
+    t_big = op_times(hw, [big], runtime=ramp)["time_s"].iloc[0]
+    t_big0 = op_times(hw, [big], runtime=flat)["time_s"].iloc[0]
+    assert t_big0 / t_big > 0.99                       # ramp negligible: ~streaming bandwidth
+    t_tiny = op_times(hw, [tiny], runtime=ramp)["time_s"].iloc[0]
+    assert t_tiny == pytest.approx(2 * lat, rel=0.05)   # latency bound
+    assert t_tiny > 100 * op_times(hw, [tiny], runtime=flat)["time_s"].iloc[0]
+
+
+def test_decode_launch_cost_differs_from_prefill(tmp_path):
+    graphs = _write(tmp_path, "graphs", "launch_overhead: 20 us\ndecode_launch_overhead: 0 s\n"
+                    "sources: {launch_overhead: 'estimate: test', decode_launch_overhead: 'estimate: test'}\n")
+    eager = _write(tmp_path, "eager", "launch_overhead: 20 us\nsources: {launch_overhead: 'estimate: test'}\n")
+    hw, m = load_hardware("h100-sxm"), load_workload("llama-3.2-1b")
+    sc = dict(batch=1, prompt=64, generate=16)
+    g, e = evaluate(hw, m, Scenario(**sc, runtime=graphs)), evaluate(hw, m, Scenario(**sc, runtime=eager))
+    assert g["ttft_s"] == pytest.approx(e["ttft_s"])
+    kernels = e.ops[(e.ops.phase == "decode") & ~e.ops.kind.isin(["allreduce", "alltoall", "p2p"])]["count"].sum()
+    assert e["tpot_s"] - g["tpot_s"] == pytest.approx(kernels * 20e-6, rel=0.02)
+
+
+def _synthetic_csv(tmp_path, truth):
+    """Rows of one runtime on two devices and two sources, 'measured' = the engine with
+    known figures (an independent draw is not needed: the fit must recover them)."""
+    from codesign.accuracy import load_map, read_rows, resolve_all
+    from codesign.accuracy.core import predict
+    from codesign.accuracy.fit import PARAMS
+    cols = ["hardware", "num_devices", "software_framework", "model", "weight_precision", "batch",
+            "input_tokens", "output_tokens", "metric", "value", "source", "runtime"]
+    rows = []
+    for hw in ("NVIDIA H100 SXM 80GB", "NVIDIA A100 SXM4 80GB"):
+        for i, (b, p, g, metric) in enumerate([(1, 512, 0, "prompt_tokens_per_s"), (4, 2048, 0, "prompt_tokens_per_s"),
+                                               (1, 1, 128, "decode_tokens_per_s"), (8, 512, 128, "decode_tokens_per_s"),
+                                               (1, 64, 64, "decode_tokens_per_s"), (16, 1024, 0, "ttft_ms")]):
+            for model in ("Llama-2-7B", "Llama-3.2-1B"):
+                rows.append(dict(hardware=hw, num_devices=1, software_framework="synthetic", model=model,
+                                 weight_precision="fp16", batch=b, input_tokens=p, output_tokens=g, metric=metric,
+                                 value=1.0, source=f"example.org/source-{i % 2}", runtime="synthetic-stack"))
+    path = tmp_path / "synthetic.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols)
+        w.writeheader()
+        w.writerows(rows)
+    cases, skipped = resolve_all(load_map(), read_rows(path))
+    assert not skipped and cases
+    over = {PARAMS[k][0]: v for k, v in truth.items()}
+    for r, c in zip(rows, cases):
+        r["value"] = predict(c, over)[0]
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols)
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+@pytest.fixture
+def synthetic_runtime(tmp_path, monkeypatch):
+    folder = tmp_path / "rt"
+    folder.mkdir()
+    (folder / "synthetic-stack.yaml").write_text(
+        "name: synthetic-stack\nframeworks: ['synthetic']\nlaunch_overhead: 5 us\n"
+        "sources: {launch_overhead: 'estimate: test'}\n")
+    monkeypatch.setenv("CODESIGN_RUNTIME_PATH", str(folder))
+    return folder
+
+
+def test_fit_recovers_known_figures_from_synthetic_data(tmp_path, synthetic_runtime):
+    from codesign.accuracy import load_map, read_rows, resolve_all
+    from codesign.accuracy.fit import fit_runtime
+    truth = {"gemm": 0.55, "memory": 0.8, "latency_factor": 3.0, "launch_decode": 9e-6}
+    path = _synthetic_csv(tmp_path, truth)
+    cases, _ = resolve_all(load_map(), read_rows(path))
+    fr = fit_runtime(cases, "synthetic-stack", "gpu", tuple(truth))
+    assert fr.start_mape > 0.2 and fr.in_sample_mape < 0.01
+    for k, v in truth.items():
+        assert fr.values[k] == pytest.approx(v, rel=0.05), (k, fr.values)
+
+
+def test_fit_refuses_what_the_data_cannot_support(tmp_path, synthetic_runtime):
+    from codesign.accuracy import load_map, read_rows, resolve_all
+    from codesign.accuracy.fit import fit_runtime
+    path = _synthetic_csv(tmp_path, {"gemm": 0.5})
+    cases, _ = resolve_all(load_map(), read_rows(path))
+    one_source = [c for c in cases if c.source.endswith("source-0")]
+    fr = fit_runtime(one_source, "synthetic-stack", "gpu", ("gemm", "memory"))
+    assert fr.values == {} and set(fr.dropped) == {"gemm", "memory"}      # one source moves nothing
+    with pytest.raises(CodesignError, match="no usable rows"):
+        fit_runtime(cases, "synthetic-stack", "tpu")
+
+
+def test_accuracy_cli_on_a_small_csv(tmp_path):
+    path = tmp_path / "mine.csv"
+    path.write_text("hardware,num_devices,software_framework,model,weight_precision,batch,input_tokens,"
+                    "output_tokens,metric,value,source,runtime\n"
+                    "NVIDIA H100 SXM 80GB,1,vLLM 0.6,Llama-3.1-8B,bf16,1,128,128,decode_tokens_per_s,120,"
+                    "example.org/a,vllm\n"
+                    "NVIDIA H100 SXM 80GB,1,vLLM 0.6,Llama-3.1-8B,bf16,8,512,0,ttft_ms,90,example.org/b,vllm\n"
+                    "Mystery Box 3000,1,x,Llama-3.1-8B,bf16,1,1,1,decode_tokens_per_s,1,example.org/c,vllm\n")
+    r = _cli("accuracy", "--measurements", str(path), "--no-cv", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    rows = out["rows"]
+    assert [x["row"] for x in rows] == [1, 2] and len(out["skipped"]) == 1
+    errs = [x["predicted"] / x["measured"] - 1 for x in rows]
+    assert [x["error"] for x in rows] == pytest.approx(errs)
+    assert out["mape"]["in_sample"]["held-out"]["all/all"]["mape"] == pytest.approx(sum(map(abs, errs)) / 2)
+    assert all(x["runtime"] == "vllm" for x in rows)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("hardware,model,value\nx,y,1\n")
+    r = _cli("accuracy", "--measurements", str(bad), "--no-cv")
+    assert r.returncode == 2 and "missing column 'metric'" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_eval_json_names_the_runtime_and_it_changes_the_answer():
+    a = _cli("eval", "--hardware", "h100-sxm", "--workload", "llama-3.2-1b", "--json", "--runtime", "llama.cpp")
+    b = _cli("eval", "--hardware", "h100-sxm", "--workload", "llama-3.2-1b", "--json", "--runtime", "tensorrt-llm")
+    assert a.returncode == 0 and b.returncode == 0, a.stderr + b.stderr
+    ja, jb = json.loads(a.stdout), json.loads(b.stdout)
+    assert ja["runtime"] == "llama.cpp-cuda" and jb["runtime"] == "tensorrt-llm"
+    assert not math.isclose(ja["tpot_s"], jb["tpot_s"])
