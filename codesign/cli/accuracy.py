@@ -174,9 +174,10 @@ def runtime_grp():
 def runtime_list():
     """Every library runtime with its launch costs, fusions and fitted classes."""
     from ..runtime import list_runtimes
+    from ..units import format_quantity
+    t = lambda v: "-" if v is None else format_quantity(v, "time", 3)  # noqa: E731
     echo_table([{"name": r.name, "classes": ",".join(r.device_classes) or "any",
-                 "launch": "-" if r.launch_overhead is None else f"{r.launch_overhead * 1e6:.3g} us",
-                 "decode launch": "-" if r.decode_launch_overhead is None else f"{r.decode_launch_overhead * 1e6:.3g} us",
+                 "launch": t(r.launch_overhead), "decode launch": t(r.decode_launch_overhead),
                  "fuses": ",".join(r.fuse) or "-", "tuned": ",".join(r.tuning) or "-",
                  "display name": r.display_name or ""} for r in list_runtimes()])
 

@@ -6,6 +6,7 @@ from pathlib import Path
 import yaml
 
 from ..io import library, read_text, read_yaml
+from ..units import format_quantity
 from . import runtime_from_dict
 
 # fit parameter -> where it lives in the runtime YAML (tuning.<class>.<name> otherwise)
@@ -25,7 +26,7 @@ def write_fitted(rt, fits, out, csv_path=None) -> Path:
         for name, value in fr.values.items():
             if name in TOP_LEVEL:
                 path = TOP_LEVEL[name]
-                data[path] = f"{value * 1e6:.3g} us"
+                data[path] = format_quantity(value, "time", 3)
             else:
                 path = f"tuning.{fr.device_class}.{name}"
                 data.setdefault("tuning", {}).setdefault(fr.device_class, {})[name] = float(f"{value:.4g}")
