@@ -198,8 +198,13 @@ def _work(study: Study, ost, target: int, deadline: float | None, batch: int, on
         n = min(batch, remaining)
         trials, params = [], []
         for _ in range(n):
+            # The owner is written with the trial itself (a queued trial that ask() then takes):
+            # a kill between ask() and a later set_user_attr would leave an owner-less RUNNING
+            # trial that no resume could tell from a live one, and the study would stall.
+            ost.enqueue_trial({}, user_attrs={"worker": owner})
             t = ost.ask()
-            t.set_user_attr("worker", owner)
+            if t.user_attrs.get("worker") != owner:     # another worker's queued trial: claim it
+                t.set_user_attr("worker", owner)
             trials.append(t)
             params.append(study.space.suggest(t))
         outcomes = ev(params)
