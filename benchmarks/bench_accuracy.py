@@ -26,7 +26,7 @@ TARGETS = {"all": 0.20, "decode": 0.15, "prefill": 0.25, "energy": 0.25}
 
 def main(argv=None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    run(["accuracy", "--by", "class,runtime,source", "--worst", "15", *argv])
+    run(["accuracy", "--by", "class,runtime,publisher", "--worst", "15", *argv])
 
 
 if __name__ == "__main__":

@@ -21,10 +21,11 @@ Error = predicted / measured - 1 (for ms metrics + means predicted slower).
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 
-from .mapping import Case
+from .mapping import Case, publisher
 
 MAX_BATCH_EXP = 12
 POPULATIONS = ("held-out", "calibration", "proxy")
@@ -37,9 +38,24 @@ def _gemm_op(M: int, N: int, K: int):
               weight_elems=float(K * N), act_in_elems=float(M * K), act_out_elems=float(M * N))
 
 
-def spec_of(case: Case):
+@lru_cache(maxsize=256)
+def _spec(hardware: str, hw_overrides: tuple):
     from ..hardware import load_hardware
-    return load_hardware(case.hardware, overrides=dict(case.hw_overrides) or None)
+    return load_hardware(hardware, overrides=dict(hw_overrides) or None)
+
+
+@lru_cache(maxsize=256)
+def _model(workload: str):
+    from ..workload import load_workload
+    return load_workload(workload)
+
+
+def spec_of(case: Case):
+    """The case's hardware spec (loaded once per name and overrides; specs are not mutated)."""
+    try:
+        return _spec(case.hardware, case.hw_overrides)
+    except TypeError:       # an override value that is a list: not cacheable
+        return _spec.__wrapped__(case.hardware, case.hw_overrides)
 
 
 def _eval(spec, model, sc, comp, op=None, params=None) -> dict:
@@ -60,37 +76,48 @@ def max_throughput(spec, model, sc, comp, op=None, params=None) -> tuple[dict | 
     return best, best_b
 
 
-def read_metric(metric: str, out: dict, sc) -> float:
+def read_metric(metric: str, out: dict, sc):
+    """The CSV metric from an evaluation's summary (scalars, or arrays over design points)."""
     if metric == "total_throughput_tokens_per_s":
-        return float(out["throughput_tokens_per_s"]) * (sc.prompt + sc.generate) / max(sc.generate, 1)
+        return np.asarray(out["throughput_tokens_per_s"], float) * (sc.prompt + sc.generate) / max(sc.generate, 1)
     if metric.endswith("throughput_tokens_per_s"):
-        return float(out["throughput_tokens_per_s"])
-    return float({"decode_tokens_per_s": lambda: out["decode_tokens_per_s"],
+        return np.asarray(out["throughput_tokens_per_s"], float)
+    return np.asarray({"decode_tokens_per_s": lambda: out["decode_tokens_per_s"],
                   "tpot_ms": lambda: out["tpot_s"] * 1e3,
                   "prompt_tokens_per_s": lambda: out["prefill_tokens_per_s"],
                   "prefill_latency_ms": lambda: out["ttft_s"] * 1e3,
                   "ttft_ms": lambda: out["ttft_s"] * 1e3,
                   "energy_per_token_j": lambda: out["energy_per_token_j"],
-                  "avg_power_w": lambda: out["avg_power_w"]}[metric]())
+                  "avg_power_w": lambda: out["avg_power_w"]}[metric](), float)
+
+
+def predict_values(case: Case, params: dict, batch: int | None = None) -> np.ndarray:
+    """The metric for D parameter sets at once: ``params`` maps engine figures to arrays of
+    length D (one vectorised evaluation). Rates and times only; a max-throughput row needs
+    its ``batch`` (the fit keeps the one found at its start)."""
+    from ..perf import evaluate_batch
+    sc = case.scenario if batch is None else case.scenario.model_copy(update={"batch": batch})
+    out = evaluate_batch(spec_of(case), _model(case.workload), sc, case.compression,
+                         operating_point=case.operating_point, overrides=params)
+    return read_metric(case.metric, out, sc)
 
 
 def predict(case: Case, params: dict | None = None, batch: int | None = None) -> tuple[float, str, dict]:
     """(predicted value, a short detail, the evaluation's summary). ``batch`` fixes the
     batch of a max-throughput row (the fit keeps the batch found at its start)."""
     from ..perf import op_times
-    from ..workload import load_workload
     spec = spec_of(case)
     if case.gemm:
         M, N, K, dt = case.gemm
         t = op_times(spec, [_gemm_op(M, N, K)], dtype=dt, runtime=case.runtime)
         return 2.0 * M * N * K / float(t["time_s"].iloc[0]) / 1e12, f"bound={t['bound'].iloc[0]}", {}
-    model = load_workload(case.workload)
+    model = _model(case.workload)
     sc = case.scenario
     if case.search and batch is None:
         out, b = max_throughput(spec, model, sc, case.compression, case.operating_point, params)
         if out is None:
             return math.nan, "no batch fits", {}
-        return read_metric(case.metric, out, sc), f"B={b} bound={out['bound']}", dict(out, batch=b)
+        return float(read_metric(case.metric, out, sc)), f"B={b} bound={out['bound']}", dict(out, batch=b)
     if batch is not None:
         sc = sc.model_copy(update={"batch": batch})
     out = _eval(spec, model, sc, case.compression, case.operating_point, params)
@@ -102,7 +129,7 @@ def predict(case: Case, params: dict | None = None, batch: int | None = None) ->
         if case.metric.startswith("decode_throughput"):
             return out["decode_tokens_per_s"] / base["decode_tokens_per_s"], detail, out
         return base["energy_per_token_j"] / out["energy_per_token_j"], detail, out   # tokens per joule
-    return read_metric(case.metric, out, sc), detail, dict(out, batch=sc.batch)
+    return float(read_metric(case.metric, out, sc)), detail, dict(out, batch=sc.batch)
 
 
 def population(case: Case) -> str:
@@ -132,7 +159,7 @@ def run(cases, params_for=None, progress=None) -> list[dict]:
     for i, c in enumerate(cases):
         pred, detail, _ = predict(c, params_for(c) if params_for else None)
         err = pred / c.measured - 1 if math.isfinite(pred) and pred > 0 else math.nan
-        out.append({"row": c.row, "source": c.source, "class": device_class(c), "hardware": c.hardware,
+        out.append({"row": c.row, "source": c.source, "publisher": publisher(c.source), "class": device_class(c), "hardware": c.hardware,
                     "runtime": c.runtime, "workload": c.workload or "GEMM %dx%dx%d %s" % c.gemm,
                     "metric": c.metric, "group": c.group, "measured": c.measured, "predicted": pred,
                     "error": err, "match": c.match, "population": population(c),

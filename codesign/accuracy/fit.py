@@ -9,8 +9,8 @@ the data moves it: its log-sensitivity must be >= 0.05 on at least 3 rows from a
 sources, and there must be 3 rows per fitted parameter; otherwise the fit refuses with
 one line (never a figure fitted to a single row).
 
-``cross_validate`` is the honest error: for each source (publication) in turn, every
-runtime is refitted on the other sources' rows only and the held-out source is predicted;
+``cross_validate`` is the honest error: for each publisher (a repository or site) in turn, every
+runtime is refitted on the other publishers. rows only and the held-out one is predicted;
 figures that cannot be fitted without it fall back to the runtime's neutral values.
 """
 from __future__ import annotations
@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import CodesignError
-from .core import device_class, population, predict
+from .core import device_class, population, predict, predict_values
+from .mapping import publisher
 
 # fit parameter -> engine figure, bounds, and whether it is searched in log space
 PARAMS = {
@@ -35,7 +36,7 @@ PARAMS = {
 TIME_GROUPS = ("decode", "prefill", "throughput", "gemm")
 MIN_SENSITIVITY = 0.05      # |d log(pred) / d param-step| that counts as "moved by this row"
 MIN_ROWS_PER_PARAM = 3
-MIN_SOURCES = 2
+MIN_SETUPS = 2             # distinct (source, device) pairs: never one measurement setup
 
 
 @dataclass
@@ -67,9 +68,15 @@ def _base_values(cases) -> dict:
     return {k: float(p[key][0]) for k, (key, _, _) in PARAMS.items()}
 
 
+def _predict_sets(cases, sets: list[dict], batches: dict) -> np.ndarray:
+    """(rows, len(sets)) predictions: every parameter set in one vectorised evaluation per row."""
+    names = list(sets[0])
+    over = {PARAMS[k][0]: np.array([st[k] for st in sets], float) for k in names}
+    return np.array([predict_values(c, over, batches.get(c.row)) for c in cases]).reshape(len(cases), len(sets))
+
+
 def _predict_all(cases, params: dict, batches: dict) -> np.ndarray:
-    over = {PARAMS[k][0]: v for k, v in params.items()}
-    return np.array([predict(c, over, batches.get(c.row))[0] for c in cases])
+    return _predict_sets(cases, [params], batches)[:, 0]
 
 
 def fittable(cases) -> list:
@@ -98,14 +105,14 @@ def fit_runtime(cases, runtime: str, cls: str, params=("gemm", "memory", "latenc
     rows, meas, y0, sign = [c for c, k in zip(rows, ok) if k], meas[ok], y0[ok], sign[ok]
     # which parameters the data moves
     dropped, use = {}, []
-    for name in params:
-        trial = dict(base, **{name: base[name] + _steps(name, base[name])})
-        y1 = _predict_all(rows, trial, batches)
-        sens = np.abs(np.log(np.maximum(y1, 1e-300) / y0))
+    ys = _predict_sets(rows, [dict(base, **{n: base[n] + _steps(n, base[n])}) for n in params], batches)
+    for j, name in enumerate(params):
+        sens = np.abs(np.log(np.maximum(ys[:, j], 1e-300) / y0))
         moved = sens >= MIN_SENSITIVITY
-        srcs = {c.source for c, m in zip(rows, moved) if m}
-        if moved.sum() < MIN_ROWS_PER_PARAM or len(srcs) < MIN_SOURCES:
-            dropped[name] = f"moves {int(moved.sum())} rows from {len(srcs)} sources (need 3 rows, 2 sources)"
+        setups = {(c.source, c.hardware) for c, m in zip(rows, moved) if m}
+        if moved.sum() < MIN_ROWS_PER_PARAM or len(setups) < MIN_SETUPS:
+            dropped[name] = (f"moves {int(moved.sum())} rows from {len(setups)} source x device setups "
+                             f"(need {MIN_ROWS_PER_PARAM} rows, {MIN_SETUPS} setups)")
         else:
             use.append(name)
     start_mape = float(np.mean(np.abs(y0 / meas - 1)))
@@ -129,13 +136,24 @@ def fit_runtime(cases, runtime: str, cls: str, params=("gemm", "memory", "latenc
     hi = np.array([math.log(PARAMS[n][1][1]) if PARAMS[n][2] else PARAMS[n][1][1] for n in use])
     scale = np.array([1.0 if PARAMS[n][2] else (1.0 if n == "latency_factor" else 1e-5) for n in use])
 
+    def log_err(y):
+        return np.log(np.where(np.isfinite(y) & (y > 0), y, 1e-30) / meas[:, None])
+
+    steps = np.maximum(1e-3 * np.abs(lo - hi), 1e-9)
+
     def resid(x):
-        y = _predict_all(rows, from_x(x), batches)
-        return np.log(np.where(np.isfinite(y) & (y > 0), y, 1e-30) / meas)
+        return log_err(_predict_all(rows, from_x(x), batches)[:, None])[:, 0]
+
+    def jac(x):
+        # forward differences, every perturbed set in the same vectorised evaluation
+        h = np.where(x + steps <= hi, steps, -steps)
+        sets = [from_x(x)] + [from_x(x + h[j] * np.eye(len(use))[j]) for j in range(len(use))]
+        r = log_err(_predict_sets(rows, sets, batches))
+        return (r[:, 1:] - r[:, :1]) / h
 
     x0 = np.clip(to_x(base), lo, hi)
-    sol = least_squares(resid, x0, bounds=(lo, hi), loss="soft_l1", f_scale=0.1, x_scale=scale,
-                        diff_step=1e-3, max_nfev=60)
+    sol = least_squares(resid, x0, jac=jac, bounds=(lo, hi), loss="soft_l1", f_scale=0.1, x_scale=scale,
+                        max_nfev=40)
     vals = from_x(sol.x)
     y = _predict_all(rows, vals, batches)
     return FitResult(runtime, cls, {n: vals[n] for n in use}, dropped, [c.row for c in rows],
@@ -149,23 +167,34 @@ def neutral_values() -> dict:
     return {"gemm": t.gemm, "vector": t.vector, "memory": t.memory, "latency_factor": t.latency_factor}
 
 
+def _fit_or_neutral(train, rt: str, cls: str, params, cache: dict) -> dict:
+    """Neutral figures updated with a fit on ``train`` (cached by the rows it would use)."""
+    key = (rt, cls, tuple(sorted(c.row for c in fittable(train) if c.runtime == rt and device_class(c) == cls)))
+    if key not in cache:
+        vals = dict(neutral_values())
+        try:
+            vals.update(fit_runtime(train, rt, cls, params, start=neutral_values()).values)
+        except CodesignError:
+            pass
+        cache[key] = vals
+    return cache[key]
+
+
 def cross_validate(cases, params=("gemm", "memory", "latency_factor", "launch_decode"), progress=None) -> dict:
-    """Leave-one-source-out predictions: row id -> (predicted value, figures used)."""
+    """Leave-one-publisher-out predictions: row id -> (predicted value, figures used). Each
+    publisher's rows are predicted by runtimes refitted on the other publishers only."""
     groups = sorted({(c.runtime, device_class(c)) for c in fittable(cases)})
-    sources = sorted({c.source for c in cases})
-    out = {}
-    for i, src in enumerate(sources):
-        train = [c for c in cases if c.source != src]
-        test = [c for c in cases if c.source == src]
+    folds = sorted({publisher(c.source) for c in cases})
+    out: dict = {}
+    cache: dict = {}
+    for i, held_out in enumerate(folds):
+        train = [c for c in cases if publisher(c.source) != held_out]
+        test = [c for c in cases if publisher(c.source) == held_out]
         for rt, cls in groups:
             held = [c for c in test if c.runtime == rt and device_class(c) == cls]
             if not held:
                 continue
-            vals = dict(neutral_values())
-            try:
-                vals.update(fit_runtime(train, rt, cls, params, start=neutral_values()).values)
-            except CodesignError:
-                pass
+            vals = _fit_or_neutral(train, rt, cls, params, cache)
             over = {PARAMS[k][0]: v for k, v in vals.items()}
             for c in held:
                 out[c.row] = (predict(c, over)[0], vals)
@@ -173,24 +202,19 @@ def cross_validate(cases, params=("gemm", "memory", "latency_factor", "launch_de
             if c.row not in out:
                 out[c.row] = (predict(c)[0], {})
         if progress:
-            progress(i + 1, len(sources))
+            progress(i + 1, len(folds))
     return out
 
 
 def loso_for(cases, runtime: str, cls: str, params) -> float:
-    """Leave-one-source-out MAPE of one runtime on one class (refit without each source)."""
+    """Leave-one-publisher-out MAPE of one runtime on one class (refit without each publisher)."""
     rows = [c for c in fittable(cases) if c.runtime == runtime and device_class(c) == cls]
-    errs = []
-    for src in sorted({c.source for c in rows}):
-        vals = dict(neutral_values())
-        try:
-            vals.update(fit_runtime([c for c in cases if c.source != src], runtime, cls, params,
-                                    start=neutral_values()).values)
-        except CodesignError:
-            pass
+    errs, cache = [], {}
+    for held_out in sorted({publisher(c.source) for c in rows}):
+        vals = _fit_or_neutral([c for c in cases if publisher(c.source) != held_out], runtime, cls, params, cache)
         over = {PARAMS[k][0]: v for k, v in vals.items()}
         for c in rows:
-            if c.source == src:
+            if publisher(c.source) == held_out:
                 y = predict(c, over)[0]
                 errs.append(abs(y / c.measured - 1) if math.isfinite(y) and y > 0 else math.nan)
     errs = [e for e in errs if math.isfinite(e)]

@@ -138,6 +138,18 @@ def source_id(text: str) -> str:
     return s.strip().rstrip("/").lower() or "unknown"
 
 
+def publisher(source: str) -> str:
+    """Who stands behind a source: a GitHub owner/repository (a discussion or issue thread
+    counts on its own: its posters differ), else the web domain. Cross-validation holds out
+    a publisher at a time, since pages of one repository share authors, setup and method."""
+    parts = source.split()[0].split("/") if source else ["unknown"]
+    if parts[0] == "github.com" and len(parts) >= 3:
+        if len(parts) >= 5 and parts[3] in ("discussions", "issues", "pull"):
+            return "/".join(parts[:5])
+        return "/".join(parts[:3])
+    return parts[0]
+
+
 def _int(text) -> int | None:
     """A count from a CSV cell: '128', '388.7' (a mean: rounded), '8 (concurrency)'."""
     m = re.match(r"\s*(\d+(?:\.\d+)?)", str(text or ""))

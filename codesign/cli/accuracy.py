@@ -22,13 +22,13 @@ def _pct(x) -> str:
 def _mape_rows(table: dict, cv_table: dict | None, prefix: str) -> list[dict]:
     rows = []
     for key, v in table.items():
-        scope, group = key.split("/")
+        scope, group = key.rsplit("/", 1)
         if not (scope == prefix or scope.startswith(prefix + "=")):
             continue
         cv = (cv_table or {}).get(key)
         rows.append({"scope": scope.split("=", 1)[-1], "group": group, "n": v["n"],
                      "MAPE in-sample": f"{v['mape'] * 100:.1f}%", "bias in-sample": _pct(v["bias"]),
-                     "MAPE leave-one-source-out": f"{cv['mape'] * 100:.1f}%" if cv else "-",
+                     "MAPE leave-one-publisher-out": f"{cv['mape'] * 100:.1f}%" if cv else "-",
                      "bias LOSO": _pct(cv["bias"]) if cv else "-"})
     return rows
 
@@ -38,9 +38,9 @@ def _mape_rows(table: dict, cv_table: dict | None, prefix: str) -> list[dict]:
 @_MAP
 @click.option("--runtime", default=None, help="Evaluate every row under this runtime (else the row's own).")
 @click.option("--cv/--no-cv", default=True, show_default=True,
-              help="Also refit the runtimes leaving each source out (the honest, out-of-sample error).")
+              help="Also refit the runtimes leaving each publisher out (the honest, out-of-sample error).")
 @click.option("--by", default="class,runtime", show_default=True,
-              help="Break the MAPE down by these columns (class, runtime, source, hardware, workload).")
+              help="Break the MAPE down by these columns (class, runtime, publisher, source, hardware, workload).")
 @click.option("--worst", type=int, default=10, show_default=True, help="Show the N worst rows.")
 @click.option("--rows", "show_rows", is_flag=True, help="Print every row, not only the worst.")
 @click.option("--csv", "out_csv", type=click.Path(dir_okay=False), help="Write per-row predictions as CSV.")
@@ -146,7 +146,7 @@ def fit_cmd(csv_path, map_path, runtime, device_class, params, out, as_json):
         fr = fit_runtime(cases, rt.name, cls, names)
         results.append({"class": cls, "fitted": fr.values, "not fitted": fr.dropped, "rows": len(fr.rows),
                         "sources": len(fr.sources), "MAPE before": fr.start_mape, "MAPE in-sample": fr.in_sample_mape,
-                        "MAPE leave-one-source-out": loso_for(cases, rt.name, cls, names), "_fit": fr})
+                        "MAPE leave-one-publisher-out": loso_for(cases, rt.name, cls, names), "_fit": fr})
     if out:
         from ..runtime.fitted import write_fitted
         write_fitted(rt, [r["_fit"] for r in results], out, csv_path)
