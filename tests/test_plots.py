@@ -431,7 +431,7 @@ objectives:
   - energy_per_token_j
 constraints:
   fits: true
-  avg_power_w: {max: 45 W}
+  avg_power_w: {max: 60 W}
 sampler: {name: random, seed: 1}
 trials: 24
 """

@@ -141,11 +141,19 @@ def _measured_bf16_gemm():
                 if r["metric"] == "gemm_tflops" and r["weight_precision"] == "bf16" and r["hw_ref"]}
 
 
-@pytest.mark.parametrize("name", ["h200", "a100-80gb", "mi300x", "gaudi2", "gaudi3"])
+@pytest.mark.parametrize("name", ["a100-80gb", "mi300x", "gaudi2", "gaudi3"])
 def test_matrix_efficiency_is_the_measured_gemm_fraction(name, specs):
     measured = _measured_bf16_gemm()[CSV_ROWS[name]]
     s = specs[name]
     assert s.compute.matrix.efficiency == pytest.approx(measured / s.matrix_peak("bf16"), abs=0.01)
+
+
+def test_h200_efficiency_is_ours_at_700w_below_the_900w_gh200(specs):
+    """The published bf16 best is a GH200 (900 W); our H200 SXM ran 8192^3 at ~764 TFLOP/s
+    at its 700 W limit (shared/evidence/gpu-h200-2026-11)."""
+    s = specs["h200"]
+    assert s.compute.matrix.efficiency == pytest.approx(764e12 / s.matrix_peak("bf16"), abs=0.01)
+    assert s.compute.matrix.efficiency < _measured_bf16_gemm()[CSV_ROWS["h200"]] / s.matrix_peak("bf16")
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))

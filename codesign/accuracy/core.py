@@ -8,7 +8,8 @@ Metrics (CSV ``metric`` -> prediction):
 - decode_tokens_per_s: batch / mean time per output token; tpot_ms: that time;
 - prompt_tokens_per_s: prompt tokens / prefill time; ttft_ms, prefill_latency_ms: TTFT;
 - throughput_tokens_per_s (and output_/server_): generated tokens / end-to-end time of the
-  batch, over all devices; total_throughput_tokens_per_s counts prompt tokens too;
+  batch, over all devices (per device when the row's notes say "per GPU");
+  total_throughput_tokens_per_s counts prompt tokens too;
 - energy_per_token_j: energy of all devices / generated tokens; avg_power_w: per device;
 - gemm_tflops: 2·M·N·K / the time of one GEMM op of that shape;
 - *_ratio_vs_A100_bf16: the same ratio of two predictions against an A100 in bf16.
@@ -76,12 +77,15 @@ def max_throughput(spec, model, sc, comp, op=None, params=None) -> tuple[dict | 
     return best, best_b
 
 
-def read_metric(metric: str, out: dict, sc):
-    """The CSV metric from an evaluation's summary (scalars, or arrays over design points)."""
+def read_metric(metric: str, out: dict, sc, per_device: bool = False):
+    """The CSV metric from an evaluation's summary (scalars, or arrays over design points);
+    ``per_device`` throughputs are divided by the devices of the layout."""
+    share = 1.0 / sc.devices if per_device else 1.0
     if metric == "total_throughput_tokens_per_s":
-        return np.asarray(out["throughput_tokens_per_s"], float) * (sc.prompt + sc.generate) / max(sc.generate, 1)
+        return (np.asarray(out["throughput_tokens_per_s"], float) * share
+                * (sc.prompt + sc.generate) / max(sc.generate, 1))
     if metric.endswith("throughput_tokens_per_s"):
-        return np.asarray(out["throughput_tokens_per_s"], float)
+        return np.asarray(out["throughput_tokens_per_s"], float) * share
     return np.asarray({"decode_tokens_per_s": lambda: out["decode_tokens_per_s"],
                   "tpot_ms": lambda: out["tpot_s"] * 1e3,
                   "prompt_tokens_per_s": lambda: out["prefill_tokens_per_s"],
@@ -99,7 +103,7 @@ def predict_values(case: Case, params: dict, batch: int | None = None) -> np.nda
     sc = case.scenario if batch is None else case.scenario.model_copy(update={"batch": batch})
     out = evaluate_batch(spec_of(case), _model(case.workload), sc, case.compression,
                          operating_point=case.operating_point, overrides=params)
-    return read_metric(case.metric, out, sc)
+    return read_metric(case.metric, out, sc, case.per_device)
 
 
 def predict(case: Case, params: dict | None = None, batch: int | None = None) -> tuple[float, str, dict]:
@@ -117,7 +121,7 @@ def predict(case: Case, params: dict | None = None, batch: int | None = None) ->
         out, b = max_throughput(spec, model, sc, case.compression, case.operating_point, params)
         if out is None:
             return math.nan, "no batch fits", {}
-        return float(read_metric(case.metric, out, sc)), f"B={b} bound={out['bound']}", dict(out, batch=b)
+        return float(read_metric(case.metric, out, sc, case.per_device)), f"B={b} bound={out['bound']}", dict(out, batch=b)
     if batch is not None:
         sc = sc.model_copy(update={"batch": batch})
     out = _eval(spec, model, sc, case.compression, case.operating_point, params)
@@ -129,7 +133,7 @@ def predict(case: Case, params: dict | None = None, batch: int | None = None) ->
         if case.metric.startswith("decode_throughput"):
             return out["decode_tokens_per_s"] / base["decode_tokens_per_s"], detail, out
         return base["energy_per_token_j"] / out["energy_per_token_j"], detail, out   # tokens per joule
-    return float(read_metric(case.metric, out, sc)), detail, dict(out, batch=sc.batch)
+    return float(read_metric(case.metric, out, sc, case.per_device)), detail, dict(out, batch=sc.batch)
 
 
 def population(case: Case) -> str:

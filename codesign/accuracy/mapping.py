@@ -42,6 +42,8 @@ METRICS = {
     "gemm_tflops": "gemm",
     "decode_throughput_ratio_vs_A100_bf16": "ratio", "energy_efficiency_ratio_vs_A100_bf16": "ratio",
 }
+# notes that say a throughput is per device ("out tok/s PER GPU", "per chip")
+PER_DEVICE = re.compile(r"\bper[- ](gpu|device|chip|accelerator|card)\b", re.I)
 MATCH_ORDER = ("exact", "arch", "auto", "proxy")
 _KEYS = {
     "hardware": {"spec", "match", "why", "overrides", "operating_point", "skip"},
@@ -71,6 +73,7 @@ class Case:
     source: str = ""              # the publication (URL without commit/anchor), for cross-validation
     runtime: str = "generic"
     why: tuple = field(default_factory=tuple)
+    per_device: bool = False      # a throughput the source divided by its device count
 
     @property
     def group(self) -> str:
@@ -352,7 +355,8 @@ def resolve_row(r: dict, mp: dict, runtime: str | None = None):
     common = dict(row=rid, metric=metric, measured=measured, hardware=hw["spec"],
                   hw_overrides=tuple((hw.get("overrides") or {}).items()),
                   operating_point=hw.get("operating_point"), calibrated=extra.get("calibrated"),
-                  source=source_id(r.get("source", "")), runtime=rt.name)
+                  source=source_id(r.get("source", "")), runtime=rt.name,
+                  per_device=bool(METRICS[metric] == "throughput" and PER_DEVICE.search(r.get("notes") or "")))
     if sw.get("gemm"):
         shape = re.search(r"(\d+)x(\d+)x(\d+)", r["model"])
         if not shape:

@@ -163,7 +163,9 @@ class OperatingPoint(Frozen):
 
 class PowerSpec(Frozen):
     tdp: PositivePower | None = None
-    idle: Power | None = None
+    idle: Power | None = None           # deep idle (clocks down): the board parked between jobs
+    static: Power | None = None         # clocks up, no work: the floor under any running job
+    busy: Power | None = None           # extra while kernels run, whatever they compute
     energy_per_op: dict[Dtype, EnergyPerOp] = Field(default_factory=dict)
     nominal_voltage: float | None = Field(default=None, gt=0)
     operating_points: tuple[OperatingPoint, ...] = ()

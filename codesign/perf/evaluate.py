@@ -16,9 +16,11 @@ Several devices (Megatron-LM / GPipe conventions):
 - expert parallel (ep): see workload.graph._moe.
 
 Memory per device = weights + KV cache (prompt + generated tokens) + peak activations.
-Energy = FLOPs x energy/op + bytes x energy/byte per level + idle power x time x devices.
+Energy = FLOPs x energy/op + bytes x energy/byte per level (activity) + static board power x time
++ busy power x kernel time, per device; a phase whose power would pass the TDP is stretched
+(the clock drops; ``throttle`` says by how much).
 Neglected: link energy, host-side scheduling, the prefill/decode interference of continuous
-batching, power capping (a note says when modelled power exceeds TDP).
+batching.
 """
 from __future__ import annotations
 
@@ -110,7 +112,8 @@ def _prices(spec: HardwareSpec, p: dict, model: ModelSpec, sc: Scenario, comps, 
     return Prices(w_bytes=col(0), table_bytes=np.where(col(7) > 0, col(0), wide), wire_bytes=wide, a_bytes=col(1),
                   kv_bytes=col(2), gemm_rate=per_design(rate, 3) * col(5), attn_rate=per_design(rate, 4),
                   vec_rate=p[f"compute.vector.peak.{vdt}"][:, None], dequant=col(6),
-                  gemm_e_op=per_design(e_op, 3), attn_e_op=per_design(e_op, 4), vec_e_op=e_op(vdt)[:, None])
+                  # structured sparsity skips the pruned products: energy per dense FLOP falls with speed
+                  gemm_e_op=per_design(e_op, 3) / col(5), attn_e_op=per_design(e_op, 4), vec_e_op=e_op(vdt)[:, None])
 
 
 # ---------------------------------------------------------------- memory footprint
@@ -183,6 +186,7 @@ def min_devices(model, sc, spec, p, w_b, a_b, kv_b, w16) -> np.ndarray:
 class _Phase:
     time: np.ndarray              # (D,) seconds for the phase (one stage pass, whole batch)
     energy: np.ndarray            # (D,) dynamic J, one device
+    gap: np.ndarray               # (D,) seconds of launch gaps (no kernel running) in ``time``
     flops: np.ndarray
     traffic: np.ndarray           # (D, L) bytes
     per_op_time: np.ndarray       # (D, N) seconds per instance (decode: mean over steps)
@@ -241,9 +245,37 @@ def _run_phase(spec, p, ops, pr, wtot, kvtot, steps: int, pp: int, terms=None) -
         traffic_op[..., sl] += t["traffic_b"] * (c_sum / n_eff)
     traffic = np.matmul(traffic_op, cnt * n_eff).T                      # (D, L)
     flops = np.full(time.shape, (tab.cols["flops"] * n_eff + tab.cols["d_flops"] * c_sum) @ cnt)
-    return _Phase(time=time, energy=energy, flops=flops, traffic=traffic, per_op_time=per_op,
+    gap = (t["overhead"] * n_eff * count).sum(-1)
+    return _Phase(time=time, energy=energy, gap=gap, flops=flops, traffic=traffic, per_op_time=per_op,
                   per_op_traffic=traffic_op, per_op_share=share * count, tab=tab,
                   names=t["names"] + ["overhead"])
+
+
+def power_limit(time, gap, energy, p: dict) -> np.ndarray:
+    """How much longer work of ``time`` s (``gap`` of it launch gaps, ``energy`` J of activity)
+    takes when its board power would exceed the TDP: a factor >= 1 per design.
+
+    Power = static + busy x (kernel time / time) + activity energy / time. Above the limit
+    the clock drops until it fits: first order, the activity energy stays and static and
+    busy power are paid over the longer time T' = (E - busy x gaps) / (TDP - static - busy).
+    Neglected: the lower voltage at the lower clock (energy per op falls with V^2)."""
+    tdp, static, busy = p["power.tdp"], p["power.static"], p["power.busy"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        power = static + busy * (time - gap) / time + energy / time
+        stretched = (energy - busy * gap) / (tdp - static - busy)
+        factor = np.where(np.isfinite(tdp) & (power > tdp) & (tdp > static + busy) & (time > 0),
+                          stretched / time, 1.0)
+    return np.maximum(np.nan_to_num(factor, nan=1.0, posinf=1.0), 1.0)
+
+
+def _power_limit(ph: _Phase, p: dict) -> np.ndarray:
+    """Stretch a phase by its ``power_limit`` factor (returned)."""
+    factor = power_limit(ph.time, ph.gap, ph.energy, p)
+    if (factor > 1).any():
+        ph.time = ph.time * factor
+        ph.per_op_time = ph.per_op_time * factor[:, None]
+        ph.per_op_share = ph.per_op_share * factor[None, :, None]
+    return factor
 
 
 # ---------------------------------------------------------------- result
@@ -451,8 +483,10 @@ def _evaluate_group(spec, model, sc, comps, overrides, op_name, decode_spec, dec
     split = (None, None)
     if both_tab is not None and decode_spec is None:
         split = _split_terms(op_terms(spec, p, both_tab, pr, w, kv), len(pre_tab.ops))
+    throttle = np.ones(D)
     if pre_tab is not None:
         ph = _run_phase(spec, p, pre_tab, pr, w, kv, 0, sc.pp, split[0])
+        throttle = np.maximum(throttle, _power_limit(ph, p))
         stage = ph.time + _pipeline_hop(spec, p, sc, micro * sc.prompt, model, pr)
         ttft = pipe_pre * stage
         e_pre = ph.energy * mb * sc.tp * sc.dp
@@ -472,6 +506,7 @@ def _evaluate_group(spec, model, sc, comps, overrides, op_name, decode_spec, dec
         dw, dkv = (w, kv) if dpr is pr else footprint(model, sc, dpr.w_bytes[:, 0], dpr.a_bytes[:, 0],
                                                       dpr.kv_bytes[:, 0], dpr.table_bytes[:, 0])[:2]
         ph = _run_phase(dspec, dp_, dec_tab, dpr, dw, dkv, max(steps, 1), sc.pp, split[1])
+        throttle = np.maximum(throttle, _power_limit(ph, dp_))
         hopd = _pipeline_hop(dspec, dp_, sc, micro, model, dpr)
         step_mean = ph.time / max(steps, 1) + hopd
         tpot = pipe_dec * step_mean
@@ -495,15 +530,20 @@ def _evaluate_group(spec, model, sc, comps, overrides, op_name, decode_spec, dec
         kv_xfer = kv_prompt / bw + lat
     e2e = ttft + kv_xfer + dec_total
     gen_tokens = sc.batch * sc.generate
-    # static power of every device over the time it is busy with this request batch
-    idle_pre = p["power.idle"] * devices * ttft
-    idle_dec = (dp_["power.idle"] * devices * (dec_total + kv_xfer))
-    energy = e_pre + e_dec + idle_pre + idle_dec
+    # board power of every device over the request batch: static all the time, busy while
+    # kernels run (launch gaps and pipeline bubbles excluded), activity energy per op and byte
+    # (each device runs its stage's kernels once per microbatch: mb x (stage time - gaps))
+    energy = e_pre + e_dec + dp_["power.static"] * devices * kv_xfer
+    for name, ph_ in phases.items():
+        pw_ = p if name == "prefill" else dp_
+        wall, share = (ttft, 1.0) if name == "prefill" else (dec_total, steps / max(steps, 1))
+        energy = energy + devices * (pw_["power.static"] * wall
+                                     + pw_["power.busy"] * mb * share * (ph_["phase"].time - ph_["phase"].gap))
     per_token = energy / max(gen_tokens, 1) if gen_tokens else energy / max(sc.batch * sc.prompt, 1)
     avg_power = energy / np.maximum(e2e, 1e-30) / devices
-    tdp = p["power.tdp"]
-    if (avg_power > tdp * 1.05).any():
-        notes.add("modelled average power exceeds the TDP: the device would throttle (not modelled)")
+    if (throttle > 1.005).any():
+        notes.add(f"power-limited: modelled power exceeds the TDP, so the clock drops and the phase takes up to "
+                  f"{(throttle.max() - 1) * 100:.0f}% longer")
     price = p["price"] * devices + (dp_["price"] * devices if decode_spec is not None else 0.0)
     usd_per_s = price / (AMORTIZATION_YEARS * SECONDS_PER_YEAR)
     cost = (usd_per_s * e2e + energy * ELECTRICITY_USD_PER_J) / max(gen_tokens, 1) * 1e6
@@ -523,7 +563,7 @@ def _evaluate_group(spec, model, sc, comps, overrides, op_name, decode_spec, dec
         "decode_tokens_per_s": _per_second(sc.batch, tpot),
         "decode_tokens_per_s_per_request": _per_second(1.0, tpot),
         "throughput_tokens_per_s": gen_tokens / np.maximum(e2e, 1e-30),
-        "energy_j": energy, "energy_per_token_j": per_token, "avg_power_w": avg_power,
+        "energy_j": energy, "energy_per_token_j": per_token, "avg_power_w": avg_power, "throttle": throttle,
         "memory_bytes": w + kv + act, "weight_bytes": w, "kv_bytes": kv, "activation_bytes": act,
         "capacity_bytes": cap * np.ones(D), "fits": fits, "min_devices": need, "devices": np.full(D, devices),
         "kv_transfer_s": kv_xfer, "cost_per_mtok_usd": cost, "bound": bound,

@@ -32,6 +32,14 @@ TRANSCENDENTAL_FLOPS = 8.0
 # microbenchmarks put GPU HBM at ~500-700 ns, L2 at ~200-300 ns, LPDDR5 on SoCs at ~300-500 ns)
 DEFAULT_MEMORY_LATENCY = {"register": 0.0, "sram": 30e-9, "cache": 200e-9, "hbm": 600e-9, "gddr": 500e-9,
                           "lpddr": 400e-9, "ddr": 120e-9, "host": 2e-6}
+# board power with clocks up and no work, as a fraction of TDP (estimate: an H200 at 700 W
+# sat at ~130 W between jobs in our run, issue 11 / shared/evidence/gpu-h200-2026-11; A100
+# boards idle at P0 near 60-70 W of 400 W)
+STATIC_FRACTION = {"gpu": 0.18, "tpu": 0.18, "npu": 0.2, "fpga": 0.25, "cpu": 0.2}
+# extra board power while kernels run, as a fraction of (TDP - static) (estimate from the
+# same H200 run: memory-bound decode drew ~430-530 W = static + busy + ~150 W of HBM/L2 traffic)
+BUSY_FRACTION = {"gpu": 0.35, "tpu": 0.35, "npu": 0.35, "fpga": 0.3, "cpu": 0.35}
+GEMM_COMPUTE_SHARE = 0.9
 DEFAULT_KERNEL_OVERHEAD = {"gpu": 4e-6, "tpu": 2e-6, "npu": 20e-6, "fpga": 5e-6, "cpu": 2e-6}
 ON_CHIP = ("register", "sram", "cache")
 # collectives reach ~80% of the link's per-direction bandwidth (NCCL all-reduce bus bandwidth
@@ -79,21 +87,51 @@ def spec_params(spec: HardwareSpec, operating_point: str | None = None, runtime=
             p[f"interconnect.{which}.bandwidth"] = link.bandwidth
             p[f"interconnect.{which}.latency"] = link.latency
             p[f"interconnect.{which}.efficiency"] = link.efficiency or DEFAULT_LINK_EFF
-    pw = spec.power
-    p["power.tdp"] = pw.tdp if pw.tdp is not None else np.nan
-    # static power: the spec's idle figure, else 15% of TDP (estimate), else 0
-    p["power.idle"] = pw.idle if pw.idle is not None else (0.15 * pw.tdp if pw.tdp else 0.0)
-    for dt in set(spec.matrix_dtypes()) | set(c.vector.peak):
-        e = pw.energy_per_op.get(dt)
-        if e is None:
-            from ..hardware.schema import DTYPE_BITS
-            e = DEFAULT_ENERGY_PER_OP_16BIT * (DTYPE_BITS[dt] / 16) ** 1.5
-        p[f"power.energy_per_op.{dt}"] = e
+    p.update(power_params(spec, p))
     p["price"] = spec.price if spec.price is not None else np.nan
     p.update(runtime_params(spec, runtime))
     out = {k: np.atleast_1d(np.asarray(v, dtype=float)) for k, v in p.items()}
     if operating_point:
         out = at_operating_point(spec, out, operating_point)
+    return out
+
+
+def power_params(spec: HardwareSpec, p: dict) -> dict[str, float]:
+    """Board power figures (W, J/op) of the base spec; see the module notes on board power.
+
+    A running board draws ``static`` (clocks up, nothing to do), plus ``busy`` while any
+    kernel runs (schedulers, register files, caches and fabric clocked and toggling), plus
+    activity energy: per operation and per byte of every memory level moved through. With a
+    TDP, the energy per operation is at least what makes sustained matrix work at the spec's
+    efficiency land on the TDP (boards are power-limited there: an H200 runs 8192^3 bf16 at
+    ~764 TFLOP/s at its 700 W limit, shared/evidence/gpu-h200-2026-11). It is computed from
+    the base spec, so a study that raises clocks or cores raises power, not efficiency."""
+    from ..hardware.schema import DTYPE_BITS
+    pw, c = spec.power, spec.compute
+    out: dict[str, float] = {}
+    tdp = pw.tdp
+    out["power.tdp"] = tdp if tdp is not None else np.nan
+    out["power.idle"] = pw.idle if pw.idle is not None else (0.15 * tdp if tdp else 0.0)
+    static = pw.static if pw.static is not None else (
+        max(STATIC_FRACTION[spec.device_class] * tdp, out["power.idle"]) if tdp else out["power.idle"])
+    busy = pw.busy if pw.busy is not None else (BUSY_FRACTION[spec.device_class] * (tdp - static) if tdp else 0.0)
+    out["power.static"], out["power.busy"] = static, max(busy, 0.0)
+    # the rest of the budget at the sustained matrix rate, less the ~10% a large GEMM spends
+    # moving its tiles through L2 and shared memory (priced per byte), so it lands on the TDP
+    compute_w = GEMM_COMPUTE_SHARE * (tdp - static - busy) if tdp else 0.0
+    for dt in set(spec.matrix_dtypes()) | set(c.vector.peak):
+        e = pw.energy_per_op.get(dt)
+        if e is None:
+            e = DEFAULT_ENERGY_PER_OP_16BIT * (DTYPE_BITS[dt] / 16) ** 1.5
+        if compute_w > 0:
+            if f"compute.matrix.peak.{dt}" in p:
+                sustained = p[f"compute.matrix.peak.{dt}"] * p.get(f"compute.matrix.efficiency_by_dtype.{dt}",
+                                                                   p["compute.matrix.efficiency"])
+            else:   # a vector datatype, or a matrix one the spec derives from another peak
+                sustained = p.get(f"compute.vector.peak.{dt}", np.nan) * p["compute.vector.efficiency"]
+            if sustained > 0:
+                e = max(e, compute_w / float(sustained))
+        out[f"power.energy_per_op.{dt}"] = e
     return out
 
 
