@@ -489,6 +489,8 @@ def compare(results, metrics=COMPARE_METRICS, *, kind: str = "auto", title: str 
     fig, axes = _figure(nrows, ncols, width=3.3 * ncols + 1.8, height=2.9 * nrows + 0.8)
     col = _colours(devices)
     width = 0.8 / len(devices)
+    from .accuracy.bands import band_for
+    banded = False
     for i, metric in enumerate(metrics):
         ax = axes.flat[i]
         vals, unit = _metric_values(pairs, metric)
@@ -502,6 +504,13 @@ def compare(results, metrics=COMPARE_METRICS, *, kind: str = "auto", title: str 
                 ax.bar(x, v, width * 0.92, color=col[r.hardware.title][0], hatch="" if fits else "///",
                        edgecolor="white" if fits else "#333333", linewidth=0.5, alpha=1.0 if fits else 0.55,
                        label=r.hardware.title if i == 0 else None)
+                band = band_for(r.hardware.device_class, r.scenario.runtime, metric,
+                                float(r.summary.get(metric, np.nan)))
+                if isinstance(band, dict):
+                    f = _metric_info(metric)[2]
+                    ax.errorbar(x, v, yerr=[[max(v - band["low"] * f, 0)], [max(band["high"] * f - v, 0)]],
+                                fmt="none", ecolor="#333333", elinewidth=0.8, capsize=2)
+                    banded = True
                 ax.annotate(_fmt(v), (x, v), xytext=(0, 2), textcoords="offset points", ha="center",
                             va="bottom", fontsize=7)
             else:
@@ -530,6 +539,10 @@ def compare(results, metrics=COMPARE_METRICS, *, kind: str = "auto", title: str 
     if any(not np.isfinite(float(r.summary.get(m, np.nan))) for m in metrics for _, r in pairs):
         fig.text(0.995, 0.005, "n/a: the spec lacks an input (cost per token needs the device price)",
                  ha="right", va="bottom", fontsize=7, color="#555555")
+    if banded:
+        fig.text(0.995, 0.62, "whiskers: p10-p90 of\nout-of-sample errors on\npublished measurements\n"
+                 "of that device class\nand runtime\n(data/error-bands.yaml)", ha="right", va="top",
+                 fontsize=7, color="#555555")
     what = _common_scenario(pairs) if len(groups) == 1 else "several workloads"
     fig.suptitle(title or f"Hardware comparison: {what}")
     return fig

@@ -46,7 +46,10 @@ def _mape_rows(table: dict, cv_table: dict | None, prefix: str) -> list[dict]:
 @click.option("--csv", "out_csv", type=click.Path(dir_okay=False), help="Write per-row predictions as CSV.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (rows, skipped, MAPE tables).")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Predicted-vs-measured PNG.")
-def accuracy_cmd(csv_path, map_path, runtime, cv, by, worst, show_rows, out_csv, as_json, plot_path):
+@click.option("--bands", "bands_path", type=click.Path(dir_okay=False),
+              help="Write error bands (p10-p90 of the cross-validated residuals per class, runtime and metric) "
+                   "as YAML; eval/compare --json read data/error-bands.yaml.")
+def accuracy_cmd(csv_path, map_path, runtime, cv, by, worst, show_rows, out_csv, as_json, plot_path, bands_path):
     """Predict every row of a measurements CSV and report MAPE and bias by group.
 
     \b
@@ -56,7 +59,10 @@ def accuracy_cmd(csv_path, map_path, runtime, cv, by, worst, show_rows, out_csv,
     """
     from ..accuracy import evaluate_measurements
     from ..accuracy.core import summarize
-    _check_writable(out_csv, plot_path)
+    _check_writable(out_csv, plot_path, bands_path)
+    if bands_path and not cv:
+        from ..errors import CodesignError
+        raise CodesignError("error bands come from cross-validated residuals: drop --no-cv", field="--bands")
     res = evaluate_measurements(csv_path, map_path, runtime, cv=cv)
     cols = [c.strip() for c in by.split(",") if c.strip()]
     rows = res["rows"]
@@ -69,6 +75,18 @@ def accuracy_cmd(csv_path, map_path, runtime, cv, by, worst, show_rows, out_csv,
     if plot_path:
         from ..plots import plot_accuracy
         plot_accuracy(rows, plot_path)
+    if bands_path:
+        import datetime
+
+        from ..accuracy import bands
+        table = bands.build(rows)
+        bands.write(table, bands_path, f"Error bands of codesign answers: quantiles {bands.QUANTILES} of measured / "
+                    f"predicted (as rates), leave-one-publisher-out,\nfrom {len(rows)} rows of "
+                    f"{csv_path or 'data/published-measurements.csv'}; written by `codesign accuracy --bands` "
+                    f"on {datetime.date.today().isoformat()}.\nKeys: device class / runtime / metric group "
+                    f"(* = pooled); groups with fewer than {bands.MIN_ROWS} rows are left out.")
+        if not as_json:
+            click.echo(f"wrote {len(table)} error bands to {bands_path}")
     if as_json:
         echo_json({"rows": rows, "skipped": res["skipped"], "mape": tables})
         return

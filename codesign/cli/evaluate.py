@@ -68,7 +68,8 @@ def eval_cmd(hardware, workload, csv_path, as_json, show_ops, **kwargs):
     if as_json:
         out = dict(r.summary)
         out.update(hardware=r.hardware.name, workload=r.model.name, scenario=r.scenario.model_dump(),
-                   compression=r.compression.model_dump(exclude_defaults=True) if r.compression else None)
+                   compression=r.compression.model_dump(exclude_defaults=True) if r.compression else None,
+                   error_band=_bands(r))
         echo_json(out)
         return
     click.echo(f"{r.model.title} on {r.hardware.title}  (batch {r.scenario.batch}, prompt {r.scenario.prompt}, "
@@ -87,6 +88,12 @@ def eval_cmd(hardware, workload, csv_path, as_json, show_ops, **kwargs):
         click.echo(f"note: {n}")
 
 
+def _bands(r) -> dict:
+    """p10-p90 band per metric from the cross-validated residuals of published measurements."""
+    from ..accuracy.bands import bands_for_summary
+    return bands_for_summary(r.summary, r.hardware.device_class, r.scenario.runtime)
+
+
 @click.command("compare")
 @click.option("--hardware", "-H", required=True, help="Comma-separated devices, e.g. h100-sxm,a100-80gb,l4.")
 @_common
@@ -95,14 +102,15 @@ def eval_cmd(hardware, workload, csv_path, as_json, show_ops, **kwargs):
 def compare_cmd(hardware, workload, csv_path, as_json, **kwargs):
     """The same scenario on several devices, side by side."""
     import pandas as pd
-    rows = []
+    rows, bands = [], []
     for ref in _split(hardware):
         r = _eval(ref, workload, dict(kwargs))
         rows.append({"hardware": r.hardware.name, **r.summary})
+        bands.append(_bands(r))
     if csv_path:
         pd.DataFrame(rows).to_csv(csv_path, index=False)
     if as_json:
-        echo_json(rows)
+        echo_json([dict(row, error_band=b) for row, b in zip(rows, bands)])
         return
     table = [{"metric": label, **{row["hardware"]: _fmt(k, row.get(k), dim) for row in rows}}
              for k, label, dim in _SHOWN if k in rows[0]]

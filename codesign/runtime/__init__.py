@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 
-from ..errors import CodesignError
 from ..io import library, read_yaml, resolve, validate
 from .schema import ClassTuning, Runtime
 
