@@ -46,6 +46,8 @@ def from_pydantic(exc, file, prefix: tuple = ()) -> CodesignError:
         msg = msg[len("Value error, "):]
     elif msg.startswith("Assertion failed, "):
         msg = msg[len("Assertion failed, "):]
+    if len(msg) > 300:          # a hostile value echoed back must not flood the terminal
+        msg = msg[:297] + "..."
     extra = len(exc.errors()) - 1
     if extra:
         msg += f" (and {extra} more problem{'s' if extra > 1 else ''})"

@@ -67,8 +67,32 @@ def write_csv_rows(path, rows: list[dict]) -> None:
         raise CodesignError(f"cannot write: {e.strerror}", file=path) from None
 
 
-# libyaml's safe loader when the wheel has it (about 10x faster than the pure-Python one)
-_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+MAX_YAML_BYTES = 4_000_000      # a spec, workload, study or runtime is kilobytes; refuse a runaway file
+
+
+class _StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """libyaml's safe loader when the wheel has it (about 10x faster than the pure-Python
+    one), refusing anchors/aliases (a few lines of aliases expand to gigabytes once
+    validated or printed) and duplicate keys (the last would silently win)."""
+
+    def construct_object(self, node, deep=False):
+        if node in self.constructed_objects or node in self.recursive_objects:
+            raise yaml.constructor.ConstructorError(None, None, "anchors and aliases (&name / *name) are not "
+                                                    "allowed: write the value out", node.start_mark)
+        return super().construct_object(node, deep)
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen = set()
+            for key_node, _ in node.value:
+                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+                if key is not None and key in seen:
+                    raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}",
+                                                            key_node.start_mark)
+                seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 _PARSED: dict = {}          # (path, mtime_ns, size) -> parsed mapping; callers get deep copies
 _PARSED_MAX = 512
 
@@ -85,9 +109,12 @@ def read_yaml(path) -> dict:
         key = None
     if key in _PARSED:
         return copy.deepcopy(_PARSED[key])
+    if key is not None and key[2] > MAX_YAML_BYTES:
+        raise CodesignError(f"file is {key[2] / 1e6:.1f} MB; a YAML input is expected under "
+                            f"{MAX_YAML_BYTES / 1e6:.0f} MB", file=path)
     text = read_text(path)
     try:
-        data = yaml.load(text, Loader=_SAFE_LOADER)  # noqa: S506 - a safe loader
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a safe loader
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

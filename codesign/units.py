@@ -15,6 +15,18 @@ from __future__ import annotations
 import math
 import re
 
+
+def _show(value, limit: int = 60) -> str:
+    """A value for an error message, cut to ``limit`` characters (a hostile file may hold
+    megabytes in one field)."""
+    import reprlib
+    r = reprlib.Repr()
+    r.maxstring = r.maxother = limit
+    r.maxlist = r.maxdict = r.maxtuple = 4
+    r.maxlevel = 2
+    return r.repr(value)
+
+
 DECIMAL = {"": 1.0, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
            "m": 1e-3, "u": 1e-6, "µ": 1e-6, "n": 1e-9, "p": 1e-12, "f": 1e-15}
 BINARY = {"Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30, "Ti": 2.0**40, "Pi": 2.0**50}
@@ -90,29 +102,29 @@ def parse_quantity(value, dimension: str) -> float:
     J/op), or mm^2 / nm / USD for area, node and price.
     """
     if isinstance(value, bool):
-        raise UnitError(f"expected {DIMENSION_WORDS[dimension]} such as {EXAMPLES[dimension]}, got {value!r}")
+        raise UnitError(f"expected {DIMENSION_WORDS[dimension]} such as {EXAMPLES[dimension]}, got {_show(value)}")
     if isinstance(value, (int, float)):
         x = float(value)
     elif isinstance(value, str):
         m = _RE.match(value)
         if not m:
-            raise UnitError(f"expected {DIMENSION_WORDS[dimension]} such as {EXAMPLES[dimension]}, got {value!r}")
+            raise UnitError(f"expected {DIMENSION_WORDS[dimension]} such as {EXAMPLES[dimension]}, got {_show(value)}")
         x = float(m.group(1))
         unit = m.group(2)
         if unit:
             parsed = _split_unit(unit)
             if parsed is None:
-                raise UnitError(f"unknown unit {unit!r} in {value!r}; expected {DIMENSION_WORDS[dimension]} "
+                raise UnitError(f"unknown unit {unit!r} in {_show(value)}; expected {DIMENSION_WORDS[dimension]} "
                                 f"such as {EXAMPLES[dimension]}")
             dim, factor = parsed
             if dim != dimension:
                 raise UnitError(f"expected {DIMENSION_WORDS[dimension]} such as {EXAMPLES[dimension]}, "
-                                f"got {value!r} ({DIMENSION_WORDS[dim]})")
+                                f"got {_show(value)} ({DIMENSION_WORDS[dim]})")
             x *= factor
     else:
-        raise UnitError(f"expected {DIMENSION_WORDS[dimension]} such as {EXAMPLES[dimension]}, got {value!r}")
+        raise UnitError(f"expected {DIMENSION_WORDS[dimension]} such as {EXAMPLES[dimension]}, got {_show(value)}")
     if not math.isfinite(x):
-        raise UnitError(f"expected a finite {DIMENSION_WORDS[dimension]}, got {value!r}")
+        raise UnitError(f"expected a finite {DIMENSION_WORDS[dimension]}, got {_show(value)}")
     return x
 
 

@@ -443,3 +443,44 @@ def test_baseline_is_the_first_trial_and_is_the_base_device(tmp_path):
     from codesign.hardware.area import estimate_area
     from codesign.hardware import load_hardware
     assert m["area_mm2"] == pytest.approx(estimate_area(load_hardware("h100-sxm")).total, rel=1e-12)
+
+
+def _children(pid: int) -> set[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return set()
+    return {int(x) for x in text.split()}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        st = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return st.rsplit(")", 1)[1].split()[0] != "Z"      # a zombie has exited
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_killing_the_parent_stops_the_workers(tmp_path, sig):
+    path = make(tmp_path, sampler={"name": "random", "seed": 3})
+    journal = tmp_path / "k.journal"
+    proc = subprocess.Popen([sys.executable, "-m", "codesign.cli", "study", "run", str(path), "--trials", "100000",
+                             "--workers", "2", "--storage", str(journal), "--no-progress"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        t0 = time.monotonic()
+        kids: set[int] = set()
+        while time.monotonic() - t0 < 60 and not (journal.exists() and _completed(journal, "tiny")):
+            kids |= _children(proc.pid)
+            time.sleep(0.2)
+        kids |= _children(proc.pid)
+        assert len(kids) >= 2, "workers did not start"
+        os.kill(proc.pid, sig)
+    finally:
+        proc.wait(timeout=30)
+    t1 = time.monotonic()
+    while time.monotonic() - t1 < 5 and any(_alive(k) for k in kids):
+        time.sleep(0.1)
+    assert not [k for k in kids if _alive(k)]

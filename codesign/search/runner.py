@@ -25,6 +25,7 @@ import json
 import math
 import os
 import socket
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -221,10 +222,33 @@ def _work(study: Study, ost, target: int, deadline: float | None, batch: int, on
     return made
 
 
+def _die_with_parent(parent: int) -> None:
+    """Stop this worker when the study process that started it dies (SIGKILL included):
+    the kernel's parent-death signal on Linux, and a watchdog thread everywhere."""
+    import signal
+    import threading
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGKILL))   # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:          # it died before we could ask
+        os._exit(1)
+
+    def watch():
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                os._exit(1)
+    threading.Thread(target=watch, name="codesign-parent-watch", daemon=True).start()
+
+
 def _worker_entry(raw: dict, file: str | None, ref: StorageRef, index: int, target: int,
-                  deadline_s: float | None, batch: int, seed_base: int, barrier=None) -> None:
+                  deadline_s: float | None, batch: int, seed_base: int, barrier=None, parent: int | None = None) -> None:
     """Body of a spawned worker process."""
-    import sys
+    if parent is not None:
+        _die_with_parent(parent)
     try:
         study = study_from_dict(raw, file=file, base_dir=os.path.dirname(file) if file and os.path.exists(file) else None)
         ost = open_optuna_study(study, ref, seed_offset=seed_base + index)
@@ -303,7 +327,7 @@ def _run_workers(study, ref, workers, target, timeout, batch, seed_base, probe, 
     raw = json.loads(json.dumps(study.raw, default=str))
     barrier = ctx.Barrier(workers)
     procs = [ctx.Process(target=_worker_entry, args=(raw, study.file, ref, i, target, timeout, batch, seed_base,
-                                                     barrier), daemon=False) for i in range(workers)]
+                                                     barrier, os.getpid()), daemon=False) for i in range(workers)]
     for p in procs:
         p.start()
     try:
