@@ -85,8 +85,14 @@ def effective_model(model, comp: "Compression | None"):
     if comp is None:
         return model
     if comp.distill_to:
+        from .errors import CodesignError
         from .workload import load_workload
-        model = load_workload(comp.distill_to)
+        student = load_workload(comp.distill_to)
+        if student.param_count() > model.param_count():
+            raise CodesignError(f"distill_to {student.name} ({student.param_count() / 1e9:.1f} B parameters) is larger "
+                                f"than {model.name} ({model.param_count() / 1e9:.1f} B): distillation serves a "
+                                f"smaller model", field="distill_to")
+        model = student
     if not (comp.prune_heads or comp.prune_ffn or comp.prune_layers):
         return model
     group = model.num_heads // model.kv_heads

@@ -472,13 +472,15 @@ def test_killing_the_parent_stops_the_workers(tmp_path, sig):
     try:
         t0 = time.monotonic()
         kids: set[int] = set()
-        while time.monotonic() - t0 < 60 and not (journal.exists() and _completed(journal, "tiny")):
+        while time.monotonic() - t0 < 120 and not (journal.exists() and _completed(journal, "tiny")):
             kids |= _children(proc.pid)
             time.sleep(0.2)
         kids |= _children(proc.pid)
         assert len(kids) >= 2, "workers did not start"
         os.kill(proc.pid, sig)
     finally:
+        if proc.poll() is None and not kids:
+            proc.kill()
         proc.wait(timeout=30)
     t1 = time.monotonic()
     while time.monotonic() - t1 < 5 and any(_alive(k) for k in kids):

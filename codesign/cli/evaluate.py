@@ -72,7 +72,9 @@ def eval_cmd(hardware, workload, csv_path, as_json, show_ops, **kwargs):
                    error_band=_bands(r))
         echo_json(out)
         return
-    click.echo(f"{r.model.title} on {r.hardware.title}  (batch {r.scenario.batch}, prompt {r.scenario.prompt}, "
+    served = r.compression.distill_to if r.compression and r.compression.distill_to else None
+    what = f"{served} (distilled from {r.model.title})" if served else r.model.title
+    click.echo(f"{what} on {r.hardware.title}  (batch {r.scenario.batch}, prompt {r.scenario.prompt}, "
                f"generate {r.scenario.generate}, {r.scenario.dtype}, tp {r.scenario.tp}, pp {r.scenario.pp})")
     echo_table([{"metric": label, "value": _fmt(k, r.summary.get(k), dim)} for k, label, dim in _SHOWN
                 if k in r.summary])

@@ -585,6 +585,21 @@ def _check_scenario(spec, model, sc, rt, notes: set):
                   f"its {'default' if spec.device_class not in rt.tuning else spec.device_class} tuning is used")
     elif rt.tuning and spec.device_class not in rt.tuning and "default" not in rt.tuning:
         notes.add(f"runtime {rt.name} has no measured tuning for {spec.device_class} devices (neutral figures)")
+    if sc.tp > 1:
+        kv = model.kv_heads
+        if model.num_heads % sc.tp:
+            raise CodesignError(f"tp={sc.tp} must divide the {model.num_heads} attention heads of {model.name}",
+                                field="tp")
+        if kv % sc.tp and sc.tp % kv:
+            raise CodesignError(f"tp={sc.tp} and the {kv} KV heads of {model.name}: one must divide the other",
+                                field="tp")
+        if sc.tp > kv:
+            notes.add(f"tp={sc.tp} > {kv} KV heads: each KV head is replicated on {sc.tp // kv} devices")
+    if sc.pp > model.num_layers:
+        raise CodesignError(f"pp={sc.pp} exceeds the {model.num_layers} layers of {model.name}", field="pp")
+    if sc.ep > 1 and (model.moe is None or sc.ep > model.moe.num_experts):
+        have = f"{model.moe.num_experts} experts" if model.moe else "no experts (a dense model)"
+        raise CodesignError(f"ep={sc.ep} needs at least that many experts; {model.name} has {have}", field="ep")
     if model.architecture == "encoder" and sc.prompt == 0:
         raise CodesignError(f"{model.name} is an encoder: it needs prompt > 0 tokens (it generates none)",
                             field="prompt")

@@ -1,4 +1,4 @@
-"""Hostile YAML: aliases, duplicate keys and huge files are refused in one line (issue 15)."""
+"""Hostile and impossible input: YAML aliases, duplicate keys, huge files, layouts a model cannot take (issue 15)."""
 import subprocess
 import sys
 import time
@@ -48,3 +48,23 @@ def test_long_values_are_cut_in_messages():
     with pytest.raises(UnitError) as e:
         parse_quantity("9" * 100_000 + " parsecs", "bandwidth")
     assert len(str(e.value)) < 400
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--tp", "3"], "must divide the 32 attention heads"),
+    (["--pp", "100"], "exceeds the 32 layers"),
+    (["--distill-to", "llama-3.1-70b"], "is larger than"),
+])
+def test_impossible_layouts_are_refused(flags, words):
+    r = subprocess.run([sys.executable, "-m", "codesign.cli", "eval", "-H", "h100-sxm", "-w", "llama-3.1-8b", *flags],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and words in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_tp_beyond_kv_heads_replicates_them_with_a_note():
+    from codesign.perf import evaluate
+    from codesign.workload import Scenario
+    r = evaluate("h100-sxm", "llama-3.1-8b", Scenario(tp=16))
+    assert "replicated on 2 devices" in r["notes"]
+    with pytest.raises(CodesignError, match="ep=4"):
+        evaluate("h100-sxm", "llama-3.1-8b", Scenario(tp=4, ep=4))
