@@ -157,12 +157,14 @@ def act_bytes_per_element(comp: "Compression | None", dtype: str) -> float:
     return _WIDE[dtype]
 
 
-def wanted_gemm_dtype(comp: "Compression | None", dtype: str) -> tuple[str, bool]:
+def wanted_gemm_dtype(comp: "Compression | None", dtype: str, quantized_matmul: str = "activation") -> tuple[str, bool]:
     """(datatype the GEMMs want to run in, whether weights must be dequantized first).
 
     w8a8 runs on int8 (fp8 weights: fp8) matrix units; w4a8 runs int8 after unpacking;
     weight-only formats (w4a16, w8a16) keep 16-bit compute and dequantize the weights in
-    the kernel (Marlin/AWQ kernels), which costs vector work per weight.
+    the kernel (Marlin/AWQ kernels), which costs vector work per weight, unless the
+    runtime's ``quantized_matmul`` is ``int8``: it quantizes activations to 8 bits on the
+    fly and multiplies on the int8 units (llama.cpp's MMQ kernels since mid-2024).
     """
     wb = comp.weight_bits if comp and comp.weight_bits else None
     if comp and comp.act_bits == 8 and wb and wb <= 8:
@@ -170,6 +172,8 @@ def wanted_gemm_dtype(comp: "Compression | None", dtype: str) -> tuple[str, bool
             return "fp8", False
         return "int8", wb < 8
     if wb and wb < 16:
+        if quantized_matmul == "int8" and comp.weight_format != "fp8":
+            return "int8", wb < 8
         return ("bf16" if dtype in ("fp8", "int8") else dtype), True
     return dtype, False
 

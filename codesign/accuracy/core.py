@@ -160,8 +160,12 @@ def describe(c: Case) -> str:
 def run(cases, params_for=None, progress=None) -> list[dict]:
     """One result row per case; ``params_for(case)`` may give engine overrides per row."""
     out = []
+    from ..errors import CodesignError
     for i, c in enumerate(cases):
-        pred, detail, _ = predict(c, params_for(c) if params_for else None)
+        try:
+            pred, detail, _ = predict(c, params_for(c) if params_for else None)
+        except CodesignError as e:          # one row the engine cannot price must not stop the rest
+            pred, detail = math.nan, f"not evaluated: {e}"
         err = pred / c.measured - 1 if math.isfinite(pred) and pred > 0 else math.nan
         out.append({"row": c.row, "source": c.source, "publisher": publisher(c.source), "class": device_class(c), "hardware": c.hardware,
                     "runtime": c.runtime, "workload": c.workload or "GEMM %dx%dx%d %s" % c.gemm,

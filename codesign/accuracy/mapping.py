@@ -159,6 +159,8 @@ def _int(text) -> int | None:
     return round(float(m.group(1))) if m else None
 
 
+# notes that say the lengths are a dataset's distribution, not one prompt
+VARIABLE_LENGTHS = re.compile(r"sharegpt|variable lengths|lengths vary", re.I)
 # lengths of a row that states none (a short chat turn; the row is marked auto)
 DEFAULT_LENGTHS = {"prompt": 128, "generate": 128}
 
@@ -234,13 +236,13 @@ def auto_model(text: str) -> tuple[str, str] | None:
     if key is None:
         return None
     same = sorted(n for n in lib if _model_key(n) == key)
-    return (same[-1], "arch") if same else None
+    return (same[0], "arch") if same else None      # the earliest minor version of that generation
 
 
 def auto_precision(text: str) -> dict | None:
     """{dtype, compression} from a precision name: f16/bf16/fp8, q4_0/q8_0/q4_k_m (llama.cpp),
     w8a8/w4a16, int4/awq/gptq."""
-    t = str(text or "").lower().strip()
+    t = re.sub(r"\s*\([^)]*\)", "", str(text or "").lower()).strip()    # drop '(UNCERTAIN)'-style asides
     if t in ("fp16", "f16", "float16", "half"):
         return {"dtype": "fp16"}
     if t in ("bf16", "bfloat16"):
@@ -287,8 +289,10 @@ def _layout(r: dict, devices: int, runtime) -> dict:
     """Parallel layout of a multi-device row: TP/PP/DP stated in the row, else the runtime's
     layout (llama.cpp splits layers over devices = a pipeline without micro-batches)."""
     text = f"{r.get('software_framework', '')} {r.get('notes', '')}"
-    # 'TP=4', 'tp: 2', 'TP4' (not llama-bench's 'pp512': a stated degree is at most 64)
-    got = {k: int(v) for k, v in re.findall(r"\b(tp|pp|dp)\s*[=:]?\s*(\d+)\b", text.lower()) if int(v) <= 64}
+    # 'TP=4', 'tp: 2', 'TP4' (not llama-bench's 'pp512' nor a rate 'pp 51.4': a stated degree
+    # is at most 64 and written with '=', ':' or no space)
+    got = {k: int(v) for k, v in re.findall(r"\b(tp|pp|dp)(?:\s*[=:]\s*)?(\d+)(?![\d.])", text.lower())
+           if int(v) <= 64}
     if got:
         return {k: got.get(k, 1) for k in ("tp", "pp", "dp")}
     if devices <= 1:
@@ -328,6 +332,11 @@ def resolve_row(r: dict, mp: dict, runtime: str | None = None):
     if hw["spec"] not in library("hardware_specs"):
         return skip(f"no spec {hw['spec']!r} in hardware_specs/")
     spec = load_hardware(hw["spec"])
+    stated = str(r.get("hw_class") or "").strip().lower()
+    if stated in ("gpu", "tpu", "npu", "fpga", "cpu") and stated != spec.device_class and "why" in hw \
+            and str(hw["why"]).startswith("resolved by model number"):
+        return skip(f"hardware {r['hardware']!r} ran on its {stated}, but the nearest spec {hw['spec']} is "
+                    f"the {spec.device_class}")
     sw_key = next((k for k in mp["software"] if r.get("software_framework", "").startswith(k)), None)
     sw = mp["software"][sw_key] if sw_key else {"match": "auto"}
     if "skip" in sw:
@@ -377,16 +386,22 @@ def resolve_row(r: dict, mp: dict, runtime: str | None = None):
     match = _worst(match, got.get("match", "exact"))
     why = [hw.get("why"), got.get("why"), prec.get("why"), sw.get("why"), extra.get("note"), why_rt]
     group = METRICS[metric]
+    # a benchmark convention (llama-bench pp512 / tg128) stands in only where the row
+    # itself gives no length: a pp2048 row keeps its 2048
+    stated_in, stated_out = _int(r.get("input_tokens")), _int(r.get("output_tokens"))
     if "pp" in sw and group == "prefill":
-        lengths = sw["pp"]
+        lengths = dict(sw["pp"], prompt=stated_in or sw["pp"]["prompt"])
     elif "tg" in sw and group == "decode":
-        lengths = sw["tg"]
+        lengths = dict(sw["tg"], generate=stated_out or sw["tg"]["generate"])
     elif "lengths" in sw:
         lengths = sw["lengths"]
     else:
         lengths = {"prompt": _int(r.get("input_tokens")), "generate": _int(r.get("output_tokens"))}
         if lengths["generate"] is None and group == "prefill":
             lengths["generate"] = 0
+        if None in lengths.values() and VARIABLE_LENGTHS.search(r.get("notes") or ""):
+            return skip("prompt and output lengths vary over the dataset (ShareGPT-style) and the row states no "
+                        "mean: a fixed-length scenario would not be the same workload")
         if None in lengths.values():
             lengths = {k: DEFAULT_LENGTHS[k] if v is None else v for k, v in lengths.items()}
             match = _worst(match, "auto")

@@ -29,7 +29,7 @@ def _mape_rows(table: dict, cv_table: dict | None, prefix: str) -> list[dict]:
         rows.append({"scope": scope.split("=", 1)[-1], "group": group, "n": v["n"],
                      "MAPE in-sample": f"{v['mape'] * 100:.1f}%", "bias in-sample": _pct(v["bias"]),
                      "MAPE leave-one-publisher-out": f"{cv['mape'] * 100:.1f}%" if cv else "-",
-                     "bias LOSO": _pct(cv["bias"]) if cv else "-"})
+                     "bias LOPO": _pct(cv["bias"]) if cv else "-"})
     return rows
 
 
@@ -98,7 +98,7 @@ def accuracy_cmd(csv_path, map_path, runtime, cv, by, worst, show_rows, out_csv,
         click.echo(f"{'every row' if show_rows else f'worst {len(shown)} held-out rows'} ({key}):")
         echo_table([{"row": r["row"], "hardware": r["hardware"], "runtime": r["runtime"], "workload": r["workload"],
                      "metric": r["metric"], "measured": r["measured"], "predicted": r["predicted"],
-                     "error": _pct(r["error"]), "error LOSO": _pct(r.get("error_cv")), "detail": r["detail"]}
+                     "error": _pct(r["error"]), "error LOPO": _pct(r.get("error_cv")), "detail": r["detail"]}
                     for r in shown])
     click.echo(f"\n{len(rows)} rows evaluated, {len(res['skipped'])} skipped (--json lists the reasons)")
     ins, cvt = tables["in_sample"], tables.get("cross_validated", {})
@@ -137,7 +137,7 @@ def _check_writable(*paths):
 @click.option("--json", "as_json", is_flag=True)
 def fit_cmd(csv_path, map_path, runtime, device_class, params, out, as_json):
     """Fit a runtime's free figures by robust least squares in log space, with the
-    leave-one-source-out error printed next to the in-sample one.
+    leave-one-publisher-out error printed next to the in-sample one.
 
     \b
     Example:
@@ -178,7 +178,7 @@ def fit_cmd(csv_path, map_path, runtime, device_class, params, out, as_json):
         for k, why in r["not fitted"].items():
             click.echo(f"  {k:<16} not fitted: {why}")
         click.echo(f"  MAPE {r['MAPE before'] * 100:.1f}% before, {r['MAPE in-sample'] * 100:.1f}% in-sample, "
-                   f"{r['MAPE leave-one-source-out'] * 100:.1f}% leave-one-source-out")
+                   f"{r['MAPE leave-one-publisher-out'] * 100:.1f}% leave-one-publisher-out")
     if out:
         click.echo(f"wrote {out}")
 

@@ -251,6 +251,9 @@ def _op_terms(spec, p, tab, pr, weight_total, kv_total):
     eff = np.where(np.isnan(prof_eff), np.where(is_mx, mat_eff, vec_eff), prof_eff)
     util, fa, fb, fb_w, fa_s, fb_s = _shape_factors(spec, p, tab, pr.a_bytes)
     rate = np.where(is_at, pr.attn_rate, np.where(is_mx, pr.gemm_rate, pr.vec_rate)) * eff * util
+    # a skinny product (decode GEMV, M of a few rows) pads the matrix unit's tile and runs
+    # faster on the vector units (cuBLAS gemv, llama.cpp MMVQ): a kernel takes the faster
+    rate = np.where(is_mx, np.maximum(rate, pr.vec_rate * vec_eff), rate)
     t_comp = c["flops"] / rate
     dt_comp = c["d_flops"] / rate
     trans = p["compute.vector.transcendental"][:, None] * np.where(np.isnan(prof_eff), 1.0, prof_eff)

@@ -63,14 +63,14 @@ def _distinct(comps) -> tuple[list, np.ndarray]:
     return list(uniq), np.array([slot[id(c)] for c in comps])
 
 
-def _prices(spec: HardwareSpec, p: dict, model: ModelSpec, sc: Scenario, comps, notes: set) -> Prices:
+def _prices(spec: HardwareSpec, p: dict, model: ModelSpec, sc: Scenario, comps, notes: set, rt=None) -> Prices:
     """Bytes per element and compute rates for each design's compression; ``comps`` is
     (distinct compressions, per-design index)."""
     mdt = spec.matrix_dtypes()
     uniq, index = comps
     rows = []
     for comp in uniq:
-        want, deq = wanted_gemm_dtype(comp, sc.dtype)
+        want, deq = wanted_gemm_dtype(comp, sc.dtype, rt.quantized_matmul if rt is not None else "activation")
         gdt, note = resolve_dtype(want, mdt) if mdt else (_vec_dtype(spec, want), None)
         if note:
             notes.add(note)
@@ -459,10 +459,10 @@ def _evaluate_group(spec, model, sc, comps, overrides, op_name, decode_spec, dec
         comps = (uniq, np.zeros(D, dtype=int))
     if D == 1 and not overrides:   # the common single evaluation: price once per (spec, model, scenario, comp)
         pr, pnotes = _cached(("prices", id(spec), op_name, id(model), sc, uniq[0]), (spec, model),
-                             lambda: (_prices(spec, p, model, sc, comps, n := set()), n))
+                             lambda: (_prices(spec, p, model, sc, comps, n := set(), rt), n))
         notes |= pnotes
     else:
-        pr = _prices(spec, p, model, sc, comps, notes)
+        pr = _prices(spec, p, model, sc, comps, notes, rt)
     reqs = math.ceil(sc.batch / sc.dp)
     mb = min(sc.microbatches or min(reqs, sc.pp), reqs)
     micro = math.ceil(reqs / mb)
@@ -497,7 +497,7 @@ def _evaluate_group(spec, model, sc, comps, overrides, op_name, decode_spec, dec
         dspec = decode_spec
         dp_, _ = _params(dspec, {}, decode_op, rt)
         dp_ = {k: np.broadcast_to(v, (D,)) for k, v in dp_.items()}
-        dpr = _prices(dspec, dp_, model, sc, comps, notes)
+        dpr = _prices(dspec, dp_, model, sc, comps, notes, rt)
     steps = max(sc.generate - 1, 0)
     tpot = np.zeros(D)
     dec_total = np.zeros(D)

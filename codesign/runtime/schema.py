@@ -60,6 +60,10 @@ class Runtime(Frozen):
     # 16-bit copy first (one read of the packed weights + one 16-bit write and read) and
     # runs the GEMM at the 16-bit rate, as llama.cpp's cuBLAS path does for large batches
     prefill_dequant: Literal["fused", "separate"] = "fused"
+    # weight-only quantised GEMMs: 'activation' multiplies in the activation datatype after
+    # dequantising in the kernel (Marlin, AWQ, TensorRT-LLM W4A16); 'int8' quantises the
+    # activations to 8 bits on the fly and runs on the int8 units (llama.cpp MMQ)
+    quantized_matmul: Literal["activation", "int8"] = "activation"
     layout: Literal["tensor", "pipeline"] = "tensor"   # how several devices split a model
     batching: Literal["static", "continuous"] = "static"
     tuning: dict[TuningKey, ClassTuning] = Field(default_factory=dict)
