@@ -226,3 +226,31 @@ def test_eval_json_names_the_runtime_and_it_changes_the_answer():
     ja, jb = json.loads(a.stdout), json.loads(b.stdout)
     assert ja["runtime"] == "llama.cpp-cuda" and jb["runtime"] == "tensorrt-llm"
     assert not math.isclose(ja["tpot_s"], jb["tpot_s"])
+
+
+def test_continuous_batching_ttft_is_one_requests_prompt_and_throughput_is_unchanged():
+    from codesign.perf import evaluate
+    from codesign.workload import Scenario
+    sc = Scenario(batch=8, prompt=4096, generate=256)
+    static = evaluate("h100-sxm", "llama-3.1-8b", sc.model_copy(update={"runtime": "generic"}))
+    cont = evaluate("h100-sxm", "llama-3.1-8b", sc.model_copy(update={"runtime": "sglang"}))
+    alone = evaluate("h100-sxm", "llama-3.1-8b", sc.model_copy(update={"runtime": "sglang", "batch": 1}))
+    # compute-bound prompts: one request's prefill is about an eighth of the batch's
+    assert cont["ttft_s"] < 0.3 * static["ttft_s"]
+    assert cont["ttft_s"] == pytest.approx(alone["ttft_s"] + cont["tpot_s"], rel=0.05)
+    assert cont["prefill_tokens_per_s"] == pytest.approx(8 * 4096 / (cont["e2e_latency_s"] - 255 * cont["tpot_s"]),
+                                                         rel=0.01)
+
+
+def test_host_overheads_add_to_ttft_and_to_each_step():
+    import numpy as np
+
+    from codesign.hardware import load_hardware
+    from codesign.perf import evaluate_batch
+    from codesign.workload import Scenario, load_workload
+    sc = Scenario(batch=16, prompt=128, generate=64)
+    out = evaluate_batch(load_hardware("h100-sxm"), load_workload("llama-3.1-8b"), sc,
+                         overrides={"runtime.request_overhead": np.array([0.0, 0.01]),
+                                    "runtime.sequence_overhead": np.array([0.0, 50e-6])})
+    assert out["ttft_s"][1] - out["ttft_s"][0] == pytest.approx(0.01)
+    assert out["tpot_s"][1] - out["tpot_s"][0] == pytest.approx(16 * 50e-6)

@@ -32,8 +32,11 @@ PARAMS = {
     "latency_factor": ("runtime.latency_factor", (0.0, 50.0), False),
     "launch": ("runtime.launch", (0.0, 200e-6), False),
     "launch_decode": ("runtime.launch_decode", (0.0, 200e-6), False),
+    "request": ("runtime.request_overhead", (0.0, 0.2), False),
+    "sequence": ("runtime.sequence_overhead", (0.0, 500e-6), False),
 }
 TIME_GROUPS = ("decode", "prefill", "throughput", "gemm")
+DEFAULT_PARAMS = ("gemm", "memory", "latency_factor", "launch_decode", "request", "sequence")
 MIN_SENSITIVITY = 0.05      # |d log(pred) / d param-step| that counts as "moved by this row"
 MIN_ROWS_PER_PARAM = 3
 MIN_SETUPS = 2             # distinct (source, device) pairs: never one measurement setup
@@ -55,6 +58,10 @@ def _steps(name: str, value: float) -> float:
     """A finite-difference step for the sensitivity check (10% or 5 us / 1 latency)."""
     if name in ("launch", "launch_decode"):
         return 5e-6
+    if name == "request":
+        return 5e-3
+    if name == "sequence":
+        return 20e-6
     if name == "latency_factor":
         return 1.0
     return 0.1 * value
@@ -83,7 +90,7 @@ def fittable(cases) -> list:
     return [c for c in cases if c.group in TIME_GROUPS and population(c) != "proxy" and c.group != "gemm"]
 
 
-def fit_runtime(cases, runtime: str, cls: str, params=("gemm", "memory", "latency_factor", "launch_decode"),
+def fit_runtime(cases, runtime: str, cls: str, params=DEFAULT_PARAMS,
                 start: dict | None = None) -> FitResult:
     """Fit ``params`` of ``runtime`` on device class ``cls`` to the matching cases."""
     from scipy.optimize import least_squares
@@ -134,7 +141,7 @@ def fit_runtime(cases, runtime: str, cls: str, params=("gemm", "memory", "latenc
 
     lo = np.array([math.log(PARAMS[n][1][0]) if PARAMS[n][2] else PARAMS[n][1][0] for n in use])
     hi = np.array([math.log(PARAMS[n][1][1]) if PARAMS[n][2] else PARAMS[n][1][1] for n in use])
-    scale = np.array([1.0 if PARAMS[n][2] else (1.0 if n == "latency_factor" else 1e-5) for n in use])
+    scale = np.array([1.0 if PARAMS[n][2] else {"latency_factor": 1.0, "request": 1e-3}.get(n, 1e-5) for n in use])
 
     def log_err(y):
         return np.log(np.where(np.isfinite(y) & (y > 0), y, 1e-30) / meas[:, None])
@@ -164,7 +171,8 @@ def neutral_values() -> dict:
     """The figures a runtime has before any fit (ClassTuning defaults; launch unchanged)."""
     from ..runtime.schema import ClassTuning
     t = ClassTuning()
-    return {"gemm": t.gemm, "vector": t.vector, "memory": t.memory, "latency_factor": t.latency_factor}
+    return {"gemm": t.gemm, "vector": t.vector, "memory": t.memory, "latency_factor": t.latency_factor,
+            "request": 0.0, "sequence": 0.0}
 
 
 def _fit_or_neutral(train, rt: str, cls: str, params, cache: dict) -> dict:
@@ -180,7 +188,7 @@ def _fit_or_neutral(train, rt: str, cls: str, params, cache: dict) -> dict:
     return cache[key]
 
 
-def cross_validate(cases, params=("gemm", "memory", "latency_factor", "launch_decode"), progress=None) -> dict:
+def cross_validate(cases, params=DEFAULT_PARAMS, progress=None) -> dict:
     """Leave-one-publisher-out predictions: row id -> (predicted value, figures used). Each
     publisher's rows are predicted by runtimes refitted on the other publishers only."""
     groups = sorted({(c.runtime, device_class(c)) for c in fittable(cases)})

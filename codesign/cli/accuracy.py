@@ -130,8 +130,9 @@ def _check_writable(*paths):
 @click.option("--runtime", required=True, help="The runtime whose figures to fit (rows run under it).")
 @click.option("--class", "device_class", type=click.Choice(["gpu", "tpu", "npu", "fpga", "cpu"]), default=None,
               help="Device class to fit (default: every class the rows cover).")
-@click.option("--params", default="gemm,memory,latency_factor,launch_decode", show_default=True,
-              help="Free figures: gemm, vector, memory, latency_factor, launch, launch_decode.")
+@click.option("--params", default="gemm,memory,latency_factor,launch_decode,request,sequence", show_default=True,
+              help="Free figures: gemm, vector, memory, latency_factor, launch, launch_decode, request (host "
+                   "time per request), sequence (host time per sequence per decode step).")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Write the runtime YAML with the fitted figures (and the rows they came from).")
 @click.option("--json", "as_json", is_flag=True)

@@ -488,7 +488,7 @@ def _evaluate_group(spec, model, sc, comps, overrides, op_name, decode_spec, dec
         ph = _run_phase(spec, p, pre_tab, pr, w, kv, 0, sc.pp, split[0])
         throttle = np.maximum(throttle, _power_limit(ph, p))
         stage = ph.time + _pipeline_hop(spec, p, sc, micro * sc.prompt, model, pr)
-        ttft = pipe_pre * stage
+        ttft = pipe_pre * stage + p["runtime.request_overhead"]
         e_pre = ph.energy * mb * sc.tp * sc.dp
         phases["prefill"] = dict(phase=ph, spec=spec, steps=1)
     # decode, possibly on another device
@@ -509,7 +509,8 @@ def _evaluate_group(spec, model, sc, comps, overrides, op_name, decode_spec, dec
         throttle = np.maximum(throttle, _power_limit(ph, dp_))
         hopd = _pipeline_hop(dspec, dp_, sc, micro, model, dpr)
         step_mean = ph.time / max(steps, 1) + hopd
-        tpot = pipe_dec * step_mean
+        # host work per sequence per step, serial with the device (not hidden by the pipeline)
+        tpot = pipe_dec * step_mean + reqs * dp_["runtime.sequence_overhead"]
         dec_total = tpot * steps
         e_dec = ph.energy * (steps / max(steps, 1)) * mb * sc.tp * sc.dp
         phases["decode"] = dict(phase=ph, spec=dspec, steps=max(steps, 1))
@@ -530,6 +531,15 @@ def _evaluate_group(spec, model, sc, comps, overrides, op_name, decode_spec, dec
         kv_xfer = kv_prompt / bw + lat
     e2e = ttft + kv_xfer + dec_total
     gen_tokens = sc.batch * sc.generate
+    # continuous (in-flight) batching admits each request on its own: its first token waits
+    # for its own prompt, in one step beside the others' decode, not for the whole batch's
+    # prompts (the batch's total work, and so throughput and energy, are the same)
+    ttft_seen = ttft
+    if rt.batching == "continuous" and micro > 1 and pre_tab is not None:
+        one, _, _ = _tables(model, sc.model_copy(update={"batch": 1}), rt)
+        ph1 = _run_phase(spec, p, one, pr, w, kv, 0, sc.pp, None)
+        ttft_seen = np.minimum(ttft, pipe_pre * (ph1.time + _pipeline_hop(spec, p, sc, sc.prompt, model, pr))
+                               + p["runtime.request_overhead"] + tpot)
     # board power of every device over the request batch: static all the time, busy while
     # kernels run (launch gaps and pipeline bubbles excluded), activity energy per op and byte
     # (each device runs its stage's kernels once per microbatch: mb x (stage time - gaps))
@@ -557,7 +567,7 @@ def _evaluate_group(spec, model, sc, comps, overrides, op_name, decode_spec, dec
     # binding resource over the whole request
     bound = _bound(phases, D)
     out = {
-        "ttft_s": ttft, "tpot_s": tpot, "e2e_latency_s": e2e,
+        "ttft_s": ttft_seen, "tpot_s": tpot, "e2e_latency_s": e2e,
         "prefill_tokens_per_s": _per_second(sc.batch * sc.prompt, ttft),
         "prefill_tokens_per_s_per_request": _per_second(sc.prompt, ttft),
         "decode_tokens_per_s": _per_second(sc.batch, tpot),

@@ -147,7 +147,9 @@ def runtime_params(spec: HardwareSpec, runtime) -> dict[str, float]:
     return {"runtime.gemm": t.gemm, "runtime.vector": t.vector, "runtime.memory": t.memory,
             "runtime.latency_factor": t.latency_factor, "runtime.launch": launch,
             "runtime.launch_decode": rt.decode_launch_overhead if rt.decode_launch_overhead is not None else launch,
-            "runtime.separate_dequant": float(rt.prefill_dequant == "separate")}
+            "runtime.separate_dequant": float(rt.prefill_dequant == "separate"),
+            "runtime.request_overhead": rt.request_overhead or 0.0,
+            "runtime.sequence_overhead": rt.sequence_overhead or 0.0}
 
 
 def at_operating_point(spec: HardwareSpec, p: dict, name: str) -> dict:

@@ -10,7 +10,8 @@ from ..units import format_quantity
 from . import runtime_from_dict
 
 # fit parameter -> where it lives in the runtime YAML (tuning.<class>.<name> otherwise)
-TOP_LEVEL = {"launch": "launch_overhead", "launch_decode": "decode_launch_overhead"}
+TOP_LEVEL = {"launch": "launch_overhead", "launch_decode": "decode_launch_overhead",
+             "request": "request_overhead", "sequence": "sequence_overhead"}
 
 
 def write_fitted(rt, fits, out, csv_path=None) -> Path:

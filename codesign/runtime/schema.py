@@ -52,6 +52,11 @@ class Runtime(Frozen):
     launch_overhead: Time | None = None
     # per-kernel cost in decode steps (CUDA graphs, a compiled engine); None = launch_overhead
     decode_launch_overhead: Time | None = None
+    # host work the accelerator waits for: once per request batch before its first token
+    # (tokenise, schedule, first sampling), and per sequence in every decode step (batch
+    # bookkeeping, sampling, detokenising); None = none
+    request_overhead: Time | None = None
+    sequence_overhead: Time | None = None
     # vector operator kinds folded into a neighbouring kernel (epilogues, fused norms):
     # they launch nothing and move no memory traffic of their own
     fuse: tuple[VectorKind, ...] = ()
@@ -89,7 +94,8 @@ class Runtime(Frozen):
         return ok_class and ok_vendor
 
     def figure_paths(self) -> list[str]:
-        out = [k for k in ("launch_overhead", "decode_launch_overhead") if getattr(self, k) is not None]
+        out = [k for k in ("launch_overhead", "decode_launch_overhead", "request_overhead", "sequence_overhead")
+               if getattr(self, k) is not None]
         for cls, t in self.tuning.items():
             out += [f"tuning.{cls}.{f}" for f in sorted(t.model_fields_set)]
         return out
