@@ -10,13 +10,13 @@ from codesign.workload import Scenario
 
 
 def test_power_limit_stretches_to_exactly_the_tdp():
-    p = {"power.tdp": np.array([700.0]), "power.static": np.array([126.0]), "power.busy": np.array([200.0])}
+    p = {"power.limit": np.array([700.0]), "power.static": np.array([126.0]), "power.busy": np.array([200.0])}
     time, gap, energy = np.array([1.0]), np.array([0.2]), np.array([500.0])
-    # 126 + 200 x 0.8 + 500 = 786 W > 700 W: T' = (500 - 200 x 0.2) / (700 - 126 - 200)
+    # 126 + (200 x 0.8 + 500) / 1 = 786 W > 700 W: T' = (160 + 500) / (700 - 126)
     f = power_limit(time, gap, energy, p)
-    assert f[0] == pytest.approx(460 / 374)
+    assert f[0] == pytest.approx(660 / 574)
     t2 = time * f
-    power = 126 + 200 * (t2 - gap) / t2 + energy / t2
+    power = 126 + (200 * 0.8 + energy) / t2          # the dynamic energy stays, spread over T'
     assert power[0] == pytest.approx(700.0)
     assert power_limit(time, gap, np.array([300.0]), p)[0] == 1.0        # 586 W: untouched
 
@@ -49,12 +49,12 @@ def test_decode_draws_static_plus_busy_plus_traffic():
 
 
 def test_a_lower_power_limit_throttles_and_says_so():
-    """The same chip held to 350 W (a study varying only the limit): the clock drops."""
+    """The same chip held to 350 W (nvidia-smi -pl, or a study varying the limit): the clock drops."""
     from codesign.perf import evaluate_batch
     from codesign.workload import load_workload
     sc = Scenario(batch=16, prompt=2048, generate=1)
     out = evaluate_batch(load_hardware("h100-sxm"), load_workload("llama-3.1-8b"), sc,
-                         overrides={"power.tdp": np.array([700.0, 350.0])})
+                         overrides={"power.limit": np.array([700.0, 350.0])})
     assert out["avg_power_w"][1] <= 350 * 1.001 < out["avg_power_w"][0]
     assert out["throttle"][0] == 1.0 and out["throttle"][1] > 1.3
     assert out["ttft_s"][1] > 1.3 * out["ttft_s"][0]

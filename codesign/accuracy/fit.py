@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -32,11 +33,12 @@ PARAMS = {
     "latency_factor": ("runtime.latency_factor", (0.0, 50.0), False),
     "launch": ("runtime.launch", (0.0, 200e-6), False),
     "launch_decode": ("runtime.launch_decode", (0.0, 200e-6), False),
+    "dequant": ("runtime.dequant", (0.1, 10.0), True),
     "request": ("runtime.request_overhead", (0.0, 0.2), False),
     "sequence": ("runtime.sequence_overhead", (0.0, 500e-6), False),
 }
 TIME_GROUPS = ("decode", "prefill", "throughput", "gemm")
-DEFAULT_PARAMS = ("gemm", "memory", "latency_factor", "launch_decode", "request", "sequence")
+DEFAULT_PARAMS = ("gemm", "memory", "latency_factor", "launch_decode", "request", "sequence", "dequant")
 MIN_SENSITIVITY = 0.05      # |d log(pred) / d param-step| that counts as "moved by this row"
 MIN_ROWS_PER_PARAM = 3
 MIN_SETUPS = 2             # distinct (source, device) pairs: never one measurement setup
@@ -58,6 +60,8 @@ def _steps(name: str, value: float) -> float:
     """A finite-difference step for the sensitivity check (10% or 5 us / 1 latency)."""
     if name in ("launch", "launch_decode"):
         return 5e-6
+    if name == "dequant":
+        return value          # a term of the max(): doubling shows whether it can bind at all
     if name == "request":
         return 5e-3
     if name == "sequence":
@@ -172,16 +176,35 @@ def neutral_values() -> dict:
     from ..runtime.schema import ClassTuning
     t = ClassTuning()
     return {"gemm": t.gemm, "vector": t.vector, "memory": t.memory, "latency_factor": t.latency_factor,
-            "request": 0.0, "sequence": 0.0}
+            "dequant": t.dequant, "request": 0.0, "sequence": 0.0}
+
+
+@lru_cache(maxsize=64)
+def _neutral_for(runtime: str) -> tuple:
+    from ..runtime import load_runtime, runtime_from_dict
+    from ..runtime.fitted import unfitted
+    bare = runtime_from_dict(unfitted(load_runtime(runtime).model_dump(mode="json", exclude_defaults=True)))
+    out = dict(neutral_values())
+    launch = bare.decode_launch_overhead if bare.decode_launch_overhead is not None else bare.launch_overhead
+    if launch is not None:
+        out["launch_decode"] = launch
+    return tuple(sorted(out.items()))
+
+
+def neutral_for(runtime: str) -> dict:
+    """Every fittable figure of ``runtime`` as it is before any fit (what a held-out
+    publisher is predicted with when the others cannot support a fit): neutral tuning, no
+    host overheads, the runtime's own launch cost and dequantisation work."""
+    return dict(_neutral_for(runtime))
 
 
 def _fit_or_neutral(train, rt: str, cls: str, params, cache: dict) -> dict:
     """Neutral figures updated with a fit on ``train`` (cached by the rows it would use)."""
     key = (rt, cls, tuple(sorted(c.row for c in fittable(train) if c.runtime == rt and device_class(c) == cls)))
     if key not in cache:
-        vals = dict(neutral_values())
+        vals = neutral_for(rt)
         try:
-            vals.update(fit_runtime(train, rt, cls, params, start=neutral_values()).values)
+            vals.update(fit_runtime(train, rt, cls, params, start=neutral_for(rt)).values)
         except CodesignError:
             pass
         cache[key] = vals

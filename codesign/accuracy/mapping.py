@@ -159,6 +159,8 @@ def _int(text) -> int | None:
     return round(float(m.group(1))) if m else None
 
 
+# notes that say the board ran under a lowered power limit ("Power limit 300W", nvidia-smi -pl)
+POWER_LIMIT = re.compile(r"power[- ]limit(?:ed)?(?: set)?(?: to| of|:)?\s*(\d{2,4})\s*W\b", re.I)
 # notes that say the lengths are a dataset's distribution, not one prompt
 VARIABLE_LENGTHS = re.compile(r"sharegpt|variable lengths|lengths vary", re.I)
 # lengths of a row that states none (a short chat turn; the row is marked auto)
@@ -361,8 +363,12 @@ def resolve_row(r: dict, mp: dict, runtime: str | None = None):
         prec = dict(prec, match="auto")
     comp = _compression(prec.get("compression"), file, f"precision.{r.get('weight_precision')}")
     match = _worst(hw.get("match", "exact"), prec.get("match", "exact"), sw.get("match", "exact"))
+    overrides = dict(hw.get("overrides") or {})
+    cap = POWER_LIMIT.search(r.get("notes") or "")
+    if cap and "power.limit" not in overrides:      # a board run under a lowered power limit
+        overrides["power.limit"] = f"{cap.group(1)} W"
     common = dict(row=rid, metric=metric, measured=measured, hardware=hw["spec"],
-                  hw_overrides=tuple((hw.get("overrides") or {}).items()),
+                  hw_overrides=tuple(overrides.items()),
                   operating_point=hw.get("operating_point"), calibrated=extra.get("calibrated"),
                   source=source_id(r.get("source", "")), runtime=rt.name,
                   per_device=bool(METRICS[metric] == "throughput" and PER_DEVICE.search(r.get("notes") or "")))

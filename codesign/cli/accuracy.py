@@ -135,8 +135,10 @@ def _check_writable(*paths):
                    "time per request), sequence (host time per sequence per decode step).")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Write the runtime YAML with the fitted figures (and the rows they came from).")
+@click.option("--fresh", is_flag=True, help="Start from the runtime's unfitted figures (neutral tuning, its own "
+              "launch cost) and drop every figure an earlier fit wrote.")
 @click.option("--json", "as_json", is_flag=True)
-def fit_cmd(csv_path, map_path, runtime, device_class, params, out, as_json):
+def fit_cmd(csv_path, map_path, runtime, device_class, params, out, fresh, as_json):
     """Fit a runtime's free figures by robust least squares in log space, with the
     leave-one-publisher-out error printed next to the in-sample one.
 
@@ -161,14 +163,18 @@ def fit_cmd(csv_path, map_path, runtime, device_class, params, out, as_json):
     if not classes:
         raise CodesignError(f"no usable rows run under {rt.name} (time metrics, not proxies)", field="--runtime")
     results = []
+    start = None
+    if fresh:
+        from ..accuracy.fit import neutral_for
+        start = neutral_for(rt.name)
     for cls in classes:
-        fr = fit_runtime(cases, rt.name, cls, names)
+        fr = fit_runtime(cases, rt.name, cls, names, start=start)
         results.append({"class": cls, "fitted": fr.values, "not fitted": fr.dropped, "rows": len(fr.rows),
                         "sources": len(fr.sources), "MAPE before": fr.start_mape, "MAPE in-sample": fr.in_sample_mape,
                         "MAPE leave-one-publisher-out": loso_for(cases, rt.name, cls, names), "_fit": fr})
     if out:
         from ..runtime.fitted import write_fitted
-        write_fitted(rt, [r["_fit"] for r in results], out, csv_path)
+        write_fitted(rt, [r["_fit"] for r in results], out, csv_path, fresh=fresh)
     if as_json:
         echo_json([{k: v for k, v in r.items() if k != "_fit"} for r in results])
         return

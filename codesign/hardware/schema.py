@@ -166,6 +166,7 @@ class PowerSpec(Frozen):
     idle: Power | None = None           # deep idle (clocks down): the board parked between jobs
     static: Power | None = None         # clocks up, no work: the floor under any running job
     busy: Power | None = None           # extra while kernels run, whatever they compute
+    limit: PositivePower | None = None  # a lowered power cap (nvidia-smi -pl); default: the TDP
     energy_per_op: dict[Dtype, EnergyPerOp] = Field(default_factory=dict)
     nominal_voltage: float | None = Field(default=None, gt=0)
     operating_points: tuple[OperatingPoint, ...] = ()

@@ -160,7 +160,7 @@ def _homes(spec: HardwareSpec, p: dict, weight_bytes, kv_bytes):
     innermost level that may hold it and has room for all of it (weights, KV); activations
     live in the innermost level that may hold activations (they are small per op)."""
     cores = p["compute.cores"]
-    D = np.broadcast(*[v for v in p.values()]).shape[0] if p else 1
+    D = max((np.shape(v)[0] if np.ndim(v) else 1) for v in p.values()) if p else 1
     w_home = np.zeros(D, dtype=int)
     kv_home = np.zeros(D, dtype=int)
     a_home = 0
@@ -221,6 +221,9 @@ def _tile_rereads(S_elems, b, m, n, k, fits_factor=0.5):
     return np.where(resident, 1.0, fa), np.where(resident, 1.0, fb)
 
 
+SKINNY_ROWS = 8     # at most this many activation rows: a GEMV-style kernel (cf. llama.cpp MMVQ_MAX_BATCH_SIZE)
+
+
 def op_terms(spec: HardwareSpec, p: dict, tab: OpTable, pr: Prices, weight_total, kv_total):
     """Time terms per resource: base ``a`` (J, D, N) and slope per context token ``b``
     (J, D, S) for the S context-dependent ops ``sl``; traffic per level (L, D, N) and its
@@ -262,7 +265,15 @@ def _op_terms(spec, p, tab, pr, weight_total, kv_total):
     # A runtime that dequantises separately in prefill (a 16-bit copy, then a 16-bit GEMM)
     # instead moves the packed weights once more plus a 16-bit write and read (below).
     sep = tab.quantized & ~tab.is_decode & (pr.dequant * p["runtime.separate_dequant"][:, None] > 0)   # (D,N)
-    t_dq = np.where(tab.quantized & ~sep, pr.dequant * 2.0 * c["weight_elems"] / (pr.vec_rate * vec_eff), 0.0)
+    # a skinny product (M <= 8 rows: decode) unpacks each weight once on the vector units
+    # (GEMV kernels, llama.cpp MMVQ); wider ones follow the runtime's GEMM kernel
+    wide = c["m"] > SKINNY_ROWS
+    rows_tile = p["runtime.dequant_tile_rows"][:, None]
+    row_passes = np.where(wide & (rows_tile > 0), np.ceil(np.maximum(c["m"], 1.0) / np.maximum(rows_tile, 1.0)), 1.0)
+    dq_ops = np.where(wide, (p["runtime.dequant_ops"] * p["runtime.dequant"])[:, None], 2.0)
+    dq_rate = np.where(wide & (p["runtime.dequant_integer"][:, None] > 0), p["compute.integer"][:, None] * vec_eff,
+                       pr.vec_rate * vec_eff)
+    t_dq = np.where(tab.quantized & ~sep, pr.dequant * dq_ops * c["weight_elems"] * row_passes / dq_rate, 0.0)
     W = np.where(sep, c["weight_elems"] * pr.table_bytes, W)       # the GEMM reads the 16-bit copy
     W_extra = np.where(sep, c["weight_elems"] * (wb + pr.table_bytes), 0.0)   # the dequant pass itself
 

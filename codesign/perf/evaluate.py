@@ -187,6 +187,7 @@ class _Phase:
     time: np.ndarray              # (D,) seconds for the phase (one stage pass, whole batch)
     energy: np.ndarray            # (D,) dynamic J, one device
     gap: np.ndarray               # (D,) seconds of launch gaps (no kernel running) in ``time``
+    kernels: np.ndarray           # (D,) seconds of kernels at full clock (time - gap, before any throttling)
     flops: np.ndarray
     traffic: np.ndarray           # (D, L) bytes
     per_op_time: np.ndarray       # (D, N) seconds per instance (decode: mean over steps)
@@ -246,25 +247,28 @@ def _run_phase(spec, p, ops, pr, wtot, kvtot, steps: int, pp: int, terms=None) -
     traffic = np.matmul(traffic_op, cnt * n_eff).T                      # (D, L)
     flops = np.full(time.shape, (tab.cols["flops"] * n_eff + tab.cols["d_flops"] * c_sum) @ cnt)
     gap = (t["overhead"] * n_eff * count).sum(-1)
-    return _Phase(time=time, energy=energy, gap=gap, flops=flops, traffic=traffic, per_op_time=per_op,
+    return _Phase(time=time, energy=energy, gap=gap, kernels=time - gap, flops=flops, traffic=traffic,
+                  per_op_time=per_op,
                   per_op_traffic=traffic_op, per_op_share=share * count, tab=tab,
                   names=t["names"] + ["overhead"])
 
 
 def power_limit(time, gap, energy, p: dict) -> np.ndarray:
     """How much longer work of ``time`` s (``gap`` of it launch gaps, ``energy`` J of activity)
-    takes when its board power would exceed the TDP: a factor >= 1 per design.
+    takes when its board power would exceed the power limit (the TDP unless the spec caps it
+    lower): a factor >= 1 per design.
 
-    Power = static + busy x (kernel time / time) + activity energy / time. Above the limit
-    the clock drops until it fits: first order, the activity energy stays and static and
-    busy power are paid over the longer time T' = (E - busy x gaps) / (TDP - static - busy).
-    Neglected: the lower voltage at the lower clock (energy per op falls with V^2)."""
-    tdp, static, busy = p["power.tdp"], p["power.static"], p["power.busy"]
+    Power = static + (busy x kernel time + activity energy) / time. Above the limit the
+    clock drops until it fits: first order, the dynamic energy (busy power falls with the
+    clock as the kernels take longer, so its energy stays too) is spread over the longer
+    time T' = (busy x kernel time + E) / (limit - static). Neglected: the lower voltage at
+    the lower clock (dynamic energy falls with V^2) and the static power's own fall."""
+    limit, static, busy = p["power.limit"], p["power.static"], p["power.busy"]
     with np.errstate(divide="ignore", invalid="ignore"):
-        power = static + busy * (time - gap) / time + energy / time
-        stretched = (energy - busy * gap) / (tdp - static - busy)
-        factor = np.where(np.isfinite(tdp) & (power > tdp) & (tdp > static + busy) & (time > 0),
-                          stretched / time, 1.0)
+        dynamic = busy * (time - gap) + energy
+        power = static + dynamic / time
+        factor = np.where(np.isfinite(limit) & (power > limit) & (limit > static) & (time > 0),
+                          dynamic / (limit - static) / time, 1.0)
     return np.maximum(np.nan_to_num(factor, nan=1.0, posinf=1.0), 1.0)
 
 
@@ -548,7 +552,7 @@ def _evaluate_group(spec, model, sc, comps, overrides, op_name, decode_spec, dec
         pw_ = p if name == "prefill" else dp_
         wall, share = (ttft, 1.0) if name == "prefill" else (dec_total, steps / max(steps, 1))
         energy = energy + devices * (pw_["power.static"] * wall
-                                     + pw_["power.busy"] * mb * share * (ph_["phase"].time - ph_["phase"].gap))
+                                     + pw_["power.busy"] * mb * share * ph_["phase"].kernels)
     per_token = energy / max(gen_tokens, 1) if gen_tokens else energy / max(sc.batch * sc.prompt, 1)
     avg_power = energy / np.maximum(e2e, 1e-30) / devices
     if (throttle > 1.005).any():

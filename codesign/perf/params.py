@@ -40,6 +40,7 @@ STATIC_FRACTION = {"gpu": 0.18, "tpu": 0.18, "npu": 0.2, "fpga": 0.25, "cpu": 0.
 # same H200 run: memory-bound decode drew ~430-530 W = static + busy + ~150 W of HBM/L2 traffic)
 BUSY_FRACTION = {"gpu": 0.35, "tpu": 0.35, "npu": 0.35, "fpga": 0.3, "cpu": 0.35}
 GEMM_COMPUTE_SHARE = 0.9
+INT_LANES_PER_SM = 64       # NVIDIA SMs since Volta issue 64 INT32 operations per clock (CUDA C guide, arithmetic throughput)
 DEFAULT_KERNEL_OVERHEAD = {"gpu": 4e-6, "tpu": 2e-6, "npu": 20e-6, "fpga": 5e-6, "cpu": 2e-6}
 ON_CHIP = ("register", "sram", "cache")
 # collectives reach ~80% of the link's per-direction bandwidth (NCCL all-reduce bus bandwidth
@@ -71,6 +72,14 @@ def spec_params(spec: HardwareSpec, operating_point: str | None = None, runtime=
     for dt, v in c.vector.peak.items():
         p[f"compute.vector.peak.{dt}"] = v
     p["compute.vector.efficiency"] = c.vector.efficiency or DEFAULT_VECTOR_EFF
+    # integer lanes (unpacking quantised weights): a stated int32 vector peak, else on GPUs
+    # 64 INT32 lanes per SM per clock (NVIDIA Volta..Blackwell), else the fp32 vector peak
+    if "int32" in c.vector.peak:
+        p["compute.integer"] = c.vector.peak["int32"]
+    elif spec.device_class == "gpu" and c.cores and c.clock:
+        p["compute.integer"] = INT_LANES_PER_SM * c.cores * c.clock
+    else:
+        p["compute.integer"] = c.vector.peak.get("fp32", max(c.vector.peak.values()))
     best_vec = max(c.vector.peak.values())
     p["compute.vector.transcendental"] = c.vector.transcendental or best_vec / TRANSCENDENTAL_FLOPS
     for m in spec.memory:
@@ -111,6 +120,7 @@ def power_params(spec: HardwareSpec, p: dict) -> dict[str, float]:
     out: dict[str, float] = {}
     tdp = pw.tdp
     out["power.tdp"] = tdp if tdp is not None else np.nan
+    out["power.limit"] = pw.limit if pw.limit is not None else out["power.tdp"]
     out["power.idle"] = pw.idle if pw.idle is not None else (0.15 * tdp if tdp else 0.0)
     static = pw.static if pw.static is not None else (
         max(STATIC_FRACTION[spec.device_class] * tdp, out["power.idle"]) if tdp else out["power.idle"])
@@ -148,6 +158,9 @@ def runtime_params(spec: HardwareSpec, runtime) -> dict[str, float]:
             "runtime.latency_factor": t.latency_factor, "runtime.launch": launch,
             "runtime.launch_decode": rt.decode_launch_overhead if rt.decode_launch_overhead is not None else launch,
             "runtime.separate_dequant": float(rt.prefill_dequant == "separate"),
+            "runtime.dequant_ops": rt.dequant_ops, "runtime.dequant": t.dequant,
+            "runtime.dequant_tile_rows": float(rt.dequant_tile_rows or 0),
+            "runtime.dequant_integer": float(rt.dequant_units == "integer"),
             "runtime.request_overhead": rt.request_overhead or 0.0,
             "runtime.sequence_overhead": rt.sequence_overhead or 0.0}
 

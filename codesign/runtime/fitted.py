@@ -14,10 +14,29 @@ TOP_LEVEL = {"launch": "launch_overhead", "launch_decode": "decode_launch_overhe
              "request": "request_overhead", "sequence": "sequence_overhead"}
 
 
-def write_fitted(rt, fits, out, csv_path=None) -> Path:
-    """Copy ``rt``'s YAML with each FitResult's values set, sourced and cited, to ``out``."""
+def unfitted(data: dict) -> dict:
+    """A runtime's YAML mapping without the figures an earlier fit wrote (and their sources)."""
+    for path in list(data.get("fitted") or {}):
+        parts = path.split(".")
+        node = data
+        for part in parts[:-1]:
+            node = node.get(part) or {}
+        node.pop(parts[-1], None)
+        (data.get("sources") or {}).pop(path, None)
+    for cls in list(data.get("tuning") or {}):
+        if not data["tuning"][cls]:
+            del data["tuning"][cls]
+    data.pop("fitted", None)
+    return data
+
+
+def write_fitted(rt, fits, out, csv_path=None, fresh: bool = False) -> Path:
+    """Copy ``rt``'s YAML with each FitResult's values set, sourced and cited, to ``out``;
+    ``fresh`` first drops every figure an earlier fit wrote."""
     src = library("runtimes").get(rt.name)
     data = read_yaml(src) if src else rt.model_dump(mode="json", exclude_defaults=True)
+    if fresh:
+        data = unfitted(data)
     header = "".join(line + "\n" for line in read_text(src).splitlines() if line.startswith("#")) if src else ""
     where = Path(csv_path).name if csv_path else "data/published-measurements.csv"
     for fr in fits:

@@ -33,6 +33,7 @@ class ClassTuning(Frozen):
     vector: float = Field(default=1.0, gt=0, le=MAX_MULTIPLIER)
     memory: float = Field(default=1.0, gt=0, le=MAX_MULTIPLIER)
     latency_factor: float = Field(default=0.0, ge=0, le=50)
+    dequant: float = Field(default=1.0, gt=0, le=10)     # multiplies the runtime's dequant_ops
 
 
 TUNABLE = tuple(ClassTuning.model_fields)
@@ -69,6 +70,14 @@ class Runtime(Frozen):
     # dequantising in the kernel (Marlin, AWQ, TensorRT-LLM W4A16); 'int8' quantises the
     # activations to 8 bits on the fly and runs on the int8 units (llama.cpp MMQ)
     quantized_matmul: Literal["activation", "int8"] = "activation"
+    # unpacking quantised weights inside the GEMM: operations per weight element, repeated
+    # for every block of `dequant_tile_rows` activation rows (a kernel re-unpacks each
+    # weight tile for each row tile; None: once per GEMM), on the vector units or on the
+    # integer lanes (llama.cpp MMQ unpacks with integer ops: its prompt speed follows
+    # cores x clock, not the tensor peak)
+    dequant_ops: float = Field(default=2.0, ge=0, le=1000)
+    dequant_tile_rows: int | None = Field(default=None, gt=0)
+    dequant_units: Literal["vector", "integer"] = "vector"
     layout: Literal["tensor", "pipeline"] = "tensor"   # how several devices split a model
     batching: Literal["static", "continuous"] = "static"
     tuning: dict[TuningKey, ClassTuning] = Field(default_factory=dict)
@@ -94,8 +103,10 @@ class Runtime(Frozen):
         return ok_class and ok_vendor
 
     def figure_paths(self) -> list[str]:
-        out = [k for k in ("launch_overhead", "decode_launch_overhead", "request_overhead", "sequence_overhead")
-               if getattr(self, k) is not None]
+        out = [k for k in ("launch_overhead", "decode_launch_overhead", "request_overhead", "sequence_overhead",
+                           "dequant_tile_rows") if getattr(self, k) is not None]
+        if "dequant_ops" in self.model_fields_set:
+            out.append("dequant_ops")
         for cls, t in self.tuning.items():
             out += [f"tuning.{cls}.{f}" for f in sorted(t.model_fields_set)]
         return out
