@@ -408,6 +408,8 @@ def resolve_row(r: dict, mp: dict, runtime: str | None = None):
         if None in lengths.values() and VARIABLE_LENGTHS.search(r.get("notes") or ""):
             return skip("prompt and output lengths vary over the dataset (ShareGPT-style) and the row states no "
                         "mean: a fixed-length scenario would not be the same workload")
+        if lengths["prompt"] is None and group == "prefill":
+            return skip("a prompt rate or TTFT without the prompt length cannot be modelled")
         if None in lengths.values():
             lengths = {k: DEFAULT_LENGTHS[k] if v is None else v for k, v in lengths.items()}
             match = _worst(match, "auto")

@@ -92,6 +92,10 @@ class MatrixUnits(Frozen):
     sparsity: Sparsity | None = None
     efficiency: Fraction | None = None          # sustained fraction of peak on large GEMMs
     efficiency_by_dtype: dict[Dtype, Fraction] = Field(default_factory=dict)   # per-datatype override
+    # peaks when the products accumulate in 16 bits: GeForce cards run FP16 with FP32
+    # accumulation at half rate and with FP16 accumulation at full rate (used by a runtime
+    # whose gemm_accumulate is fp16, e.g. llama.cpp's cuBLAS path)
+    half_accumulate_peak: dict[Dtype, Rate] = Field(default_factory=dict)
 
     @field_validator("array", "tile", "block_tile")
     @classmethod

@@ -64,6 +64,8 @@ def spec_params(spec: HardwareSpec, operating_point: str | None = None, runtime=
         p["compute.matrix.efficiency"] = c.matrix.efficiency or DEFAULT_MATRIX_EFF[cls]
         for dt, v in c.matrix.efficiency_by_dtype.items():
             p[f"compute.matrix.efficiency_by_dtype.{dt}"] = v
+        for dt, v in c.matrix.half_accumulate_peak.items():
+            p[f"compute.matrix.half_accumulate_peak.{dt}"] = v
     if c.fpga is not None:
         for dt, v in c.fpga.ops_per_dsp_cycle.items():
             p[f"compute.fpga.ops_per_dsp_cycle.{dt}"] = v
@@ -158,6 +160,7 @@ def runtime_params(spec: HardwareSpec, runtime) -> dict[str, float]:
             "runtime.latency_factor": t.latency_factor, "runtime.launch": launch,
             "runtime.launch_decode": rt.decode_launch_overhead if rt.decode_launch_overhead is not None else launch,
             "runtime.separate_dequant": float(rt.prefill_dequant == "separate"),
+            "runtime.half_accumulate": float(rt.gemm_accumulate == "fp16"),
             "runtime.dequant_ops": rt.dequant_ops, "runtime.dequant": t.dequant,
             "runtime.dequant_tile_rows": float(rt.dequant_tile_rows or 0),
             "runtime.dequant_integer": float(rt.dequant_units == "integer"),
@@ -202,6 +205,9 @@ def matrix_rate(spec: HardwareSpec, p: dict, dtype: str) -> np.ndarray | None:
     """Dense matrix peak for ``dtype`` from the (possibly overridden) figures; a per-datatype
     efficiency is folded in relative to the general one the engine applies to every GEMM."""
     key = f"compute.matrix.peak.{dtype}"
+    half = f"compute.matrix.half_accumulate_peak.{dtype}"
+    if half in p and float(np.max(p.get("runtime.half_accumulate", 0.0))) > 0:
+        key = half
     if key in p:
         own = p.get(f"compute.matrix.efficiency_by_dtype.{dtype}")
         return p[key] if own is None else p[key] * own / p["compute.matrix.efficiency"]

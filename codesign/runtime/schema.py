@@ -70,6 +70,9 @@ class Runtime(Frozen):
     # dequantising in the kernel (Marlin, AWQ, TensorRT-LLM W4A16); 'int8' quantises the
     # activations to 8 bits on the fly and runs on the int8 units (llama.cpp MMQ)
     quantized_matmul: Literal["activation", "int8"] = "activation"
+    # accumulation of 16-bit matrix products: fp16 reaches the half-accumulate peaks a spec
+    # gives (full rate on GeForce cards; llama.cpp's cuBLAS calls use CUBLAS_COMPUTE_16F)
+    gemm_accumulate: Literal["fp32", "fp16"] = "fp32"
     # unpacking quantised weights inside the GEMM: operations per weight element, repeated
     # for every block of `dequant_tile_rows` activation rows (a kernel re-unpacks each
     # weight tile for each row tile; None: once per GEMM), on the vector units or on the
