@@ -338,18 +338,24 @@ def _completed(path: Path, name: str) -> dict:
     return {t.number: tuple(t.values) for t in st.get_trials(deepcopy=False) if t.state.name == "COMPLETE"}
 
 
-def test_sigkill_loses_no_finished_trial_and_resume_continues(tmp_path):
-    path = make(tmp_path, sampler={"name": "random", "seed": 5})
+def _endless_run(tmp_path, seed: int, *flags, stderr=subprocess.DEVNULL):
+    """A study run in a subprocess that would go on for 100000 trials: (process, journal)."""
+    path = make(tmp_path, sampler={"name": "random", "seed": seed})
     journal = tmp_path / "kill.journal"
     proc = subprocess.Popen([sys.executable, "-m", "codesign.cli", "study", "run", str(path), "--trials", "100000",
-                             "--batch", "3", "--storage", str(journal), "--no-progress"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                             *flags, "--storage", str(journal), "--no-progress"],
+                            stdout=subprocess.DEVNULL, stderr=stderr)
+    return proc, journal
+
+
+def test_sigkill_loses_no_finished_trial_and_resume_continues(tmp_path):
+    proc, journal = _endless_run(tmp_path, 5, "--batch", "3", stderr=subprocess.PIPE)
     try:
         t0 = time.monotonic()
         before = {}
         while time.monotonic() - t0 < 60:
             time.sleep(0.2)
-            if journal.exists() and journal.stat().st_size:
+            if _any_completed(journal):
                 before = _completed(journal, "tiny")
                 if len(before) >= 15:
                     break
@@ -453,6 +459,13 @@ def _children(pid: int) -> set[int]:
     return {int(x) for x in text.split()}
 
 
+def _any_completed(journal: Path) -> bool:
+    try:
+        return journal.exists() and bool(_completed(journal, "tiny"))
+    except KeyError:            # the journal exists before the study record is written
+        return False
+
+
 def _alive(pid: int) -> bool:
     try:
         st = Path(f"/proc/{pid}/stat").read_text()
@@ -464,15 +477,11 @@ def _alive(pid: int) -> bool:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 def test_killing_the_parent_stops_the_workers(tmp_path, sig):
-    path = make(tmp_path, sampler={"name": "random", "seed": 3})
-    journal = tmp_path / "k.journal"
-    proc = subprocess.Popen([sys.executable, "-m", "codesign.cli", "study", "run", str(path), "--trials", "100000",
-                             "--workers", "2", "--storage", str(journal), "--no-progress"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc, journal = _endless_run(tmp_path, 3, "--workers", "2")
     try:
         t0 = time.monotonic()
         kids: set[int] = set()
-        while time.monotonic() - t0 < 120 and not (journal.exists() and _completed(journal, "tiny")):
+        while time.monotonic() - t0 < 120 and not _any_completed(journal):
             kids |= _children(proc.pid)
             time.sleep(0.2)
         kids |= _children(proc.pid)
