@@ -146,9 +146,10 @@ def _index(kind: str, extra: str | None) -> dict[str, Path]:
     for folder in folders:
         for f in sorted(folder.rglob("*.yaml")):
             try:
-                name = (yaml.safe_load(f.read_text(encoding="utf-8")) or {}).get("name", f.stem)
-            except yaml.YAMLError:
-                name = f.stem
+                data = yaml.load(f.read_text(encoding="utf-8"), Loader=_StrictLoader)  # noqa: S506 - a safe loader
+            except (yaml.YAMLError, OSError, UnicodeDecodeError):
+                data = None
+            name = data.get("name", f.stem) if isinstance(data, dict) else f.stem
             out.setdefault(str(name), f)
             out.setdefault(f.stem, f)
     return out

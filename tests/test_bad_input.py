@@ -68,3 +68,56 @@ def test_tp_beyond_kv_heads_replicates_them_with_a_note():
     assert "replicated on 2 devices" in r["notes"]
     with pytest.raises(CodesignError, match="ep=4"):
         evaluate("h100-sxm", "llama-3.1-8b", Scenario(tp=4, ep=4))
+
+
+def _cli(*args, env=None):
+    import os
+    return subprocess.run([sys.executable, "-m", "codesign.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=120, env=dict(os.environ, **(env or {})))
+
+
+def _one_line(r) -> bool:
+    return r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+
+def test_ordinary_bad_paths_are_one_line_exit_2(tmp_path):
+    missing = tmp_path / "no" / "out.csv"
+    r = _cli("eval", "-H", "h100-sxm", "-w", "llama-3.1-8b", "--csv", missing)
+    assert _one_line(r) and "folder does not exist" in r.stderr
+    r = _cli("eval", "-H", "h100-sxm", "-w", "llama-3.1-8b", "--compression", tmp_path / "nope.yaml")
+    assert _one_line(r) and "file not found" in r.stderr
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    r = _cli("workload", "import", deep, "--out", tmp_path / "x.yaml")
+    assert _one_line(r) and "nested too deeply" in r.stderr
+    cfg = tmp_path / "config.json"
+    cfg.write_text("{}")
+    r = _cli("workload", "import", cfg, "--out", tmp_path / "no" / "x.yaml")
+    assert _one_line(r) and "folder does not exist" in r.stderr
+
+
+def test_a_non_mapping_yaml_in_a_user_folder_does_not_break_the_library(tmp_path):
+    (tmp_path / "bad.yaml").write_text("- a\n- b\n")
+    env = {"CODESIGN_HARDWARE_PATH": str(tmp_path)}
+    assert _cli("eval", "-H", "h100-sxm", "-w", "llama-3.1-8b", "--no-ops", env=env).returncode == 0
+    r = _cli("eval", "-H", "bad", "-w", "llama-3.1-8b", env=env)
+    assert _one_line(r) and "expected a YAML mapping" in r.stderr
+
+
+def test_a_grid_too_fine_is_refused(tmp_path):
+    import yaml
+    study = {"name": "g", "hardware": "rk3588-npu",
+             "space": {"compute.clock": {"type": "float", "low": "0.6 GHz", "high": "1.4 GHz", "step": "1 Hz"}},
+             "workloads": [{"workload": "llama-3.2-1b", "batch": 1, "prompt": 16, "generate": 4}],
+             "objectives": ["tpot_s"], "sampler": {"name": "grid"}, "trials": 5}
+    f = tmp_path / "g.yaml"
+    f.write_text(yaml.safe_dump(study))
+    r = _cli("study", "run", f, "--storage", tmp_path / "g.journal", "--no-progress")
+    assert _one_line(r) and "use a larger 'step'" in r.stderr
+
+
+def test_compare_says_when_a_device_cannot_hold_the_model():
+    r = _cli("compare", "-H", "h100-sxm,h200", "-w", "llama-3.1-70b")
+    assert r.returncode == 0
+    tpot = next(line for line in r.stdout.splitlines() if line.startswith("time/token"))
+    assert "does not fit (needs 2)" in tpot and " ms" in tpot

@@ -6,7 +6,7 @@ import math
 
 import click
 
-from .common import echo_json, echo_table
+from .common import check_writable, echo_json, echo_table
 
 _MEAS = click.option("--measurements", "csv_path", type=click.Path(dir_okay=False), default=None,
                      help="Measurements CSV (columns of data/published-measurements.csv, optional 'runtime'); "
@@ -59,7 +59,7 @@ def accuracy_cmd(csv_path, map_path, runtime, cv, by, worst, show_rows, out_csv,
     """
     from ..accuracy import evaluate_measurements
     from ..accuracy.core import summarize
-    _check_writable(out_csv, plot_path, bands_path)
+    check_writable(out_csv, plot_path, bands_path)
     if bands_path and not cv:
         from ..errors import CodesignError
         raise CodesignError("error bands come from cross-validated residuals: drop --no-cv", field="--bands")
@@ -114,16 +114,6 @@ def accuracy_cmd(csv_path, map_path, runtime, cv, by, worst, show_rows, out_csv,
                 echo_table([dict(r, scope=f"{col}={r['scope']}") for r in got])
 
 
-def _check_writable(*paths):
-    """Fail before any work when an output file's folder does not exist."""
-    from pathlib import Path
-
-    from ..errors import CodesignError
-    for p in paths:
-        if p and not Path(p).resolve().parent.is_dir():
-            raise CodesignError("folder does not exist", file=p)
-
-
 @click.command("fit")
 @_MEAS
 @_MAP
@@ -155,7 +145,7 @@ def fit_cmd(csv_path, map_path, runtime, device_class, params, out, fresh, as_js
     bad = [p for p in names if p not in PARAMS]
     if bad:
         raise CodesignError(f"unknown parameter {bad[0]!r} (one of {', '.join(PARAMS)})", field="--params")
-    _check_writable(out)
+    check_writable(out)
     rt = load_runtime(runtime)
     cases, _ = resolve_all(load_map(map_path), read_rows(csv_path))
     mine = [c for c in fittable(cases) if c.runtime == rt.name]

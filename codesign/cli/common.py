@@ -1,6 +1,8 @@
 """Shared CLI helpers: table printing, JSON output."""
 from __future__ import annotations
 
+from ..errors import CodesignError
+
 import json
 import math
 
@@ -165,8 +167,8 @@ def build_compression(kwargs: dict):
     data = {k: v for k, v in data.items() if v is not None}
     defaults = {"weight_format": "int", "prune_heads": 0.0, "prune_ffn": 0.0, "prune_layers": 0.0}
     if path:   # the file first; flags the user actually set override it
-        from ..io import read_yaml
-        base = read_yaml(path) if open(path, encoding="utf-8").read().strip() else {}
+        from ..io import read_text, read_yaml
+        base = read_yaml(path) if read_text(path).strip() else {}
         data = {**validate(Compression, base, path).model_dump(exclude_defaults=True),
                 **{k: v for k, v in data.items() if defaults.get(k, object()) != v}}
     comp = validate(Compression, data, path or "command line")
@@ -174,3 +176,11 @@ def build_compression(kwargs: dict):
         from ..workload import load_workload
         load_workload(comp.distill_to)   # unknown model -> clear error now
     return None if comp.is_none else comp
+
+
+def check_writable(*paths) -> None:
+    """Fail before any work when an output file's folder does not exist (nothing computed is lost)."""
+    from pathlib import Path
+    for p in paths:
+        if p and not Path(p).resolve().parent.is_dir():
+            raise CodesignError("folder does not exist", file=p)

@@ -5,8 +5,8 @@ import click
 
 from ..errors import CodesignError
 from ..units import format_quantity
-from .common import (build_compression, build_scenario, compression_options, echo_json, echo_table, scenario_options,
-                     with_units)
+from .common import (build_compression, build_scenario, check_writable, compression_options, echo_json, echo_table,
+                     scenario_options, with_units)
 
 # summary metrics shown in tables, with their display unit dimension
 _SHOWN = [("ttft_s", "TTFT", "time"), ("tpot_s", "time/token", "time"),
@@ -18,6 +18,19 @@ _SHOWN = [("ttft_s", "TTFT", "time"), ("tpot_s", "time/token", "time"),
           ("cost_per_mtok_usd", "USD / M tokens", None), ("quality_ppl_increase_pct", "ppl increase %", None),
           ("quality_status", "quality source", None),
           ("quant_gemm_sqnr_db", "GEMM SQNR dB (measured)", None)]
+
+
+# what a device that cannot hold the model cannot honestly show
+_NEEDS_FIT = {"ttft_s", "tpot_s", "prefill_tokens_per_s", "decode_tokens_per_s", "throughput_tokens_per_s",
+              "e2e_latency_s", "energy_per_token_j", "avg_power_w", "cost_per_mtok_usd"}
+
+
+def _shown(key, row: dict, dim) -> str:
+    """A table cell; timing and energy of a design that does not fit say so instead."""
+    if key in _NEEDS_FIT and not bool(row.get("fits", True)):
+        need = row.get("min_devices")
+        return f"does not fit (needs {int(need)})" if isinstance(need, (int, float)) and need == need else "does not fit"
+    return _fmt(key, row.get(key), dim)
 
 
 def _fmt(key, value, dim):
@@ -61,6 +74,7 @@ def _common(f):
 @click.option("--ops/--no-ops", "show_ops", default=True, help="Show the per-operator breakdown.")
 def eval_cmd(hardware, workload, csv_path, as_json, show_ops, **kwargs):
     """Evaluate one model scenario on one device: TTFT, time per token, tokens/s, energy, fit."""
+    check_writable(csv_path)
     r = _eval(hardware, workload, kwargs)
     df = r.ops
     if csv_path:
@@ -104,6 +118,7 @@ def _bands(r) -> dict:
 def compare_cmd(hardware, workload, csv_path, as_json, **kwargs):
     """The same scenario on several devices, side by side."""
     import pandas as pd
+    check_writable(csv_path)
     rows, bands = [], []
     for ref in _split(hardware):
         r = _eval(ref, workload, dict(kwargs))
@@ -114,7 +129,7 @@ def compare_cmd(hardware, workload, csv_path, as_json, **kwargs):
     if as_json:
         echo_json([dict(row, error_band=b) for row, b in zip(rows, bands)])
         return
-    table = [{"metric": label, **{row["hardware"]: _fmt(k, row.get(k), dim) for row in rows}}
+    table = [{"metric": label, **{row["hardware"]: _shown(k, row, dim) for row in rows}}
              for k, label, dim in _SHOWN if k in rows[0]]
     echo_table(table)
 
@@ -130,6 +145,7 @@ def compare_cmd(hardware, workload, csv_path, as_json, **kwargs):
 def sweep_cmd(hardware, workload, over, values, csv_path, as_json, **kwargs):
     """Sweep batch size or context length: throughput against latency."""
     import pandas as pd
+    check_writable(csv_path)
     try:
         vals = [int(v) for v in values.split(",") if v.strip()]
     except ValueError:

@@ -47,11 +47,17 @@ def import_cmd(path, name, out):
     import yaml
 
     from ..workload.hf import import_hf_config
+    from .common import check_writable
+    check_writable(out)
     m = import_hf_config(path, name=name)
     text = yaml.safe_dump(m.model_dump(exclude_none=True, exclude_defaults=True), sort_keys=False)
     if out:
-        with open(out, "w", encoding="utf-8") as f:
-            f.write(text)
+        try:
+            with open(out, "w", encoding="utf-8") as f:
+                f.write(text)
+        except OSError as e:
+            from ..errors import CodesignError
+            raise CodesignError(f"cannot write: {e.strerror}", file=out) from None
         click.echo(f"wrote {out} ({m.name}, {m.param_count() / 1e9:.3f} B parameters)")
     else:
         click.echo(text, nl=False)

@@ -14,6 +14,8 @@ not the deprecated ``constraints_func``.
 """
 from __future__ import annotations
 
+import math
+
 import warnings
 
 from ..errors import CodesignError
@@ -54,6 +56,11 @@ def build_sampler(study, seed_offset: int = 0):
                 return optuna.samplers.RandomSampler(seed=seed, **opts)
             if s.name == "grid":
                 space = {d.name: d.grid_values() for d in study.space.dims}
+                from .space import MAX_GRID_POINTS
+                points = math.prod(len(v) for v in space.values())
+                if points > MAX_GRID_POINTS:
+                    raise CodesignError(f"the grid has {points:,} points (limit {MAX_GRID_POINTS:,}): use larger "
+                                        "steps or fewer dimensions", file=study.file, field="sampler.name")
                 if any(d.when for d in study.space.dims):
                     raise CodesignError("the grid sampler cannot take conditional dimensions ('when')",
                                         file=study.file, field="sampler.name")

@@ -98,9 +98,16 @@ class Dim:
         if step is None:
             raise CodesignError(f"the grid sampler needs a 'step' (or choices) for dimension {self.name!r}")
         n = int(math.floor((self.high - self.low) / step + 1e-9)) + 1
+        if n > MAX_GRID_VALUES:
+            raise CodesignError(f"the grid for dimension {self.name!r} would have {n:,} values (limit "
+                                f"{MAX_GRID_VALUES:,}): use a larger 'step'")
         vals = [self.low + i * step for i in range(n)]
         return [int(v) for v in vals] if self.kind == "int" else vals
 
+
+
+MAX_GRID_VALUES = 10_000      # per dimension; the product is checked by the grid sampler
+MAX_GRID_POINTS = 10_000_000
 
 
 @dataclass(frozen=True)

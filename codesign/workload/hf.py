@@ -231,6 +231,8 @@ def read_hf_config(path) -> tuple[dict, Path]:
         data = json.loads(text)
     except json.JSONDecodeError as e:
         raise CodesignError(f"line {e.lineno}, column {e.colno}: invalid JSON: {e.msg}", file=path) from None
+    except RecursionError:
+        raise CodesignError("JSON nested too deeply for a model config", file=path) from None
     if not isinstance(data, dict):
         raise CodesignError(f"expected a JSON object at the top level, got {type(data).__name__}", file=path)
     return data, path
