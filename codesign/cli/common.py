@@ -97,7 +97,7 @@ def _apply(options):
 
 
 def scenario_options(f):
-    """--batch --prompt --generate --dtype --tp --pp --dp --ep --attention --microbatches --runtime."""
+    """--batch --prompt --generate --dtype --tp --pp --dp --ep --attention --microbatches --beams --runtime."""
     return _apply([
         click.option("--batch", type=int, default=1, show_default=True, help="Concurrent requests."),
         click.option("--prompt", type=int, default=512, show_default=True, help="Prompt tokens per request."),
@@ -110,6 +110,8 @@ def scenario_options(f):
         click.option("--ep", type=int, default=1, show_default=True, help="Expert-parallel degree (MoE)."),
         click.option("--attention", type=click.Choice(["fused", "unfused"]), default="fused", show_default=True),
         click.option("--microbatches", type=int, default=None, help="Pipeline micro-batches."),
+        click.option("--beams", type=int, default=1, show_default=True,
+                     help="Beam search / parallel samples per request (they share the prompt's KV cache)."),
         click.option("--runtime", default=None,
                      help="Software stack (codesign runtime list), e.g. tensorrt-llm, vllm, llama.cpp-cuda."),
     ])(f)
@@ -140,7 +142,7 @@ def compression_options(f):
 
 
 SCENARIO_KEYS = ("batch", "prompt", "generate", "dtype", "tp", "pp", "dp", "ep", "attention", "microbatches",
-                 "runtime")
+                 "beams", "runtime")
 COMPRESSION_KEYS = ("weight_bits", "weight_format", "group_size", "act_bits", "kv_bits", "sparsity", "prune_heads",
                     "prune_ffn", "prune_layers", "distill_to", "quantize_embeddings", "zero_point")
 

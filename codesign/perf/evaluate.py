@@ -140,11 +140,12 @@ def footprint(model: ModelSpec, sc: Scenario, w_bytes, a_bytes, kv_bytes, table_
     tables_dev = tables / tp / (1 if pp == 1 else 2)        # embedding and LM head on the end stages
     weights = layers_dev * per_layer_dev * w_bytes + tables_dev * table_bytes
     reqs = math.ceil(sc.batch / sc.dp)
-    ctx = sc.prompt + sc.generate
-    if model.sliding_window:
-        ctx = min(ctx, model.sliding_window)
+    # cached tokens per layer: the whole context, or the window on windowed layers
+    # (beams share the prompt's cache and each keeps its own generated tokens)
+    prompt_kv = model.kv_tokens(sc.prompt)
+    kv_tokens = (prompt_kv + sc.beams * (model.kv_tokens(sc.prompt + sc.generate) - prompt_kv)) * layers_dev / L
     kv_heads_dev = math.ceil(model.kv_heads / tp)
-    kv = 0.0 * np.asarray(kv_bytes) if model.architecture == "encoder" else reqs * ctx * 2 * layers_dev * kv_heads_dev * model.hd * kv_bytes
+    kv = 0.0 * np.asarray(kv_bytes) if model.architecture == "encoder" else reqs * kv_tokens * 2 * kv_heads_dev * model.hd * kv_bytes
     tokens = reqs * max(sc.prompt, 1)
     widest = max(h, math.ceil(model.ffn_size / tp) * (2 if model.ffn_type == "gated" else 1),
                  math.ceil(model.vocab_size / tp) * 0)   # logits only for the last tokens

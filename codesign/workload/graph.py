@@ -81,7 +81,7 @@ def _norm(name, model, phase, count, rows) -> Op:
 
 
 def _attention(model: ModelSpec, d: _Dims, phase: str, count: int, requests: int, q_len: int, context: int,
-               causal: bool, fused: bool) -> list[Op]:
+               causal: bool, fused: bool, window: int | None = None) -> list[Op]:
     """Attention of ``q_len`` new tokens per request over ``context`` keys.
 
     Grouped-query attention is packed the way FlashAttention/FlashDecoding run it: the
@@ -93,7 +93,6 @@ def _attention(model: ModelSpec, d: _Dims, phase: str, count: int, requests: int
     m = group * q_len if group > 1 else q_len
     hd = d.hd
     decode = phase == "decode"
-    window = model.sliding_window
     # keys each query attends: causal prefill averages (c+1)/2 when fused kernels skip masked tiles
     ctx = min(context, window) if window else context
     eff_ctx = (ctx + 1) / 2 if (causal and fused and not decode) else ctx
@@ -195,7 +194,7 @@ def _allreduce(name, phase, count, elements, tp) -> Op:
 
 
 def _layer(model: ModelSpec, d: _Dims, sc: Scenario, phase: str, count: int, requests: int, q_len: int,
-           context: int, moe_layer: bool) -> list[Op]:
+           context: int, moe_layer: bool, window: int | None = None) -> list[Op]:
     tokens = requests * q_len
     h, hd = d.h, d.hd
     causal = model.architecture == "decoder"
@@ -208,7 +207,7 @@ def _layer(model: ModelSpec, d: _Dims, sc: Scenario, phase: str, count: int, req
     if model.position == "rope":
         rope_elems = tokens * (d.q_heads + d.kv_heads) * model.rotary_dims
         ops.append(_vector("rope", "rope", phase, count, rope_elems, impl="rope", flops_per=3))
-    ops += _attention(model, d, phase, count, requests, q_len, context, causal, sc.attention == "fused")
+    ops += _attention(model, d, phase, count, requests, q_len, context, causal, sc.attention == "fused", window)
     ops.append(_gemm("o_proj", phase, count, tokens, d.q_heads * hd, h, bias=h if model.out_bias else 0))
     if sc.tp > 1:
         ops.append(_allreduce("attn_allreduce", phase, count, tokens * h, sc.tp))
@@ -238,11 +237,15 @@ def _phase_ops(model: ModelSpec, sc: Scenario, phase: str, requests: int, q_len:
                            weights=extra_tables * tokens * h))
     if model.architecture == "encoder":
         ops.append(_norm("embedding_norm", model, phase, 1, tokens))
-    n_moe = model.moe_layers()
-    if model.num_layers - n_moe:
-        ops += _layer(model, d, sc, phase, model.num_layers - n_moe, requests, q_len, context, False)
-    if n_moe:
-        ops += _layer(model, d, sc, phase, n_moe, requests, q_len, context, True)
+    # layer groups: dense or MoE FFN x whole-context or windowed attention (windowed layers
+    # spread evenly over both FFN kinds)
+    L, n_moe, n_glob = model.num_layers, model.moe_layers(), model.global_layers()
+    moe_glob = round(n_moe * n_glob / L)
+    groups = [(n_glob - moe_glob, False, None), (L - n_moe - (n_glob - moe_glob), False, model.sliding_window),
+              (moe_glob, True, None), (n_moe - moe_glob, True, model.sliding_window)]
+    for count, moe_layer, window in groups:
+        if count > 0:
+            ops += _layer(model, d, sc, phase, count, requests, q_len, context, moe_layer, window)
     if model.architecture == "decoder":
         # logits only for the last position of each request (serving engines skip the rest)
         ops.append(_norm("final_norm", model, phase, 1, requests))
@@ -254,10 +257,12 @@ def _phase_ops(model: ModelSpec, sc: Scenario, phase: str, requests: int, q_len:
 
 def build_graph(model: ModelSpec, scenario: Scenario) -> Graph:
     """Operators of the prefill pass (all prompt tokens of ``batch`` requests at once) and of
-    one decode step (one new token per request, attending over ``prompt`` cached tokens)."""
+    one decode step (one new token per request and beam, attending over ``prompt`` cached
+    tokens)."""
     requests = scenario.batch
     prefill = tuple(_phase_ops(model, scenario, "prefill", requests, scenario.prompt, scenario.prompt)) \
         if scenario.prompt else ()
-    decode = tuple(_phase_ops(model, scenario, "decode", requests, 1, scenario.prompt)) \
+    # every beam is a sequence of its own in decode (prefill is shared: one pass per request)
+    decode = tuple(_phase_ops(model, scenario, "decode", requests * scenario.beams, 1, scenario.prompt)) \
         if model.architecture == "decoder" and scenario.generate else ()
     return Graph(model=model, scenario=scenario, prefill=prefill, decode=decode)

@@ -27,6 +27,9 @@ class Scenario(BaseModel):
     attention: Literal["fused", "unfused"] = "fused"
     microbatches: int | None = Field(default=None, gt=0)   # pipeline micro-batches (default: min(batch, pp))
     runtime: str = "generic"                        # software stack (codesign.runtime library name)
+    # beam search / parallel sampling: each request decodes `beams` sequences that share its
+    # prompt's KV cache; the answer is one sequence (generated tokens count once per request)
+    beams: int = Field(default=1, ge=1, le=64)
 
     @field_validator("runtime")
     @classmethod

@@ -44,6 +44,9 @@ class ModelSpec(Frozen):
     position: Literal["rope", "learned", "alibi", "none"] = "rope"
     max_position: int | None = Field(default=None, gt=0)
     sliding_window: int | None = Field(default=None, gt=0)
+    # with sliding_window: every n-th layer attends the whole context, the others only the
+    # window (Gemma 2: 2, Gemma 3: 6, gpt-oss: 2); None: every layer is windowed (Mistral v0.1)
+    global_every: int | None = Field(default=None, gt=0)
     attention_bias: bool = False                              # q/k/v(/o) projections have biases
     attention_out_bias: bool | None = None                    # o-projection bias; default: attention_bias (Qwen2: False)
     mlp_bias: bool = False
@@ -66,6 +69,8 @@ class ModelSpec(Frozen):
             raise ValueError(f"num_kv_heads ({kv}) must divide num_heads ({self.num_heads})")
         if self.head_dim is None and self.hidden_size % self.num_heads:
             raise ValueError("head_dim: required when num_heads does not divide hidden_size")
+        if self.global_every is not None and self.sliding_window is None:
+            raise ValueError("global_every: needs a sliding_window for the other layers")
         if self.architecture == "encoder" and self.moe is not None:
             raise ValueError("moe: not supported for encoder models")
         if self.rotary_dim is not None:
@@ -108,6 +113,19 @@ class ModelSpec(Frozen):
 
     def moe_layers(self) -> int:
         return self.num_layers // self.moe.every if self.moe else 0
+
+    def global_layers(self) -> int:
+        """Layers that attend the whole context (the rest attend ``sliding_window`` tokens)."""
+        if self.sliding_window is None:
+            return self.num_layers
+        return self.num_layers // self.global_every if self.global_every else 0
+
+    def kv_tokens(self, context: int) -> float:
+        """Cached tokens summed over the layers at ``context``: windowed layers keep at most
+        the window (KV bytes = this x 2 x KV heads x head_dim x bytes per element)."""
+        g = self.global_layers()
+        local = min(context, self.sliding_window) if self.sliding_window else context
+        return g * context + (self.num_layers - g) * local
 
     # -- parameter counts (independent of the operator graph) --------------
     def _ffn_params(self, width: int) -> int:

@@ -1,0 +1,52 @@
+"""Local/global attention patterns and beam search against hand calculations (issue 14)."""
+import pytest
+
+from codesign.errors import CodesignError
+from codesign.perf import evaluate
+from codesign.workload import Scenario, load_workload, workload_from_dict
+from codesign.workload.graph import build_graph
+
+
+def test_gemma3_kv_cache_keeps_the_window_on_local_layers():
+    m = load_workload("gemma-3-27b")            # 62 layers: every 6th global (10), 52 local with a 1024 window
+    assert (m.global_layers(), m.num_layers) == (10, 62)
+    ctx = 8192
+    r = evaluate("h200", m, Scenario(batch=1, prompt=ctx - 128, generate=128))
+    per_token_layer = 2 * m.kv_heads * m.hd * 2                     # K and V, bf16
+    assert r["kv_bytes"] == pytest.approx((10 * ctx + 52 * 1024) * per_token_layer)
+    everything = m.model_copy(update={"global_every": 1})
+    r_all = evaluate("h200", everything, Scenario(batch=1, prompt=ctx - 128, generate=128))
+    assert r_all["kv_bytes"] == pytest.approx(62 * ctx * per_token_layer)
+
+
+def test_windowed_layers_stop_growing_decode_work():
+    m = load_workload("gemma-3-27b")
+    short, long_ = (evaluate("h200", m, Scenario(batch=16, prompt=p, generate=64))["tpot_s"] for p in (2048, 32768))
+    g = m.model_copy(update={"global_every": 1})
+    short_g, long_g = (evaluate("h200", g, Scenario(batch=16, prompt=p, generate=64))["tpot_s"] for p in (2048, 32768))
+    assert long_ / short < long_g / short_g          # 52 of 62 layers read at most 1024 cached tokens
+    ops = build_graph(m, Scenario(batch=1, prompt=4096, generate=8)).decode
+    attn = [o for o in ops if o.kind == "attention"]
+    assert sorted((o.count, o.n) for o in attn) == [(10, 4096), (52, 1024)]
+
+
+def test_a_global_pattern_needs_a_window():
+    data = load_workload("llama-3.1-8b").model_dump(exclude_none=True)
+    data.update(global_every=2, sources={})
+    with pytest.raises(CodesignError, match="global_every"):
+        workload_from_dict(data)
+
+
+def test_beams_share_the_prompt_cache_and_decode_as_sequences():
+    m = load_workload("gpt-j-6b")                # 28 layers, 16 heads x 256, MHA
+    sc = Scenario(batch=8, prompt=1024, generate=128, beams=4)
+    per_token = 2 * 28 * 16 * 256 * 2
+    r = evaluate("h100-sxm", m, sc)
+    assert r["kv_bytes"] == pytest.approx(8 * (1024 + 4 * 128) * per_token)
+    one = evaluate("h100-sxm", m, sc.model_copy(update={"beams": 1}))
+    assert r["tpot_s"] > one["tpot_s"] and r["ttft_s"] == pytest.approx(one["ttft_s"])
+    g = build_graph(m, sc)
+    head = next(o for o in g.decode if o.name == "lm_head")
+    assert head.m == 32 and next(o for o in g.prefill if o.name == "lm_head").m == 8
+    # generated tokens count once per request: the answer is one beam
+    assert r["throughput_tokens_per_s"] == pytest.approx(8 * 128 / r["e2e_latency_s"])
