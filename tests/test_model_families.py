@@ -50,3 +50,41 @@ def test_beams_share_the_prompt_cache_and_decode_as_sequences():
     assert head.m == 32 and next(o for o in g.prefill if o.name == "lm_head").m == 8
     # generated tokens count once per request: the answer is one beam
     assert r["throughput_tokens_per_s"] == pytest.approx(8 * 128 / r["e2e_latency_s"])
+
+
+def test_deepseek_v3_parameters_and_latent_cache_match_hand_counts():
+    m = load_workload("deepseek-v3")
+    assert m.param_count() == pytest.approx(671e9, rel=0.001)
+    # DeepSeek counts active parameters without the input embedding table (a lookup)
+    assert m.param_count(active=True) - m.vocab_size * m.hidden_size == pytest.approx(37e9, rel=0.02)
+    lite = load_workload("deepseek-v2-lite")
+    assert lite.param_count() == pytest.approx(15.7e9, rel=0.01)
+    assert lite.param_count(active=True) - lite.vocab_size * lite.hidden_size == pytest.approx(2.4e9, rel=0.03)
+    assert m.kv_per_token_layer == 512 + 64
+    sc = Scenario(batch=4, prompt=4000, generate=96)
+    r = evaluate("h200", m, sc.model_copy(update={"tp": 8}))
+    assert r["kv_bytes"] == pytest.approx(4 * 4096 * 576 * 61 * 2)    # every rank keeps the whole latent
+
+
+def test_mla_decode_attends_the_latent_once_per_token():
+    m = load_workload("deepseek-v3")
+    g = build_graph(m, Scenario(batch=2, prompt=1000, generate=4, tp=8))
+    attn = next(o for o in g.decode if o.kind == "attention")
+    assert attn.kv_read_elems == 2 * 1000 * 576                       # not K and V per head
+    assert attn.flops == pytest.approx(2 * 16 * 1000 * (576 + 512) * 2)   # 16 heads per rank, scores + values
+    pre = next(o for o in g.prefill if o.kind == "attention")
+    assert pre.kv_write_elems == 2 * 1000 * 576
+    names = {o.name for o in g.decode}
+    assert {"q_down", "q_up", "kv_down", "q_absorb", "v_unabsorb", "o_proj"} <= names and "kv_up" not in names
+
+
+def test_deepseek_v3_fp8_fits_eight_h200_with_a_hand_checked_footprint():
+    from codesign.compression import Compression
+    m = load_workload("deepseek-v3")
+    sc = Scenario(batch=16, prompt=2048, generate=256, tp=8)
+    r = evaluate("h200", m, sc, Compression(weight_bits=8, weight_format="fp8", act_bits=8))
+    # ~1 byte per linear weight over 8 ranks (fp8 + scales), 16-bit embedding and head tables
+    linear = m.param_count() - 2 * m.vocab_size * m.hidden_size
+    hand = linear / 8 + 2 * m.vocab_size * m.hidden_size * 2 / 8
+    assert r["fits"] and r["weight_bytes"] == pytest.approx(hand, rel=0.05)
+    assert 70 * 2**30 < r["memory_bytes"] < 90 * 2**30

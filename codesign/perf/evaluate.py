@@ -144,8 +144,10 @@ def footprint(model: ModelSpec, sc: Scenario, w_bytes, a_bytes, kv_bytes, table_
     # (beams share the prompt's cache and each keeps its own generated tokens)
     prompt_kv = model.kv_tokens(sc.prompt)
     kv_tokens = (prompt_kv + sc.beams * (model.kv_tokens(sc.prompt + sc.generate) - prompt_kv)) * layers_dev / L
-    kv_heads_dev = math.ceil(model.kv_heads / tp)
-    kv = 0.0 * np.asarray(kv_bytes) if model.architecture == "encoder" else reqs * kv_tokens * 2 * kv_heads_dev * model.hd * kv_bytes
+    # per token and layer on this device: K and V of its KV heads, or MLA's latent (every
+    # tensor-parallel rank keeps the whole latent)
+    per_token = model.kv_per_token_layer if model.mla is not None else 2 * math.ceil(model.kv_heads / tp) * model.hd
+    kv = 0.0 * np.asarray(kv_bytes) if model.architecture == "encoder" else reqs * kv_tokens * per_token * kv_bytes
     tokens = reqs * max(sc.prompt, 1)
     widest = max(h, math.ceil(model.ffn_size / tp) * (2 if model.ffn_type == "gated" else 1),
                  math.ceil(model.vocab_size / tp) * 0)   # logits only for the last tokens

@@ -81,7 +81,7 @@ def _norm(name, model, phase, count, rows) -> Op:
 
 
 def _attention(model: ModelSpec, d: _Dims, phase: str, count: int, requests: int, q_len: int, context: int,
-               causal: bool, fused: bool, window: int | None = None) -> list[Op]:
+               causal: bool, fused: bool, window: int | None = None, cached_per_token: float | None = None) -> list[Op]:
     """Attention of ``q_len`` new tokens per request over ``context`` keys.
 
     Grouped-query attention is packed the way FlashAttention/FlashDecoding run it: the
@@ -99,8 +99,10 @@ def _attention(model: ModelSpec, d: _Dims, phase: str, count: int, requests: int
     grows = decode and not (window and context >= window)   # context still grows per step
     slope = 1.0 if grows else 0.0
     q_elems = requests * q_len * d.q_heads * hd
-    kv_new = requests * q_len * d.kv_heads * hd * 2            # K and V written to the cache
-    kv_read = requests * d.kv_heads * hd * ctx * 2 if decode else 0.0
+    # cache elements per token: K and V of each KV head, or what the caller caches (MLA's latent)
+    per_token = cached_per_token if cached_per_token is not None else d.kv_heads * hd * 2
+    kv_new = requests * q_len * per_token                      # written to the cache
+    kv_read = requests * per_token * ctx if decode else 0.0
     kv_in = 0.0 if decode else requests * ctx * d.kv_heads * hd * 2   # prefill: K/V are fresh activations
     score_elems = requests * d.q_heads * q_len * ctx
     base = dict(phase=phase, count=count, context=context if decode else 0)
@@ -112,8 +114,8 @@ def _attention(model: ModelSpec, d: _Dims, phase: str, count: int, requests: int
                    kv_read_elems=float(kv_read), kv_write_elems=float(kv_new),
                    d_flops=4.0 * requests * d.q_heads * q_len * hd * slope,
                    d_transcendentals=float(requests * d.q_heads * q_len) * slope,
-                   d_kv_read_elems=2.0 * requests * d.kv_heads * hd * slope, d_n=slope, **base)]
-    half_kv, d_half = kv_read / 2, requests * d.kv_heads * hd * slope
+                   d_kv_read_elems=float(requests * per_token) * slope, d_n=slope, **base)]
+    half_kv, d_half = kv_read / 2, requests * per_token / 2 * slope
     return [
         Op(name="attn_score", kind="attn_score", batch=batch, m=m, n=ctx, k=hd,
            flops=2.0 * requests * d.q_heads * q_len * ctx * hd,
@@ -193,6 +195,53 @@ def _allreduce(name, phase, count, elements, tp) -> Op:
     return Op(name=name, kind="allreduce", phase=phase, count=count, elements=int(elements), link_devices=tp)
 
 
+def _mla(model: ModelSpec, d: _Dims, sc: Scenario, phase: str, count: int, requests: int, q_len: int,
+         context: int, window: int | None) -> list[Op]:
+    """Multi-head latent attention, from the layer input to the output projection.
+
+    Queries: a low-rank down/up projection (with a norm between). Keys/values: one shared
+    down-projection to the latent (kv_lora_rank) plus a RoPE key (qk_rope_head_dim), which
+    is what the cache holds. Prefill decompresses the prompt's keys and values with the
+    up-projection and runs ordinary attention (head dims nope + rope for scores, v for
+    values). Decode absorbs the up-projection into the query and the output (FlashMLA):
+    every head attends the cached latents directly, one shared 'KV head' of
+    kv_lora_rank + rope for scores and kv_lora_rank for values (DeepSeek-V2, sec. 2.1.3).
+    Tensor parallelism splits the heads; the down-projections and the cache are replicated."""
+    a, h, tokens = model.mla, d.h, requests * q_len
+    heads = d.q_heads
+    nope, rope, v, r = a.qk_nope_head_dim, a.qk_rope_head_dim, a.v_head_dim, a.kv_lora_rank
+    ops: list[Op] = []
+    if a.q_lora_rank:
+        ops += [_gemm("q_down", phase, count, tokens, h, a.q_lora_rank),
+                _norm_width("q_norm", model, phase, count, tokens, a.q_lora_rank),
+                _gemm("q_up", phase, count, tokens, a.q_lora_rank, heads * (nope + rope))]
+    else:
+        ops.append(_gemm("q_proj", phase, count, tokens, h, heads * (nope + rope)))
+    ops += [_gemm("kv_down", phase, count, tokens, h, a.cached),
+            _norm_width("kv_norm", model, phase, count, tokens, r),
+            _vector("rope", "rope", phase, count, tokens * (heads + 1) * rope, impl="rope", flops_per=3)]
+    causal, fused = model.architecture == "decoder", sc.attention == "fused"
+    if phase == "prefill":
+        ops.append(_gemm("kv_up", phase, count, tokens, r, heads * (nope + v)))
+        mha = _Dims(h=h, hd=(nope + rope + v) // 2, q_heads=heads, kv_heads=heads, ffn=d.ffn, vocab=d.vocab)
+        ops += _attention(model, mha, phase, count, requests, q_len, context, causal, fused, window,
+                          cached_per_token=a.cached)
+    else:   # absorbed: q_nope x W_UK per head, attention over latents, latent x W_UV per head
+        ops.append(_gemm("q_absorb", phase, count, tokens, nope, r, batch=heads))
+        latent = _Dims(h=h, hd=(a.cached + r) // 2, q_heads=heads, kv_heads=1, ffn=d.ffn, vocab=d.vocab)
+        ops += _attention(model, latent, phase, count, requests, q_len, context, causal, fused, window,
+                          cached_per_token=a.cached)
+        ops.append(_gemm("v_unabsorb", phase, count, tokens, r, v, batch=heads))
+    ops.append(_gemm("o_proj", phase, count, tokens, heads * v, h))
+    return ops
+
+
+def _norm_width(name, model, phase, count, rows, width) -> Op:
+    """A norm over ``width`` features (MLA's latent and query norms)."""
+    return _vector(name, "norm", phase, count, rows * width, impl=model.norm, flops_per=_NORM_FLOPS[model.norm],
+                   trans_per=1.0 / width, m=rows, n=width, weights=width)
+
+
 def _layer(model: ModelSpec, d: _Dims, sc: Scenario, phase: str, count: int, requests: int, q_len: int,
            context: int, moe_layer: bool, window: int | None = None) -> list[Op]:
     tokens = requests * q_len
@@ -203,12 +252,15 @@ def _layer(model: ModelSpec, d: _Dims, sc: Scenario, phase: str, count: int, req
     pre_norm = model.architecture == "decoder"    # BERT is post-norm: norm after each residual add
     if pre_norm:
         ops.append(_norm("attn_norm", model, phase, count, tokens))
-    ops.append(_gemm("qkv_proj", phase, count, tokens, h, qkv_n, bias=qkv_n if model.attention_bias else 0))
-    if model.position == "rope":
-        rope_elems = tokens * (d.q_heads + d.kv_heads) * model.rotary_dims
-        ops.append(_vector("rope", "rope", phase, count, rope_elems, impl="rope", flops_per=3))
-    ops += _attention(model, d, phase, count, requests, q_len, context, causal, sc.attention == "fused", window)
-    ops.append(_gemm("o_proj", phase, count, tokens, d.q_heads * hd, h, bias=h if model.out_bias else 0))
+    if model.mla is not None:
+        ops += _mla(model, d, sc, phase, count, requests, q_len, context, window)
+    else:
+        ops.append(_gemm("qkv_proj", phase, count, tokens, h, qkv_n, bias=qkv_n if model.attention_bias else 0))
+        if model.position == "rope":
+            rope_elems = tokens * (d.q_heads + d.kv_heads) * model.rotary_dims
+            ops.append(_vector("rope", "rope", phase, count, rope_elems, impl="rope", flops_per=3))
+        ops += _attention(model, d, phase, count, requests, q_len, context, causal, sc.attention == "fused", window)
+        ops.append(_gemm("o_proj", phase, count, tokens, d.q_heads * hd, h, bias=h if model.out_bias else 0))
     if sc.tp > 1:
         ops.append(_allreduce("attn_allreduce", phase, count, tokens * h, sc.tp))
     if not model.parallel_block:

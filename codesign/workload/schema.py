@@ -17,12 +17,29 @@ class MoE(Frozen):
     shared_experts: int = Field(default=0, ge=0)
     expert_ffn_size: int | None = Field(default=None, gt=0)   # default: the model's ffn_size
     every: int = Field(default=1, gt=0)                       # an MoE FFN every n-th layer
+    first_dense: int = Field(default=0, ge=0)                 # leading layers with a dense FFN (DeepSeek: 3)
 
     @model_validator(mode="after")
     def _k(self):
         if self.top_k > self.num_experts:
             raise ValueError(f"top_k ({self.top_k}) cannot exceed num_experts ({self.num_experts})")
         return self
+
+
+class MLA(Frozen):
+    """Multi-head latent attention (DeepSeek-V2/V3): a token's keys and values are rebuilt
+    from one cached latent of ``kv_lora_rank`` plus a RoPE key of ``qk_rope_head_dim``
+    shared by all heads, so the KV cache holds kv_lora_rank + qk_rope_head_dim values per
+    token and layer (DeepSeek-V2 paper, sec. 2.1)."""
+    kv_lora_rank: int = Field(gt=0)
+    q_lora_rank: int | None = Field(default=None, gt=0)      # None: a plain query projection
+    qk_nope_head_dim: int = Field(gt=0)
+    qk_rope_head_dim: int = Field(gt=0)
+    v_head_dim: int = Field(gt=0)
+
+    @property
+    def cached(self) -> int:
+        return self.kv_lora_rank + self.qk_rope_head_dim
 
 
 class ModelSpec(Frozen):
@@ -57,6 +74,7 @@ class ModelSpec(Frozen):
     type_vocab_size: int = Field(default=0, ge=0)             # BERT token-type embeddings
     pooler: bool = False                                      # BERT pooler dense layer
     moe: MoE | None = None
+    mla: MLA | None = None
     params: float | None = Field(default=None, gt=0)          # published total parameter count
     active_params: float | None = Field(default=None, gt=0)   # published active parameters per token (MoE)
     notes: str | None = None
@@ -69,6 +87,8 @@ class ModelSpec(Frozen):
             raise ValueError(f"num_kv_heads ({kv}) must divide num_heads ({self.num_heads})")
         if self.head_dim is None and self.hidden_size % self.num_heads:
             raise ValueError("head_dim: required when num_heads does not divide hidden_size")
+        if self.mla is not None and self.kv_heads != self.num_heads:
+            raise ValueError("mla: latent attention has no KV-head grouping (leave num_kv_heads out)")
         if self.global_every is not None and self.sliding_window is None:
             raise ValueError("global_every: needs a sliding_window for the other layers")
         if self.architecture == "encoder" and self.moe is not None:
@@ -112,13 +132,18 @@ class ModelSpec(Frozen):
         return (self.moe.expert_ffn_size if self.moe and self.moe.expert_ffn_size else self.ffn_size)
 
     def moe_layers(self) -> int:
-        return self.num_layers // self.moe.every if self.moe else 0
+        return (self.num_layers - self.moe.first_dense) // self.moe.every if self.moe else 0
 
     def global_layers(self) -> int:
         """Layers that attend the whole context (the rest attend ``sliding_window`` tokens)."""
         if self.sliding_window is None:
             return self.num_layers
         return self.num_layers // self.global_every if self.global_every else 0
+
+    @property
+    def kv_per_token_layer(self) -> int:
+        """KV-cache elements per token and layer: K and V of every KV head, or MLA's latent."""
+        return self.mla.cached if self.mla is not None else 2 * self.kv_heads * self.hd
 
     def kv_tokens(self, context: int) -> float:
         """Cached tokens summed over the layers at ``context``: windowed layers keep at most
@@ -133,14 +158,25 @@ class ModelSpec(Frozen):
         bias = (width * (mats - 1) + self.hidden_size) if self.mlp_bias else 0
         return mats * self.hidden_size * width + bias
 
-    def layer_params(self, moe_layer: bool = False, active: bool = False) -> int:
+    def attention_params(self) -> int:
         h, hd = self.hidden_size, self.hd
+        if self.mla is not None:      # q (down, norm, up), kv down + norm, kv up, output
+            a, H = self.mla, self.num_heads
+            qk = a.qk_nope_head_dim + a.qk_rope_head_dim
+            q = (h * a.q_lora_rank + a.q_lora_rank + a.q_lora_rank * H * qk) if a.q_lora_rank else h * H * qk
+            return (q + h * a.cached + a.kv_lora_rank + a.kv_lora_rank * H * (a.qk_nope_head_dim + a.v_head_dim)
+                    + H * a.v_head_dim * h)
         q, kv = self.num_heads * hd, self.kv_heads * hd
         attn = h * q + 2 * h * kv + q * h
         if self.attention_bias:
             attn += q + 2 * kv
         if self.out_bias:
             attn += h
+        return attn
+
+    def layer_params(self, moe_layer: bool = False, active: bool = False) -> int:
+        h = self.hidden_size
+        attn = self.attention_params()
         norms = self.layer_norm_count * h * (2 if self.norm == "layernorm" else 1)
         if moe_layer and self.moe:
             m = self.moe
