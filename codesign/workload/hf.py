@@ -39,6 +39,12 @@ _LLAMA_LIKE = {
     "qwen2": ("qwen", False, True, False),
     "phi3": ("phi", False, None, None),
     "gemma": ("gemma", True, None, None),
+    "gemma2": ("gemma", True, None, None),
+    "gemma3_text": ("gemma", True, None, None),
+    "qwen3": ("qwen", False, None, None),
+    "qwen3_moe": ("qwen", False, None, None),
+    "qwen2_moe": ("qwen", False, True, False),
+    "olmo2": ("olmo", False, None, None),
 }
 
 
@@ -101,8 +107,14 @@ def _llama_like(c: _Config) -> dict:
         d["attention_out_bias"] = o_bias
     # Gemma: GemmaMLP uses `hidden_activation`, falling back to the tanh GELU whatever
     # `hidden_act` says (transformers >= 4.38 warns about exactly this).
-    d["activation"] = (c.activation("hidden_activation", "gelu_pytorch_tanh") if model_type == "gemma"
+    gemma = model_type in ("gemma", "gemma2", "gemma3_text")
+    d["activation"] = (c.activation("hidden_activation", "gelu_pytorch_tanh") if gemma
                        else c.activation("hidden_act", "silu"))
+    if model_type in ("gemma2", "gemma3_text"):   # extra norms after attention and MLP (weights counted)
+        d["norms_per_layer"] = 4
+        d["sliding_window"] = c.opt("sliding_window", 4096 if model_type == "gemma2" else 1024)
+        # Gemma 2 alternates local and global layers; Gemma 3 has one global layer in 6
+        d["global_every"] = 2 if model_type == "gemma2" else c.opt("sliding_window_pattern", 6)
     # Sliding-window attention caps the KV cache. Qwen2 carries a window in every config
     # but only uses it when use_sliding_window is true.
     if model_type in ("mistral", "mixtral", "phi3") or (
@@ -110,6 +122,45 @@ def _llama_like(c: _Config) -> dict:
         d["sliding_window"] = c.opt("sliding_window", None)
     if model_type == "mixtral":
         d["moe"] = {"num_experts": c.req("num_local_experts"), "top_k": c.req("num_experts_per_tok")}
+    if model_type in ("qwen3_moe", "qwen2_moe"):
+        dense = c.data.get("mlp_only_layers") or []
+        if not isinstance(dense, list):
+            raise c.error("mlp_only_layers", f"expected a list of layer indices, got {dense!r}")
+        if dense:
+            raise c.error("mlp_only_layers", "dense layers listed among MoE layers are not supported")
+        width = c.req("moe_intermediate_size")
+        moe = {"num_experts": c.req("num_experts"), "top_k": c.req("num_experts_per_tok"),
+               "expert_ffn_size": width, "every": c.opt("decoder_sparse_step", 1)}
+        shared = c.opt("shared_expert_intermediate_size", 0)
+        if shared:                 # one wide shared expert = that many expert widths
+            if shared % width:
+                raise c.error("shared_expert_intermediate_size", f"expected a multiple of moe_intermediate_size "
+                              f"({width}), got {shared}")
+            moe["shared_experts"] = shared // width
+        d["moe"] = moe
+    return d
+
+
+def _deepseek(c: _Config) -> dict:
+    """DeepSeek-V2/V3: multi-head latent attention, shared + routed experts after
+    ``first_k_dense_replace`` dense layers (DeepseekV3ForCausalLM)."""
+    heads = c.req("num_attention_heads")
+    d = {
+        "family": "deepseek", "hidden_size": c.req("hidden_size"), "num_layers": c.req("num_hidden_layers"),
+        "num_heads": heads, "head_dim": c.req("v_head_dim"), "ffn_size": c.req("intermediate_size"),
+        "ffn_type": "gated", "activation": c.activation("hidden_act", "silu"), "norm": "rmsnorm",
+        "position": "rope", "vocab_size": c.req("vocab_size"),
+        "tied_embeddings": c.opt("tie_word_embeddings", False, bool),
+        "max_position": c.opt("max_position_embeddings", None),
+        "mla": {"kv_lora_rank": c.req("kv_lora_rank"), "q_lora_rank": c.opt("q_lora_rank", None),
+                "qk_nope_head_dim": c.req("qk_nope_head_dim"), "qk_rope_head_dim": c.req("qk_rope_head_dim"),
+                "v_head_dim": c.req("v_head_dim")},
+    }
+    experts = c.opt("n_routed_experts", None)
+    if experts:
+        d["moe"] = {"num_experts": experts, "top_k": c.req("num_experts_per_tok"),
+                    "shared_experts": c.opt("n_shared_experts", 0), "expert_ffn_size": c.req("moe_intermediate_size"),
+                    "first_dense": c.opt("first_k_dense_replace", 0), "every": c.opt("moe_layer_freq", 1)}
     return d
 
 
@@ -186,7 +237,7 @@ def _bert(c: _Config) -> dict:
 
 
 _FAMILIES = {**{t: _llama_like for t in _LLAMA_LIKE}, "gpt2": _gpt2, "gptj": _gptj,
-             "gpt_neox": _gpt_neox, "bert": _bert}
+             "gpt_neox": _gpt_neox, "bert": _bert, "deepseek_v2": _deepseek, "deepseek_v3": _deepseek}
 SUPPORTED_MODEL_TYPES = tuple(sorted(_FAMILIES))
 
 
