@@ -53,3 +53,18 @@ def test_new_families_are_listed_and_missing_fields_name_the_key():
     moe = dict(CONFIGS["qwen3-30b-a3b"], model_type="qwen2_moe", shared_expert_intermediate_size=1000)
     with pytest.raises(CodesignError, match="shared_expert_intermediate_size"):
         hf_config_to_dict(moe)
+
+
+@pytest.mark.parametrize("folder, total, active", [
+    ("qwen2_moe", 14.3e9, 2.7e9),      # Qwen1.5-MoE-A2.7B model card: 14.3B total, 2.7B activated
+    ("olmo2", 7.30e9, 7.30e9),         # OLMo-2-1124-7B: 7.30B
+    ("deepseek_v2", 15.7e9, 2.4e9),    # DeepSeek-V2-Lite (active without the input embedding)
+])
+def test_fixture_configs_match_published_totals(folder, total, active):
+    from pathlib import Path
+
+    from codesign.workload.hf import import_hf_config
+    m = import_hf_config(Path(__file__).parent / "fixtures" / "hf" / folder / "config.json")
+    assert m.param_count() == pytest.approx(total, rel=0.01)
+    lookup = m.vocab_size * m.hidden_size if folder == "deepseek_v2" else 0
+    assert m.param_count(active=True) - lookup == pytest.approx(active, rel=0.03)
