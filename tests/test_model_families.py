@@ -88,3 +88,16 @@ def test_deepseek_v3_fp8_fits_eight_h200_with_a_hand_checked_footprint():
     hand = linear / 8 + 2 * m.vocab_size * m.hidden_size * 2 / 8
     assert r["fits"] and r["weight_bytes"] == pytest.approx(hand, rel=0.05)
     assert 70 * 2**30 < r["memory_bytes"] < 90 * 2**30
+
+
+def test_every_library_workload_evaluates_on_every_library_device():
+    """No error anywhere in the library grid; a model that does not fit says so (fits, min_devices)."""
+    from codesign.hardware import list_hardware
+    from codesign.workload import list_workloads
+    workloads = list_workloads()
+    assert len(workloads) >= 40
+    for spec in list_hardware():
+        for m in workloads:
+            dec = m.architecture == "decoder"
+            r = evaluate(spec, m, Scenario(batch=1, prompt=255 if dec else 128, generate=16 if dec else 0))
+            assert r["fits"] or r["min_devices"] > 1 or r["min_devices"] != r["min_devices"], (spec.name, m.name)
