@@ -101,3 +101,15 @@ def test_every_library_workload_evaluates_on_every_library_device():
             dec = m.architecture == "decoder"
             r = evaluate(spec, m, Scenario(batch=1, prompt=255 if dec else 128, generate=16 if dec else 0))
             assert r["fits"] or r["min_devices"] > 1 or r["min_devices"] != r["min_devices"], (spec.name, m.name)
+
+
+def test_gpt_oss_120b_fits_one_h100_in_fp4_with_a_hand_checked_footprint():
+    from codesign.compression import Compression
+    m = load_workload("gpt-oss-120b")            # 36 layers alternating 128-token windows and full attention
+    r = evaluate("h100-sxm", m, Scenario(batch=1, prompt=512, generate=128),
+                 Compression(weight_bits=4, weight_format="fp4"))
+    tables = 2 * m.vocab_size * m.hidden_size                          # embedding + LM head, 16-bit
+    hand = (m.param_count() - tables) * 0.5 + tables * 2               # 4-bit linear weights (+ group scales)
+    assert r["fits"] and r["weight_bytes"] == pytest.approx(hand, rel=0.05)
+    # 18 full-attention layers cache 640 tokens, 18 windowed layers 128: x 8 KV heads x 64 x K,V x 2 bytes
+    assert r["kv_bytes"] == pytest.approx((18 * 640 + 18 * 128) * 8 * 64 * 2 * 2)
