@@ -7,6 +7,12 @@ from codesign.workload import load_workload, workload_from_dict
 from codesign.workload.hf import SUPPORTED_MODEL_TYPES, hf_config_to_dict
 
 CONFIGS = {
+    "gpt-oss-120b": {"model_type": "gpt_oss", "hidden_size": 2880, "num_hidden_layers": 36,
+                     "num_attention_heads": 64, "num_key_value_heads": 8, "head_dim": 64,
+                     "intermediate_size": 2880, "num_local_experts": 128, "num_experts_per_tok": 4,
+                     "vocab_size": 201088, "sliding_window": 128,
+                     "layer_types": ["sliding_attention", "full_attention"] * 18, "attention_bias": True,
+                     "tie_word_embeddings": False, "max_position_embeddings": 131072},
     "qwen3-8b": {"model_type": "qwen3", "hidden_size": 4096, "num_hidden_layers": 36, "num_attention_heads": 32,
                  "num_key_value_heads": 8, "head_dim": 128, "intermediate_size": 12288, "vocab_size": 151936,
                  "tie_word_embeddings": False, "max_position_embeddings": 40960, "hidden_act": "silu",
@@ -45,7 +51,7 @@ def test_import_rebuilds_the_library_workload(name):
 
 def test_new_families_are_listed_and_missing_fields_name_the_key():
     assert {"qwen3", "qwen3_moe", "qwen2_moe", "gemma2", "gemma3_text", "deepseek_v2", "deepseek_v3",
-            "olmo2"} <= set(SUPPORTED_MODEL_TYPES)
+            "olmo2", "gpt_oss", "falcon", "chatglm", "internlm2"} <= set(SUPPORTED_MODEL_TYPES)
     cfg = dict(CONFIGS["deepseek-v3"])
     del cfg["kv_lora_rank"]
     with pytest.raises(CodesignError, match="kv_lora_rank: required field is missing"):
@@ -59,6 +65,9 @@ def test_new_families_are_listed_and_missing_fields_name_the_key():
     ("qwen2_moe", 14.3e9, 2.7e9),      # Qwen1.5-MoE-A2.7B model card: 14.3B total, 2.7B activated
     ("olmo2", 7.30e9, 7.30e9),         # OLMo-2-1124-7B: 7.30B
     ("deepseek_v2", 15.7e9, 2.4e9),    # DeepSeek-V2-Lite (active without the input embedding)
+    ("falcon", 6.92e9, 6.92e9),        # Falcon-7B: multi-query, parallel attention and MLP
+    ("chatglm", 6.24e9, 6.24e9),       # ChatGLM3-6B: 2 KV groups, RoPE on half of each head
+    ("internlm2", 7.74e9, 7.74e9),     # InternLM2-7B
 ])
 def test_fixture_configs_match_published_totals(folder, total, active):
     from pathlib import Path
@@ -68,3 +77,9 @@ def test_fixture_configs_match_published_totals(folder, total, active):
     assert m.param_count() == pytest.approx(total, rel=0.01)
     lookup = m.vocab_size * m.hidden_size if folder == "deepseek_v2" else 0
     assert m.param_count(active=True) - lookup == pytest.approx(active, rel=0.03)
+
+
+def test_layer_types_must_be_a_regular_pattern():
+    cfg = dict(CONFIGS["gpt-oss-120b"], layer_types=["full_attention"] + ["sliding_attention"] * 35)
+    with pytest.raises(CodesignError, match="layer_types"):
+        hf_config_to_dict(cfg)

@@ -45,6 +45,8 @@ _LLAMA_LIKE = {
     "qwen3_moe": ("qwen", False, None, None),
     "qwen2_moe": ("qwen", False, True, False),
     "olmo2": ("olmo", False, None, None),
+    "internlm2": ("internlm", False, None, None),
+    "gpt_oss": ("gpt-oss", False, None, None),
 }
 
 
@@ -91,7 +93,8 @@ def _llama_like(c: _Config) -> dict:
     model_type = c.data["model_type"]
     family, tie_default, qkv_bias, o_bias = _LLAMA_LIKE[model_type]
     h, layers, heads = c.req("hidden_size"), c.req("num_hidden_layers"), c.req("num_attention_heads")
-    qkv_bias = c.opt("attention_bias", False, bool) if qkv_bias is None else qkv_bias
+    bias_key = "bias" if model_type == "internlm2" else "attention_bias"     # InternLM2 names it 'bias'
+    qkv_bias = c.opt(bias_key, False, bool) if qkv_bias is None else qkv_bias
     o_bias = qkv_bias if o_bias is None else o_bias
     d = {
         "family": family, "hidden_size": h, "num_layers": layers,
@@ -122,6 +125,12 @@ def _llama_like(c: _Config) -> dict:
         d["sliding_window"] = c.opt("sliding_window", None)
     if model_type == "mixtral":
         d["moe"] = {"num_experts": c.req("num_local_experts"), "top_k": c.req("num_experts_per_tok")}
+    if model_type == "gpt_oss":
+        d["moe"] = {"num_experts": c.req("num_local_experts"), "top_k": c.req("num_experts_per_tok"),
+                    "expert_ffn_size": c.req("intermediate_size")}
+        d["mlp_bias"] = True                      # expert gate/up/down biases
+        d["attention_sinks"] = True
+        _layer_pattern(c, d)
     if model_type in ("qwen3_moe", "qwen2_moe"):
         dense = c.data.get("mlp_only_layers") or []
         if not isinstance(dense, list):
@@ -139,6 +148,58 @@ def _llama_like(c: _Config) -> dict:
             moe["shared_experts"] = shared // width
         d["moe"] = moe
     return d
+
+
+def _layer_pattern(c: _Config, d: dict) -> None:
+    """``layer_types`` (sliding_attention / full_attention per layer) -> sliding_window and
+    global_every: one full layer every n, the others windowed."""
+    types = c.data.get("layer_types")
+    if not types:
+        return
+    if not isinstance(types, list) or not all(t in ("sliding_attention", "full_attention") for t in types):
+        raise c.error("layer_types", f"expected a list of 'sliding_attention' / 'full_attention', got {types!r}")
+    full = [i for i, t in enumerate(types) if t == "full_attention"]
+    if len(full) == len(types):
+        return
+    period = full[1] - full[0] if len(full) > 1 else len(types)
+    if not full or any(b - a != period for a, b in zip(full, full[1:])) or full[0] != period - 1:
+        raise c.error("layer_types", "only one full-attention layer every n layers (the n-th) can be expressed")
+    d["sliding_window"] = c.req("sliding_window")
+    d["global_every"] = period
+
+
+def _falcon(c: _Config) -> dict:
+    """Falcon: parallel attention and MLP, LayerNorm, plain GELU MLP, tied head; multi-query
+    (7B) or grouped KV heads with separate attention/MLP norms (new_decoder_architecture, 40B+)."""
+    h, heads = c.req("hidden_size"), c.req("num_attention_heads")
+    new_arch = c.opt("new_decoder_architecture", False, bool)
+    kv = c.req("num_kv_heads") if new_arch else (1 if c.opt("multi_query", True, bool) else heads)
+    return {
+        "family": "falcon", "hidden_size": h, "num_layers": c.req("num_hidden_layers"), "num_heads": heads,
+        "num_kv_heads": kv, "ffn_size": c.opt("ffn_hidden_size", 4 * h), "ffn_type": "plain",
+        "activation": c.activation("activation", "gelu"), "norm": "layernorm",
+        "vocab_size": c.req("vocab_size"), "tied_embeddings": c.opt("tie_word_embeddings", True, bool),
+        "position": "alibi" if c.opt("alibi", False, bool) else "rope",
+        "max_position": c.opt("max_position_embeddings", 2048),
+        "attention_bias": c.opt("bias", False, bool), "mlp_bias": c.opt("bias", False, bool),
+        "parallel_block": c.opt("parallel_attn", True, bool), "norms_per_layer": 2 if new_arch else None,
+    }
+
+
+def _chatglm(c: _Config) -> dict:
+    """ChatGLM2/3 (GLM): grouped KV heads (multi_query_group_num), SwiGLU of ffn_hidden_size,
+    RMSNorm, q/k/v bias, RoPE on half of each head's dimensions, untied output layer."""
+    h, heads = c.req("hidden_size"), c.req("num_attention_heads")
+    hd = c.opt("kv_channels", h // heads)
+    return {
+        "family": "glm", "hidden_size": h, "num_layers": c.req("num_layers"), "num_heads": heads,
+        "num_kv_heads": c.req("multi_query_group_num") if c.opt("multi_query_attention", False, bool) else heads,
+        "head_dim": hd if hd != h // heads else None, "ffn_size": c.req("ffn_hidden_size"), "ffn_type": "gated",
+        "activation": "silu", "norm": "rmsnorm" if c.opt("rmsnorm", True, bool) else "layernorm",
+        "vocab_size": c.req("padded_vocab_size"), "tied_embeddings": False,
+        "position": "rope", "rotary_dim": hd // 2, "max_position": c.opt("seq_length", None),
+        "attention_bias": c.opt("add_qkv_bias", True, bool), "attention_out_bias": False,
+    }
 
 
 def _deepseek(c: _Config) -> dict:
@@ -237,7 +298,8 @@ def _bert(c: _Config) -> dict:
 
 
 _FAMILIES = {**{t: _llama_like for t in _LLAMA_LIKE}, "gpt2": _gpt2, "gptj": _gptj,
-             "gpt_neox": _gpt_neox, "bert": _bert, "deepseek_v2": _deepseek, "deepseek_v3": _deepseek}
+             "gpt_neox": _gpt_neox, "bert": _bert, "deepseek_v2": _deepseek, "deepseek_v3": _deepseek,
+             "falcon": _falcon, "chatglm": _chatglm}
 SUPPORTED_MODEL_TYPES = tuple(sorted(_FAMILIES))
 
 

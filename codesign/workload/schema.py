@@ -65,6 +65,7 @@ class ModelSpec(Frozen):
     # window (Gemma 2: 2, Gemma 3: 6, gpt-oss: 2); None: every layer is windowed (Mistral v0.1)
     global_every: int | None = Field(default=None, gt=0)
     attention_bias: bool = False                              # q/k/v(/o) projections have biases
+    attention_sinks: bool = False                             # one learned logit per head in each softmax (gpt-oss)
     attention_out_bias: bool | None = None                    # o-projection bias; default: attention_bias (Qwen2: False)
     mlp_bias: bool = False
     lm_head_bias: bool = False                                # GPT-J: the LM head has a bias (vocab_size values)
@@ -167,7 +168,7 @@ class ModelSpec(Frozen):
             return (q + h * a.cached + a.kv_lora_rank + a.kv_lora_rank * H * (a.qk_nope_head_dim + a.v_head_dim)
                     + H * a.v_head_dim * h)
         q, kv = self.num_heads * hd, self.kv_heads * hd
-        attn = h * q + 2 * h * kv + q * h
+        attn = h * q + 2 * h * kv + q * h + (self.num_heads if self.attention_sinks else 0)
         if self.attention_bias:
             attn += q + 2 * kv
         if self.out_bias:
