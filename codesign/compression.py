@@ -76,7 +76,7 @@ _FALLBACK = {"int4": ("int8", "fp8", "fp16", "bf16", "fp32"), "fp4": ("fp8", "fp
              "fp32": ("tf32", "fp64", "bf16", "fp16")}
 
 
-def effective_model(model, comp: "Compression | None"):
+def effective_model(model, comp: Compression | None):
     """The model actually served: the distillation target if any, then width/depth pruning.
 
     Pruning keeps the GQA ratio (heads are removed whole KV groups at a time, as
@@ -107,7 +107,7 @@ def effective_model(model, comp: "Compression | None"):
     return model.model_copy(update=upd)
 
 
-def density(comp: "Compression | None") -> float:
+def density(comp: Compression | None) -> float:
     """Fraction of weights kept by sparsity (1 = dense)."""
     if comp is None or comp.sparsity is None:
         return 1.0
@@ -117,7 +117,7 @@ def density(comp: "Compression | None") -> float:
     return float(comp.sparsity)
 
 
-def weight_bytes_per_element(comp: "Compression | None", dtype: str) -> float:
+def weight_bytes_per_element(comp: Compression | None, dtype: str) -> float:
     """Bytes stored per (dense) weight element of a quantized linear layer.
 
     Group-wise int formats (GPTQ/AWQ) store an fp16 scale and a packed zero point per
@@ -142,7 +142,7 @@ def weight_bytes_per_element(comp: "Compression | None", dtype: str) -> float:
     return bits / 8
 
 
-def kv_bytes_per_element(comp: "Compression | None", dtype: str, head_dim: int) -> float:
+def kv_bytes_per_element(comp: Compression | None, dtype: str, head_dim: int) -> float:
     """KV-cache bytes per value: kv_bits/8 plus an fp16 scale per head vector when quantized
     (KIVI/KVQuant-style per-token scales), else the scenario datatype."""
     if comp and comp.kv_bits and comp.kv_bits < 16:
@@ -150,14 +150,14 @@ def kv_bytes_per_element(comp: "Compression | None", dtype: str, head_dim: int) 
     return _WIDE[dtype]
 
 
-def act_bytes_per_element(comp: "Compression | None", dtype: str) -> float:
+def act_bytes_per_element(comp: Compression | None, dtype: str) -> float:
     """Activation bytes between kernels (8-bit when activations are quantized, SmoothQuant-style)."""
     if comp and comp.act_bits == 8:
         return 1.0
     return _WIDE[dtype]
 
 
-def wanted_gemm_dtype(comp: "Compression | None", dtype: str, quantized_matmul: str = "activation") -> tuple[str, bool]:
+def wanted_gemm_dtype(comp: Compression | None, dtype: str, quantized_matmul: str = "activation") -> tuple[str, bool]:
     """(datatype the GEMMs want to run in, whether weights must be dequantized first).
 
     w8a8 runs on int8 (fp8 weights: fp8) matrix units; w4a8 runs int8 after unpacking;
@@ -190,7 +190,7 @@ def resolve_dtype(wanted: str, available: tuple[str, ...]) -> tuple[str, str | N
     return alt, f"{wanted} not supported by the matrix units: ran {alt}{hint}"
 
 
-def sparse_speedup(comp: "Compression | None", spec) -> tuple[float, str | None]:
+def sparse_speedup(comp: Compression | None, spec) -> tuple[float, str | None]:
     """Matrix-rate multiplier from structured sparsity: the spec's speedup when it declares
     the same N:M pattern, else 1 (the weights still shrink)."""
     if comp is None or comp.sparsity is None:

@@ -63,10 +63,11 @@ import math
 import os
 import re
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable, Literal, Sequence
+from typing import Literal
 
 from .compression import Compression, normalize_sparsity
 from .errors import CodesignError

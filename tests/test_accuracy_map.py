@@ -6,8 +6,7 @@ import math
 import pytest
 
 from codesign.accuracy import core, load_map, read_rows, resolve_all
-from codesign.accuracy.mapping import (DEFAULT_MAP, _layout, auto_hardware, auto_model, auto_precision,
-                                       source_id)
+from codesign.accuracy.mapping import DEFAULT_MAP, _layout, auto_hardware, auto_model, auto_precision, source_id
 from codesign.errors import CodesignError
 from codesign.io import data_dir, library
 from codesign.runtime import load_runtime

@@ -10,11 +10,11 @@ import pytest
 from click.testing import CliRunner
 
 from codesign.errors import CodesignError
+from codesign.validate import kernels as K
+from codesign.validate.runner import check_block, check_op, layer_ops, plan_layer, run_block, run_op, runnable_op
 from codesign.workload import Scenario, workload_from_dict
 from codesign.workload.graph import build_graph
 from codesign.workload.ops import Op
-from codesign.validate import kernels as K
-from codesign.validate.runner import check_block, check_op, layer_ops, plan_layer, run_block, run_op, runnable_op
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 needs_torch = pytest.mark.skipif(not HAS_TORCH, reason="PyTorch is not installed (pip install 'codesign[torch]')")

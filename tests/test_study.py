@@ -332,6 +332,7 @@ def test_two_worker_processes_share_one_study(tmp_path, kind):
 
 def _completed(path: Path, name: str) -> dict:
     import optuna
+
     from codesign.search.storage import StorageRef, open_storage
     storage = open_storage(StorageRef("journal", str(path), str(path)), create=False)
     st = optuna.load_study(study_name=name, storage=storage)
@@ -372,6 +373,7 @@ def test_sigkill_loses_no_finished_trial_and_resume_continues(tmp_path):
     final = _completed(journal, "tiny")
     assert after_kill.items() <= final.items() and len(final) == target
     import optuna
+
     from codesign.search.storage import StorageRef, open_storage
     ost = optuna.load_study(study_name="tiny", storage=open_storage(StorageRef("journal", str(journal), "j")))
     assert not [t for t in ost.get_trials() if t.state.name == "RUNNING"]   # the killed batch was marked
@@ -446,8 +448,8 @@ def test_baseline_is_the_first_trial_and_is_the_base_device(tmp_path):
     r = evaluate("h100-sxm", wl.model, wl.scenario)
     m = t0.user_attrs["metrics"]
     assert m[f"tpot_s@{wl.label}"] == pytest.approx(r.summary["tpot_s"], rel=1e-12)
-    from codesign.hardware.area import estimate_area
     from codesign.hardware import load_hardware
+    from codesign.hardware.area import estimate_area
     assert m["area_mm2"] == pytest.approx(estimate_area(load_hardware("h100-sxm")).total, rel=1e-12)
 
 

@@ -168,7 +168,7 @@ def run(cases, params_for=None, progress=None) -> list[dict]:
             pred, detail = math.nan, f"not evaluated: {e}"
         err = pred / c.measured - 1 if math.isfinite(pred) and pred > 0 else math.nan
         out.append({"row": c.row, "source": c.source, "publisher": publisher(c.source), "class": device_class(c), "hardware": c.hardware,
-                    "runtime": c.runtime, "workload": c.workload or "GEMM %dx%dx%d %s" % c.gemm,
+                    "runtime": c.runtime, "workload": c.workload or "GEMM {}x{}x{} {}".format(*c.gemm),
                     "metric": c.metric, "group": c.group, "measured": c.measured, "predicted": pred,
                     "error": err, "match": c.match, "population": population(c),
                     "calibrated": c.calibrated or "", "detail": detail, "scenario": describe(c)})

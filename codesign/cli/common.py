@@ -1,12 +1,12 @@
 """Shared CLI helpers: table printing, JSON output."""
 from __future__ import annotations
 
-from ..errors import CodesignError
-
 import json
 import math
 
 import click
+
+from ..errors import CodesignError
 
 
 def echo_table(rows: list[dict], columns: list[str] | None = None) -> None:

@@ -5,8 +5,16 @@ import click
 
 from ..errors import CodesignError
 from ..units import format_quantity
-from .common import (build_compression, build_scenario, check_writable, compression_options, echo_json, echo_table,
-                     scenario_options, with_units)
+from .common import (
+    build_compression,
+    build_scenario,
+    check_writable,
+    compression_options,
+    echo_json,
+    echo_table,
+    scenario_options,
+    with_units,
+)
 
 # summary metrics shown in tables, with their display unit dimension
 _SHOWN = [("ttft_s", "TTFT", "time"), ("tpot_s", "time/token", "time"),

@@ -39,7 +39,8 @@ def calibrate(backend, device, threads, dtype, out, quick, repeat, quiet):
       codesign calibrate --out host.yaml
       codesign validate --hardware host.yaml
     """
-    from ..validate.calibrate import calibrate as run, write_spec
+    from ..validate.calibrate import calibrate as run
+    from ..validate.calibrate import write_spec
     spec = run(backend=backend, device=device, threads=threads, dtype=dtype, quick=quick, repeat=repeat,
                log=_log(quiet))
     write_spec(spec, out)
@@ -69,7 +70,8 @@ def validate(hardware, backend, device, threads, dtype, shapes, csv_path, plot_p
 
     The last line reads `overall MAPE: X.X%`.
     """
-    from ..validate.compare import plot, validate as run
+    from ..validate.compare import plot
+    from ..validate.compare import validate as run
     df, rep = run(hardware, backend=backend, device=device, dtype=dtype, threads=threads, shapes=shapes,
                   max_time=max_time, blocks=not no_blocks, log=_log(quiet or as_json))
     if csv_path:

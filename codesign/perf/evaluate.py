@@ -29,15 +29,23 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..compression import (Compression, act_bytes_per_element, effective_model, kv_bytes_per_element,
-                           resolve_dtype, sparse_speedup, wanted_gemm_dtype, weight_bytes_per_element)
+from ..compression import (
+    Compression,
+    act_bytes_per_element,
+    effective_model,
+    kv_bytes_per_element,
+    resolve_dtype,
+    sparse_speedup,
+    wanted_gemm_dtype,
+    weight_bytes_per_element,
+)
 from ..errors import CodesignError
 from ..hardware.schema import HardwareSpec
 from ..quality import estimate_quality, measured_gemm_proxy
+from ..runtime import load_runtime
 from ..workload.graph import build_graph
 from ..workload.scenario import Scenario
 from ..workload.schema import ModelSpec
-from ..runtime import load_runtime
 from .engine import OpTable, Prices, envelope_sum, op_table, op_terms
 from .params import matrix_rate, spec_params
 

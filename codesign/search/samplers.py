@@ -15,7 +15,6 @@ not the deprecated ``constraints_func``.
 from __future__ import annotations
 
 import math
-
 import warnings
 
 from ..errors import CodesignError

@@ -18,14 +18,15 @@ kernels are real copies (as in Hugging Face's eager code) and are timed with the
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Callable
 
 import numpy as np
 
 from ..errors import CodesignError
 from ..workload.ops import LINK_KINDS, Op
-from .kernels import Kernel, backend as get_backend, reference
+from .kernels import Kernel, reference
+from .kernels import backend as get_backend
 from .timing import COLD_FACTOR, Timing, measure, pool_size, thread_limit
 
 # Never allocate more than this for one op's rotating pool (sets of at least 2 x LLC are

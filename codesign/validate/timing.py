@@ -27,10 +27,10 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
-from functools import lru_cache
 from dataclasses import asdict, dataclass
-from typing import Callable, Sequence
+from functools import lru_cache
 
 import numpy as np
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..io import library, read_yaml, resolve, validate
 from .scenario import Scenario
-from .schema import MoE, ModelSpec
+from .schema import ModelSpec, MoE
 
 __all__ = ["ModelSpec", "MoE", "Scenario", "load_workload", "list_workloads", "workload_from_dict"]
 

@@ -57,7 +57,7 @@ class Op:
     def is_matrix(self) -> bool:
         return self.kind in MATRIX_KINDS
 
-    def at_context(self, c: int) -> "Op":
+    def at_context(self, c: int) -> Op:
         """The same op at decode context ``c`` (used by the kernel runner and tests)."""
         dc = c - self.context
         if dc == 0:
