@@ -21,8 +21,9 @@ __all__ = ["Compression", "CodesignError", "HardwareSpec", "ModelSpec", "Scenari
 
 
 def evaluate(*args, **kwargs):
-    """See :func:`codesign.perf.evaluate`."""
-    from .perf import evaluate as _evaluate
+    """:func:`codesign.perf.evaluate` with the quality estimate next to the speed
+    (:func:`codesign.assess.evaluate`)."""
+    from .assess import evaluate as _evaluate
     return _evaluate(*args, **kwargs)
 
 

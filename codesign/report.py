@@ -42,7 +42,7 @@ def split_names(text: str, what: str = "--hardware") -> list[str]:
 
 def evaluate_many(hardware, workloads, scenario=None, compression=None) -> list:
     """evaluate() for every device x workload (device-major order)."""
-    from .perf import evaluate
+    from .assess import evaluate
     hardware = [hardware] if isinstance(hardware, str) else list(hardware)
     workloads = [workloads] if isinstance(workloads, str) else list(workloads)
     return [evaluate(h, w, scenario, compression) for h in hardware for w in workloads]

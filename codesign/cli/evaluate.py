@@ -56,13 +56,13 @@ def _split(ref: str) -> list[str]:
     return items
 
 
-def _eval(hardware, workload, kwargs, **scenario_update):
-    from ..perf import evaluate
+def _eval(hardware, workload, kwargs, measure: bool = False, **scenario_update):
+    from ..assess import evaluate
     op = kwargs.pop("operating_point", None)
     dec = kwargs.pop("decode_hardware", None)
     sc = build_scenario(kwargs, **scenario_update)
     comp = build_compression(kwargs)
-    return evaluate(hardware, workload, sc, comp, operating_point=op, decode_hardware=dec)
+    return evaluate(hardware, workload, sc, comp, measure=measure, operating_point=op, decode_hardware=dec)
 
 
 def _common(f):
@@ -83,7 +83,7 @@ def _common(f):
 def eval_cmd(hardware, workload, csv_path, as_json, show_ops, **kwargs):
     """Evaluate one model scenario on one device: TTFT, time per token, tokens/s, energy, fit."""
     check_writable(csv_path)
-    r = _eval(hardware, workload, kwargs)
+    r = _eval(hardware, workload, kwargs, measure=True)
     df = r.ops
     if csv_path:
         df.to_csv(csv_path, index=False)

@@ -41,7 +41,6 @@ from ..compression import (
 )
 from ..errors import CodesignError
 from ..hardware.schema import HardwareSpec
-from ..quality import estimate_quality, measured_gemm_proxy
 from ..runtime import load_runtime
 from ..workload.graph import build_graph
 from ..workload.scenario import Scenario
@@ -359,12 +358,7 @@ def evaluate(hardware, model, scenario: Scenario | None = None, compression: Com
                if not k.startswith("_")}
     summary["fits"] = bool(summary["fits"])
     summary["runtime"] = load_runtime(sc.runtime).name
-    # the quality estimate sits next to the speed (codesign.quality: cited table, or explicit no-data)
-    q = _cached(("quality", id(model), compression), (model,), lambda: estimate_quality(model, compression))
-    summary["quality_ppl_increase_pct"] = q.ppl_increase_pct
-    summary["quality_status"] = q.status
-    summary["quality_note"] = q.note
-    summary.update(measured_gemm_proxy(compression))
+    # (the quality estimate is added one floor up: codesign.assess.with_quality)
     return Result(summary=summary, hardware=spec, model=model, scenario=sc, compression=compression,
                   notes=out["_notes"], _phases=out["_phases"])
 

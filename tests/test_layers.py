@@ -1,0 +1,34 @@
+"""The floors of DESIGN.md: a lower layer never imports an upper one, at import time or
+while it works (issue 16)."""
+import subprocess
+import sys
+
+UPPER_THAN_PERF = ("codesign.quality", "codesign.validate", "codesign.search", "codesign.accuracy",
+                   "codesign.plots", "codesign.report", "codesign.cli", "codesign.assess")
+
+
+def _loaded_after(code: str) -> set[str]:
+    out = subprocess.run([sys.executable, "-c", code + "\nimport sys\nprint('\\n'.join(sorted(sys.modules)))"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return {m for m in out.stdout.split() if m.startswith("codesign")}
+
+
+def test_the_engine_loads_no_upper_floor_even_while_evaluating():
+    mods = _loaded_after("from codesign.perf import evaluate, op_times\n"
+                         "from codesign.workload import Scenario\n"
+                         "from codesign.compression import Compression\n"
+                         "evaluate('h100-sxm', 'llama-3.1-8b', Scenario(batch=4), Compression(weight_bits=4))")
+    assert not {m for m in mods if m.startswith(UPPER_THAN_PERF)}, mods
+
+
+def test_specs_and_workloads_load_without_the_engine():
+    mods = _loaded_after("from codesign.hardware import load_hardware\nfrom codesign.workload import load_workload\n"
+                         "load_hardware('h200'); load_workload('deepseek-v3')")
+    assert not {m for m in mods if m.startswith(("codesign.perf",) + UPPER_THAN_PERF)}, mods
+
+
+def test_the_public_evaluate_adds_quality_one_floor_up():
+    from codesign import Compression, evaluate
+    r = evaluate("h100-sxm", "llama-2-7b", compression=Compression(weight_bits=4, group_size=128))
+    assert "quality_status" in r.summary and "quant_gemm_sqnr_db" not in r.summary    # no experiment unasked
