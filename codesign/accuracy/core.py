@@ -26,6 +26,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from ..errors import CodesignError
 from .mapping import Case, publisher
 
 MAX_BATCH_EXP = 12
@@ -160,7 +161,6 @@ def describe(c: Case) -> str:
 def run(cases, params_for=None, progress=None) -> list[dict]:
     """One result row per case; ``params_for(case)`` may give engine overrides per row."""
     out = []
-    from ..errors import CodesignError
     for i, c in enumerate(cases):
         try:
             pred, detail, _ = predict(c, params_for(c) if params_for else None)

@@ -22,6 +22,8 @@ from functools import lru_cache
 import numpy as np
 
 from ..errors import CodesignError
+from ..runtime import load_runtime, runtime_from_dict
+from ..runtime.fitted import unfitted
 from .core import device_class, population, predict, predict_values
 from .mapping import publisher
 
@@ -181,8 +183,6 @@ def neutral_values() -> dict:
 
 @lru_cache(maxsize=64)
 def _neutral_for(runtime: str) -> tuple:
-    from ..runtime import load_runtime, runtime_from_dict
-    from ..runtime.fitted import unfitted
     bare = runtime_from_dict(unfitted(load_runtime(runtime).model_dump(mode="json", exclude_defaults=True)))
     out = dict(neutral_values())
     launch = bare.decode_launch_overhead if bare.decode_launch_overhead is not None else bare.launch_overhead

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..hardware.schema import HardwareSpec
+from ..hardware.schema import DTYPE_BITS, HardwareSpec
 
 # sustained fraction of peak when the spec does not say (estimates; specs override)
 DEFAULT_MATRIX_EFF = {"gpu": 0.80, "tpu": 0.85, "npu": 0.60, "fpga": 1.0, "cpu": 0.80}
@@ -117,7 +117,6 @@ def power_params(spec: HardwareSpec, p: dict) -> dict[str, float]:
     efficiency land on the TDP (boards are power-limited there: an H200 runs 8192^3 bf16 at
     ~764 TFLOP/s at its 700 W limit, shared/evidence/gpu-h200-2026-11). It is computed from
     the base spec, so a study that raises clocks or cores raises power, not efficiency."""
-    from ..hardware.schema import DTYPE_BITS
     pw, c = spec.power, spec.compute
     out: dict[str, float] = {}
     tdp = pw.tdp
