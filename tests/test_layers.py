@@ -3,7 +3,7 @@ while it works (issue 16)."""
 import subprocess
 import sys
 
-UPPER_THAN_PERF = ("codesign.quality", "codesign.validate", "codesign.search", "codesign.accuracy",
+UPPER_THAN_PERF = ("codesign.quality", "codesign.serve", "codesign.validate", "codesign.search", "codesign.accuracy",
                    "codesign.plots", "codesign.report", "codesign.cli", "codesign.assess")
 
 
@@ -32,3 +32,10 @@ def test_the_public_evaluate_adds_quality_one_floor_up():
     from codesign import Compression, evaluate
     r = evaluate("h100-sxm", "llama-2-7b", compression=Compression(weight_bits=4, group_size=128))
     assert "quality_status" in r.summary and "quant_gemm_sqnr_db" not in r.summary    # no experiment unasked
+
+
+def test_the_serving_simulator_sits_on_the_engine_only():
+    mods = _loaded_after("from codesign.serve import serve, make_requests\n"
+                         "serve('h100-sxm', 'llama-3.2-1b', make_requests(5.0, 50))")
+    assert not {m for m in mods if m.startswith(("codesign.search", "codesign.validate", "codesign.accuracy",
+                                                 "codesign.plots", "codesign.report", "codesign.cli"))}, mods

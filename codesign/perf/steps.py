@@ -1,0 +1,279 @@
+"""Iteration costs for the serving simulator: the engine's price of one scheduler step.
+
+A serving engine runs steps (iterations). Each pushes a mix of prompt tokens (whole prompts
+or chunks of them) and one new token of every running decode sequence through the model.
+The step time decomposes the way vidur (Agrawal et al., MLSys 2024) and Sarathi-Serve
+(OSDI 2024) profile it:
+
+    t = G(T) + sum over prompt chunks [F(c0 + q) - F(c0)] + A(B, mean context) + host work
+
+- G(T): every op whose work follows the step's token count T (projections, FFN or routed
+  experts, norms, embedding, LM head), priced by the engine at T tokens;
+- F(P): the attention of a whole causal P-token prompt; a chunk of q tokens after c0 cached
+  ones costs the difference (exact for the quadratic FLOP count, and for the linear KV
+  reads of the cached part);
+- A(B, c): the attention of B decode sequences at mean context c (FlashDecoding reads each
+  sequence's cache once: linear in the summed context, so the mean is exact for it);
+- host work: the runtime's per-kernel launch cost (inside each term), and its per-sequence
+  cost per step (``runtime.sequence_overhead``).
+
+The tables come from the one engine (``op_terms``) on grids of T, P, B and c, each grid in
+one vectorised call, and are interpolated linearly between grid points. A pure decode step
+uses the decode graph (CUDA-graph launch cost, absorbed MLA); a step with prompt tokens the
+prefill graph, as serving engines run mixed batches eagerly.
+
+Neglected: the LM head of decode sequences riding in a mixed step (the prefill graph
+samples one row); the cache blocks' fragmentation in attention (paged kernels read whole
+blocks); sliding windows in the KV budget (every layer keeps the whole context, as vLLM
+allocates it); collective overlap with compute.
+"""
+from __future__ import annotations
+
+import bisect
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..compression import Compression, effective_model
+from ..errors import CodesignError
+from ..hardware.schema import HardwareSpec
+from ..runtime import load_runtime
+from ..workload.graph import _phase_ops
+from ..workload.scenario import Scenario
+from ..workload.schema import ModelSpec
+from .engine import op_table, op_terms
+from .evaluate import _params, _pipeline_hop, _prices, capacity, footprint
+
+_ATTENTION = ("attention", "attn_score", "softmax", "attn_context")   # ops priced by context, not tokens
+
+
+def _grid(top: int, dense: int = 64, ratio: float = 1.08) -> list[int]:
+    """Integers 1..dense, then geometric steps of ``ratio`` up to ``top`` (included)."""
+    out = list(range(1, min(dense, top) + 1))
+    x = float(out[-1])
+    while out[-1] < top:
+        x *= ratio
+        out.append(min(top, max(out[-1] + 1, int(round(x)))))
+    return out
+
+
+def _interp(xs: list, ys: list, x: float) -> float:
+    """Linear interpolation on sorted ``xs`` (clamped below, extrapolated above on the last
+    segment: the tables are near linear at their ends)."""
+    i = bisect.bisect_left(xs, x)
+    if i <= 0:
+        return ys[0]
+    if i >= len(xs):
+        i = len(xs) - 1
+    x0, x1 = xs[i - 1], xs[i]
+    return ys[i - 1] + (ys[i] - ys[i - 1]) * (x - x0) / (x1 - x0)
+
+
+@dataclass
+class Cost:
+    """One step of an engine: wall seconds, device-seconds of kernels (summed over its
+    devices: busy power applies to them), activity joules over its devices."""
+    time: float
+    kernels: float
+    energy: float
+
+
+@dataclass
+class StepCost:
+    """Price of serving steps on one engine (tp x pp devices) from precomputed tables."""
+    spec: HardwareSpec
+    model: ModelSpec
+    scenario: Scenario
+    devices: int                      # tp x pp
+    kv_capacity_tokens: int           # tokens of KV cache the engine (all its stages) can hold
+    kv_bytes_per_token: float         # per device
+    weight_bytes: float               # per device
+    max_tokens: int
+    max_seqs: int
+    max_context: int
+    sequence_overhead: float          # s per sequence per step
+    request_overhead: float           # s per request before it is queued (tokenise, ...)
+    power: dict                       # static, busy (W per device), limit
+    price: float                      # USD per device
+    link_bw: float | None             # host link B/s (KV transfer in disaggregated serving)
+    link_latency: float
+    _tok_pre: tuple = ()              # (xs, time, kernels, energy) of G on the prefill graph
+    _tok_dec: tuple = ()              # same on the decode graph (T <= max_seqs)
+    _prompt_attn: tuple = ()          # F(P): (xs, time, kernels, energy)
+    _dec_attn: tuple = ()             # (B grid, C grid, time[b][c], kernels[b][c], energy[b][c])
+    _attn_launch: tuple = (0.0, 0.0)  # launch cost of the attention kernels (prefill, decode graph)
+    _hop: tuple = (0.0, 0.0)          # pipeline hop per token and fixed, per stage boundary
+    pp: int = 1
+
+    # ---------------------------------------------------------------- lookups
+    def _tokens(self, T: float, decode: bool):
+        tab = self._tok_dec if decode and T <= self._tok_dec[0][-1] else self._tok_pre
+        xs = tab[0]
+        return tuple(_interp(xs, tab[j], T) for j in (1, 2, 3))
+
+    def _decode_attention(self, B: int, ctx_mean: float):
+        bs, cs, tt, kk, ee = self._dec_attn
+        out = []
+        i = bisect.bisect_left(bs, B)
+        i = min(max(i, 1), len(bs) - 1)
+        b0, b1 = bs[i - 1], bs[i]
+        w = (B - b0) / (b1 - b0)
+        for tab in (tt, kk, ee):
+            lo = _interp(cs, tab[i - 1], ctx_mean)
+            hi = _interp(cs, tab[i], ctx_mean)
+            out.append(lo + (hi - lo) * w)
+        return out
+
+    def _prompt_attention(self, P: float):
+        xs = self._prompt_attn[0]
+        return tuple(_interp(xs, self._prompt_attn[j], P) for j in (1, 2, 3)) if P > 0 else (0.0, 0.0, 0.0)
+
+    def step(self, chunks=(), decode_seqs: int = 0, decode_ctx_sum: float = 0.0, extra_tokens: int = 0) -> Cost:
+        """One step: ``chunks`` = [(cached tokens c0, new tokens q), ...] of prompts;
+        ``decode_seqs`` sequences decoding one token each over ``decode_ctx_sum`` cached
+        tokens in all; ``extra_tokens`` more rows through the token-linear ops (speculative
+        verification). Returns the step's wall time after any power-limit stretch."""
+        T = sum(q for _, q in chunks) + decode_seqs + extra_tokens
+        if T <= 0:
+            return Cost(0.0, 0.0, 0.0)
+        decode_only = not chunks
+        t, k, e = self._tokens(T, decode_only)
+        for c0, q in chunks:
+            a1, k1, e1 = self._prompt_attention(c0 + q)
+            a0, k0, e0 = self._prompt_attention(c0)
+            t, k, e = t + a1 - a0, k + k1 - k0, e + e1 - e0
+        t += self._attn_launch[0 if chunks else 1]
+        if decode_seqs:
+            at, ak, ae = self._decode_attention(decode_seqs, decode_ctx_sum / decode_seqs)
+            t, k, e = t + at, k + ak, e + ae
+        # board power of a device over its stage: above the limit the clock drops (see
+        # evaluate.power_limit); then a pipeline runs its stages in turn, plus the hops
+        p = self.power
+        if p["limit"] < math.inf and t > 0:
+            dyn = p["busy"] * k + e
+            if p["static"] + dyn / t > p["limit"] > p["static"]:
+                t = dyn / (p["limit"] - p["static"])
+        t = t * self.pp + (self.pp - 1) * (self._hop[0] * T + self._hop[1])
+        t += self.sequence_overhead * (decode_seqs + len(chunks))
+        n = self.devices
+        return Cost(t, k * n, e * n)
+
+    def kv_transfer_time(self, tokens: int) -> float:
+        """Seconds to send ``tokens`` of one request's KV cache over the host link."""
+        if self.link_bw is None:
+            raise CodesignError(f"{self.spec.name} declares no interconnect.host_link: disaggregated serving "
+                                "sends the KV cache over it", field="interconnect.host_link")
+        return tokens * self.kv_bytes_per_token * self.devices / self.link_bw + self.link_latency
+
+
+def _sum_groups(spec, p, pr, groups: list[list], wtot, kvtot, pp: int, fuse) -> tuple[np.ndarray, ...]:
+    """Time, kernel time and activity energy of each op list in ``groups`` (one engine call)."""
+    ops = [o for g in groups for o in g]
+    if not ops:
+        z = np.zeros(len(groups))
+        return z, z, z
+    tab = op_table(ops, fuse)
+    t = op_terms(spec, p, tab, pr, wtot, kvtot)
+    count = tab.cols["count"]
+    count = np.where(tab.is_layer, np.ceil(count / pp), count) if pp > 1 else count
+    kern = t["a"].max(0)[0] * count
+    ovh = t["overhead"][0] * count
+    energy = t["energy_a"][0] * count
+    starts = np.cumsum([0] + [len(g) for g in groups])[:-1]
+    nonempty = np.array([len(g) > 0 for g in groups])
+    out = []
+    for arr in (kern + ovh, kern, energy):
+        s = np.add.reduceat(arr, np.minimum(starts, len(ops) - 1))
+        out.append(np.where(nonempty, s, 0.0))
+    return tuple(out)
+
+
+def _split(ops, attention: bool):
+    return [o for o in ops if (o.name in _ATTENTION) == attention]
+
+
+def step_cost(hardware, model, scenario: Scenario | None = None, compression: Compression | None = None, *,
+              max_tokens: int = 8192, max_seqs: int = 256, max_context: int | None = None,
+              memory_utilization: float = 0.9, operating_point: str | None = None) -> StepCost:
+    """Price tables for one engine of ``scenario.tp`` x ``scenario.pp`` devices.
+
+    ``max_tokens``: most tokens in one step (the scheduler's token budget); ``max_seqs``:
+    most sequences; ``max_context``: longest prompt + output (default: the model's limit,
+    at most 131072); ``memory_utilization``: the share of device memory the engine may use
+    (vLLM's gpu_memory_utilization, 0.9 by default), the KV cache gets what weights and the
+    peak activations leave."""
+    from ..hardware import load_hardware
+    from ..workload import load_workload
+    spec = load_hardware(hardware)
+    base = load_workload(model)
+    sc = scenario or Scenario()
+    served = effective_model(base, compression)
+    rt = load_runtime(sc.runtime)
+    if rt.attention and rt.attention != sc.attention:
+        sc = sc.model_copy(update={"attention": rt.attention})
+    if served.architecture != "decoder":
+        raise CodesignError(f"{served.name} is an encoder: serving simulates generation", field="workload")
+    max_context = int(max_context or min(served.max_position or 131072, 131072))
+    max_tokens, max_seqs = int(max_tokens), int(max_seqs)
+    p, _ = _params(spec, {}, operating_point, rt)
+    notes: set = set()
+    pr = _prices(spec, p, served, sc, ([compression], np.zeros(1, dtype=int)), notes, rt)
+    one = sc.model_copy(update={"batch": 1, "prompt": 1, "generate": 0, "dp": 1})
+    w, kv1, _ = footprint(served, one, pr.w_bytes[:, 0], pr.a_bytes[:, 0], pr.kv_bytes[:, 0], pr.table_bytes[:, 0])
+    _, _, act = footprint(served, one.model_copy(update={"prompt": max_tokens}), pr.w_bytes[:, 0], pr.a_bytes[:, 0],
+                          pr.kv_bytes[:, 0], pr.table_bytes[:, 0])
+    cap = float(capacity(spec, p)[0])
+    w, kv1, act = float(w[0]), float(kv1[0]), float(np.asarray(act).reshape(-1)[0])
+    budget = cap * memory_utilization - w - act
+    if budget < kv1 * max(1, min(max_context, max_tokens)):
+        raise CodesignError(f"{served.name} does not fit on {spec.name} with tp={sc.tp} pp={sc.pp}: weights "
+                            f"{w / 1e9:.1f} GB + activations {act / 1e9:.1f} GB of {cap * memory_utilization / 1e9:.1f} "
+                            "GB usable leave no room for the KV cache of one prompt (raise --tp/--pp, compress, "
+                            "or lower --max-batched-tokens)", field="hardware")
+    kv_tokens = int(budget // kv1)
+    kvtot = np.array([kv1 * min(kv_tokens, max_seqs * max_context)])
+    wtot = np.array([w])
+    pp = sc.pp
+
+    def ops_at(phase, requests, q, ctx):
+        return _phase_ops(served, sc, phase, requests, q, ctx)
+
+    # token-linear ops, on the prefill graph (one request of T tokens) and the decode graph
+    t_pre = _grid(max_tokens)
+    g = _sum_groups(spec, p, pr, [_split(ops_at("prefill", 1, T, T), False) for T in t_pre], wtot, kvtot, pp, rt.fuse)
+    t_dec = _grid(max_seqs)
+    gd = _sum_groups(spec, p, pr, [_split(ops_at("decode", B, 1, 1), False) for B in t_dec], wtot, kvtot, pp, rt.fuse)
+    # prompt attention F(P), whole causal prompts of one request
+    p_grid = _grid(max_context, dense=16, ratio=1.15)
+    f_pre = [_split(ops_at("prefill", 1, P, P), True) for P in p_grid]
+    fa = _sum_groups(spec, p, pr, f_pre, wtot, kvtot, pp, rt.fuse)
+    # decode attention A(B, c) on a B x c grid
+    b_grid = _grid(max_seqs, dense=8, ratio=1.3)
+    c_grid = _grid(max_context, dense=1, ratio=1.6)
+    groups = [_split(ops_at("decode", B, 1, c), True) for B in b_grid for c in c_grid]
+    da = _sum_groups(spec, p, pr, groups, wtot, kvtot, pp, rt.fuse)
+    nb, nc = len(b_grid), len(c_grid)
+    # the attention kernels' launch cost is paid once per step whatever its size: take it out
+    # of F (differences cancel it) and A, and add it once
+    launch_pre = float(fa[0][0] - fa[1][0])
+    launch_dec = float(da[0][0] - da[1][0])
+    f_time = (fa[0] - (fa[0][0] - fa[1][0])).tolist()
+    a_time = (da[0] - (da[0][0] - da[1][0])).reshape(nb, nc).tolist()
+    hop = (0.0, 0.0)
+    if pp > 1:
+        per_tok = float(_pipeline_hop(spec, p, sc, 1, served, pr)[0] - _pipeline_hop(spec, p, sc, 0, served, pr)[0])
+        hop = (per_tok, float(_pipeline_hop(spec, p, sc, 0, served, pr)[0]))
+    pw = {"static": float(p["power.static"][0]), "busy": float(p["power.busy"][0]), "limit": float(p["power.limit"][0])}
+    return StepCost(
+        spec=spec, model=served, scenario=sc, devices=sc.tp * sc.pp, kv_capacity_tokens=kv_tokens,
+        kv_bytes_per_token=kv1, weight_bytes=w, max_tokens=max_tokens, max_seqs=max_seqs, max_context=max_context,
+        sequence_overhead=float(p["runtime.sequence_overhead"][0]), request_overhead=float(p["runtime.request_overhead"][0]),
+        power=pw, price=float(p["price"][0]),
+        link_bw=float(p["interconnect.host_link.bandwidth"][0]) if "interconnect.host_link.bandwidth" in p else None,
+        link_latency=float(p.get("interconnect.host_link.latency", np.zeros(1))[0]),
+        _tok_pre=(t_pre, g[0].tolist(), g[1].tolist(), g[2].tolist()),
+        _tok_dec=(t_dec, gd[0].tolist(), gd[1].tolist(), gd[2].tolist()),
+        _prompt_attn=(p_grid, f_time, fa[1].tolist(), fa[2].tolist()),
+        _dec_attn=(b_grid, c_grid, a_time, da[1].reshape(nb, nc).tolist(), da[2].reshape(nb, nc).tolist()),
+        _attn_launch=(launch_pre, launch_dec), _hop=hop, pp=pp)

@@ -1,0 +1,433 @@
+"""The serving simulator: requests arrive, schedulers form steps, the engine prices them.
+
+An event loop over request arrivals and step completions. Every engine (a replica, a
+pipeline's virtual engine, or a prefill / decode pool member) runs one step at a time; at
+the start of a step its scheduler picks the work, at the end the work's effects land
+(first tokens, new tokens, finished requests). Step times come from
+:class:`codesign.perf.steps.StepCost`: there is no second performance model here.
+
+Schedulers (``Policy.name``):
+- ``static``: a batch of up to max_num_seqs waiting requests is formed when the engine is
+  idle, prefilled together, then decoded until its longest output is done (finished
+  sequences keep their slot: padding); every response returns when the batch ends
+  (FasterTransformer / Hugging Face generate).
+- ``continuous``: in-flight batching as vLLM's v0 scheduler runs it: when requests wait and
+  fit, a prefill-only step admits them (FCFS, within max_num_batched_tokens and
+  max_num_seqs); otherwise one decode step of every running sequence (Orca, OSDI 2022;
+  Kwon et al., SOSP 2023). Prefill steps stall the running decodes.
+- ``chunked``: Sarathi-Serve / vLLM v1: every step carries all running decodes plus prompt
+  chunks that fill the token budget (in-progress prompts first, then new ones, each chunk
+  at most ``chunk`` tokens).
+- ``disaggregated``: prompts run on prefill engines, their KV cache crosses the host link
+  to decode engines, which only decode (DistServe, OSDI 2024; Splitwise, ISCA 2024).
+
+Paged KV cache (vLLM): blocks of ``block_size`` tokens; a request is admitted only when its
+prompt's blocks are free; a decode sequence takes a new block every block_size tokens and,
+when none is free, the newest running sequence is preempted: its blocks are freed and it
+is recomputed later (its prompt plus the tokens it had, as one prefill). Static batching
+reserves prompt + output blocks up front. Prefix caching: a share ``prefix_hit`` of every
+prompt's tokens is found in the cache and not recomputed (its attention still reads them).
+
+Neglected: the API server's own queueing (its request_overhead delays admission but uses
+no engine time), sampling differences between requests, swap-based preemption (swap is
+priced as recompute), speculative decoding.
+"""
+from __future__ import annotations
+
+import heapq
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from ..errors import CodesignError
+from ..perf.steps import StepCost
+from .traffic import Requests
+
+POLICIES = ("static", "continuous", "chunked", "disaggregated")
+MAX_STEPS = 50_000_000        # a run that needs more steps is refused, not left running
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Scheduler and KV-cache settings (defaults: vLLM's for a GPU server)."""
+    name: Literal["static", "continuous", "chunked", "disaggregated"] = "chunked"
+    max_num_seqs: int = 256
+    max_num_batched_tokens: int = 8192
+    chunk: int | None = None          # most prompt tokens of one request per step (chunked)
+    block_size: int = 16
+    memory_utilization: float = 0.9
+    prefix_hit: float = 0.0           # share of each prompt's tokens found in the prefix cache
+    router: Literal["least-loaded", "round-robin"] = "least-loaded"
+
+    def __post_init__(self):
+        checks = [(self.name in POLICIES, "name", f"one of {', '.join(POLICIES)}"),
+                  (self.max_num_seqs >= 1, "max_num_seqs", "an integer >= 1"),
+                  (self.max_num_batched_tokens >= 1, "max_num_batched_tokens", "an integer >= 1"),
+                  (self.chunk is None or self.chunk >= 1, "chunk", "an integer >= 1"),
+                  (self.block_size >= 1, "block_size", "an integer >= 1"),
+                  (0 < self.memory_utilization <= 1, "memory_utilization", "a share in (0, 1]"),
+                  (0 <= self.prefix_hit < 1, "prefix_hit", "a share in [0, 1)"),
+                  (self.router in ("least-loaded", "round-robin"), "router", "least-loaded or round-robin")]
+        for ok, name, want in checks:
+            if not ok:
+                raise CodesignError(f"expected {want}, got {getattr(self, name)!r}", field=name)
+
+
+@dataclass
+class _Log:
+    """What the loop records: per request, per step and weighted inter-token intervals."""
+    n: int
+    first: np.ndarray = field(init=False)
+    finish: np.ndarray = field(init=False)
+    start: np.ndarray = field(init=False)
+    last_tok: np.ndarray = field(init=False)
+    generated: np.ndarray = field(init=False)
+    preempted: np.ndarray = field(init=False)
+    steps: list = field(default_factory=list)          # (t_end, dur, decode seqs, prompt tokens, kv share, waiting, engine)
+    itl: list = field(default_factory=list)            # (interval, sequences)
+    energy: float = 0.0                                # activity + busy energy, J
+    busy_device_s: float = 0.0
+
+    def __post_init__(self):
+        self.first = np.full(self.n, np.nan)
+        self.finish = np.full(self.n, np.nan)
+        self.start = np.full(self.n, np.nan)
+        self.last_tok = np.full(self.n, np.nan)
+        self.generated = np.zeros(self.n, dtype=np.int64)
+        self.preempted = np.zeros(self.n, dtype=np.int64)
+
+
+class _Engine:
+    """One engine's scheduler state. ``role``: 'both', 'prefill' or 'decode'."""
+
+    def __init__(self, idx: int, cost: StepCost, policy: Policy, kv_tokens: int, role: str, req: Requests, log: _Log):
+        self.idx, self.cost, self.pol, self.role, self.req, self.log = idx, cost, policy, role, req, log
+        bs = policy.block_size
+        self.total_blocks = kv_tokens // bs
+        self.free = self.total_blocks
+        self.budget = min(policy.max_num_batched_tokens, cost.max_tokens)
+        self.max_seqs = min(policy.max_num_seqs, cost.max_seqs)
+        self.waiting: deque = deque()
+        self.prefill: list = []            # [rid, cached tokens, tokens to compute, computed, blocks]
+        self.ids = np.zeros(0, dtype=np.int64)
+        self.ctx = np.zeros(0, dtype=np.int64)
+        self.rem = np.zeros(0, dtype=np.int64)
+        self.blocks = np.zeros(0, dtype=np.int64)
+        self.busy = False
+        self.plan = None
+        self.last_emit = math.nan          # end of the last step that gave the running decodes a token
+        self.static_left = 0               # decode steps left in a static batch
+
+    # ---------------------------------------------------------------- load
+    def load(self) -> int:
+        return len(self.waiting) + len(self.prefill) + len(self.ids)
+
+    def has_work(self) -> bool:
+        return bool(self.waiting or self.prefill or len(self.ids))
+
+    def _blocks_for(self, tokens: int) -> int:
+        return -(-int(tokens) // self.pol.block_size)
+
+    # ---------------------------------------------------------------- planning
+    def _prompt_tokens(self, rid: int) -> tuple[int, int]:
+        """(cached, to compute) of a request's prompt (plus its tokens so far, if it was preempted)."""
+        total = int(self.req.prompt[rid]) + int(self.log.generated[rid])
+        cached = int(self.req.prompt[rid] * self.pol.prefix_hit)
+        return cached, total - cached
+
+    def _admit(self, budget: int, chunk_cap: int | None, reserve_output: bool) -> tuple[list, int]:
+        """Move waiting requests (FCFS) into prefill while tokens, sequences and blocks allow."""
+        new = []
+        seqs = len(self.ids) + len(self.prefill)
+        while self.waiting and seqs < self.max_seqs and budget > 0:
+            rid = self.waiting[0]
+            cached, todo = self._prompt_tokens(rid)
+            need = self._blocks_for(cached + todo + (self.req.output[rid] if reserve_output else 1))
+            if need > self.total_blocks:
+                raise CodesignError(f"a request of {cached + todo} prompt tokens needs {need} KV blocks; the engine "
+                                    f"holds {self.total_blocks}", field="--prompt-dist")
+            if need > self.free:
+                break
+            if chunk_cap is None and todo > budget and (new or self.prefill or self.pol.name == "chunked"):
+                break          # whole prompts only: it waits for a step of its own
+            self.waiting.popleft()
+            self.free -= need
+            entry = [rid, cached, todo, 0, need]
+            self.prefill.append(entry)
+            if math.isnan(self.log.start[rid]):
+                self.log.start[rid] = self.now
+            new.append(entry)
+            seqs += 1
+            budget -= min(todo, chunk_cap or todo)
+        return new, budget
+
+    def plan_step(self, now: float):
+        """Choose the next step's work at ``now``; returns its duration (None: nothing to do)."""
+        self.now = now
+        pol = self.pol.name
+        chunks: list = []           # (entry, q)
+        decode = False
+        if self.role == "decode":
+            self._admit_prefilled()
+            decode = len(self.ids) > 0
+        elif pol == "static":
+            if self.static_left == 0 and not len(self.ids) and not self.prefill:
+                self._admit(self.max_seqs * self.cost.max_context, None, reserve_output=True)
+                chunks = [(e, e[2]) for e in self.prefill]
+            elif self.static_left > 0:
+                decode = True
+        elif pol == "chunked" and self.role == "both":
+            budget = self.budget - len(self.ids)
+            decode = len(self.ids) > 0
+            cap = self.pol.chunk
+            for e in self.prefill:
+                if budget <= 0:
+                    break
+                q = min(e[2] - e[3], budget, cap or budget)
+                chunks.append((e, q))
+                budget -= q
+            new, _ = self._admit(budget, cap or budget, reserve_output=False)
+            for e in new:
+                if budget <= 0:
+                    break
+                q = min(e[2], budget, cap or budget)
+                chunks.append((e, q))
+                budget -= q
+        else:   # continuous, and the prefill pool of disaggregated serving (whole prompts)
+            self._admit(self.budget, None, reserve_output=False)
+            if self.prefill:
+                chunks = [(e, e[2]) for e in self.prefill]
+            elif self.role == "both":
+                decode = len(self.ids) > 0
+        if decode:
+            self._grow_or_preempt()
+            decode = len(self.ids) > 0
+        if not chunks and not decode:
+            return None
+        n_dec = len(self.ids) if decode else 0
+        ctx_sum = float(self.ctx.sum()) if n_dec else 0.0
+        cost = self.cost.step(chunks=[(e[1] + e[3], q) for e, q in chunks], decode_seqs=n_dec, decode_ctx_sum=ctx_sum)
+        self.plan = (chunks, n_dec)
+        self.log.energy += cost.energy + self.cost.power["busy"] * cost.kernels
+        self.log.busy_device_s += cost.kernels
+        return cost.time
+
+    def _grow_or_preempt(self):
+        """Every decode sequence writes one more token: a new block each block_size tokens;
+        without free blocks the newest sequences are preempted (recomputed later)."""
+        if self.pol.name == "static" or not len(self.ids):
+            return
+        need = self.ctx % self.pol.block_size == 0
+        while int(need.sum()) > self.free and len(self.ids):
+            # the newest running sequence gives its blocks back and waits at the front
+            rid = int(self.ids[-1])
+            self.free += int(self.blocks[-1])
+            self.log.preempted[rid] += 1
+            self.waiting.appendleft(rid)
+            self.ids, self.ctx, self.rem, self.blocks = self.ids[:-1], self.ctx[:-1], self.rem[:-1], self.blocks[:-1]
+            need = need[:-1]
+        self.free -= int(need.sum())
+        self.blocks = self.blocks + need
+
+    def _admit_prefilled(self):
+        """Decode pool: prefilled requests whose KV arrived join while blocks allow."""
+        while self.waiting and len(self.ids) < self.max_seqs:
+            rid = self.waiting[0]
+            ctx = int(self.req.prompt[rid] + self.log.generated[rid] - 1)
+            need = self._blocks_for(ctx)
+            if need > self.free:
+                break
+            self.waiting.popleft()
+            self.free -= need
+            self._join([rid], [ctx], [need])
+
+    def _join(self, rids, ctxs, blocks):
+        rids = np.asarray(rids, dtype=np.int64)
+        rem = self.req.output[rids] - self.log.generated[rids]
+        self.ids = np.concatenate([self.ids, rids])
+        self.ctx = np.concatenate([self.ctx, np.asarray(ctxs, dtype=np.int64)])
+        self.rem = np.concatenate([self.rem, rem])
+        self.blocks = np.concatenate([self.blocks, np.asarray(blocks, dtype=np.int64)])
+
+    # ---------------------------------------------------------------- effects
+    def end_step(self, t: float, dur: float, on_prefilled) -> list:
+        """Apply the planned step at its end ``t``; returns the requests that finished."""
+        chunks, n_dec = self.plan
+        self.plan = None
+        log = self.log
+        done: list = []
+        # decode sequences: one token each
+        if n_dec:
+            if self.pol.name == "static":
+                live = self.rem > 0
+                n_live = int(live.sum())
+                if n_live:
+                    log.itl.append((t - self.last_emit, n_live))
+                self.rem = self.rem - live
+                self.ctx = self.ctx + 1          # finished slots still step (padding)
+                log.generated[self.ids[live]] += 1
+                self.static_left -= 1
+                if self.static_left == 0:       # the batch returns as one
+                    log.finish[self.ids] = t
+                    done = self.ids.tolist()
+                    self.free += int(self.blocks.sum())
+                    self.ids, self.ctx, self.rem, self.blocks = (a[:0] for a in (self.ids, self.ctx, self.rem, self.blocks))
+            else:
+                ids = self.ids[:n_dec]
+                old = ~np.isnan(log.last_tok[ids])
+                fresh = log.last_tok[ids] != self.last_emit
+                # sequences that had the previous token together share one interval
+                bulk = old & ~fresh
+                if bulk.any():
+                    log.itl.append((t - self.last_emit, int(bulk.sum())))
+                for rid in ids[fresh & old].tolist():
+                    log.itl.append((t - log.last_tok[rid], 1))
+                log.last_tok[ids] = t
+                log.generated[ids] += 1
+                self.ctx[:n_dec] += 1
+                self.rem[:n_dec] -= 1
+                fin = self.rem[:n_dec] == 0
+                if fin.any():
+                    idx = np.flatnonzero(fin)
+                    log.finish[self.ids[idx]] = t
+                    done = self.ids[idx].tolist()
+                    self.free += int(self.blocks[idx].sum())
+                    keep = np.ones(len(self.ids), dtype=bool)
+                    keep[idx] = False
+                    self.ids, self.ctx, self.rem, self.blocks = (a[keep] for a in (self.ids, self.ctx, self.rem, self.blocks))
+            self.last_emit = t
+        # prompt chunks: progress; a completed prompt yields its next token
+        joined_r, joined_c, joined_b = [], [], []
+        completed = []
+        for e, q in chunks:
+            e[3] += q
+            if e[3] >= e[2]:
+                completed.append(e)
+        prompt_tokens = sum(q for _, q in chunks)
+        for e in completed:
+            self.prefill.remove(e)
+            rid, total = e[0], e[1] + e[2]
+            if math.isnan(log.first[rid]):
+                log.first[rid] = t
+            elif not math.isnan(log.last_tok[rid]):
+                log.itl.append((t - log.last_tok[rid], 1))     # a recomputed sequence's stall
+            log.last_tok[rid] = t
+            log.generated[rid] += 1
+            if log.generated[rid] >= self.req.output[rid]:
+                log.finish[rid] = t
+                self.free += e[4]
+                done.append(rid)
+            elif self.role == "prefill":
+                self.free += e[4]
+                on_prefilled(rid, t)
+            else:
+                joined_r.append(rid)
+                joined_c.append(total)
+                joined_b.append(e[4])
+        if joined_r:
+            self._join(joined_r, joined_c, joined_b)
+            if self.pol.name == "static":
+                # padding: every slot of the batch steps until the longest output is done
+                self.static_left = int(self.rem.max()) if len(self.rem) else 0
+        if self.pol.name == "static" and completed and not len(self.ids):
+            self.static_left = 0
+        if self.pol.name == "static" and joined_r:
+            self.last_emit = t
+        log.steps.append((t, dur, n_dec, prompt_tokens, 1.0 - self.free / max(self.total_blocks, 1),
+                          len(self.waiting), self.idx))
+        return done
+
+
+def _route(engines: list, k: int, policy: Policy) -> _Engine:
+    if policy.router == "round-robin" or len(engines) == 1:
+        return engines[k % len(engines)]
+    return min(engines, key=lambda e: e.load())
+
+
+def simulate(cost: StepCost, requests: Requests, policy: Policy | None = None, *, replicas: int = 1,
+             decode_cost: StepCost | None = None, decode_replicas: int = 1):
+    """Serve ``requests`` on ``replicas`` engines priced by ``cost`` (each of
+    cost.devices devices); ``disaggregated`` runs prompts there and decodes on
+    ``decode_replicas`` engines priced by ``decode_cost`` (default: the same device).
+    Returns a :class:`codesign.serve.metrics.ServeResult`."""
+    from .metrics import ServeResult
+    pol = policy or Policy()
+    if replicas < 1 or decode_replicas < 1:
+        raise CodesignError("replicas must be >= 1", field="--replicas")
+    n = len(requests)
+    log = _Log(n)
+    dis = pol.name == "disaggregated"
+    # a pipeline of pp stages runs pp virtual engines (vLLM), sharing the devices' KV cache
+    def pool(c: StepCost, count: int, role: str, start: int) -> list:
+        virt = c.pp
+        kv = c.kv_capacity_tokens // virt
+        return [_Engine(start + i, c, pol, kv, role, requests, log) for i in range(count * virt)]
+    front = pool(cost, replicas, "prefill" if dis else "both", 0)
+    back = pool(decode_cost or cost, decode_replicas, "decode", len(front)) if dis else []
+    for e in front + back:
+        if e.total_blocks < 1:
+            raise CodesignError(f"no KV cache blocks left on {e.cost.spec.name}", field="hardware")
+    delay = cost.request_overhead
+    arrivals = requests.arrival + delay
+    heap: list = []         # (time, order, kind, engine or request)
+    order = 0
+    in_system, area, t_last = 0, 0.0, 0.0
+    steps = 0
+    xfer_cost = decode_cost or cost
+
+    def start(e: _Engine, now: float):
+        nonlocal order, steps
+        dur = e.plan_step(now)
+        if dur is None:
+            e.busy = False
+            return
+        e.busy = True
+        steps += 1
+        if steps > MAX_STEPS:
+            raise CodesignError(f"the run needs more than {MAX_STEPS} steps: fewer requests or a shorter --duration",
+                                field="--requests")
+        order += 1
+        heapq.heappush(heap, (now + dur, order, 0, e, dur))
+
+    links = [c for c in (cost, xfer_cost) if c.link_bw] or [cost]
+
+    def prefilled(rid: int, t: float):
+        nonlocal order
+        # the prompt's KV cache crosses the slower of the two host links
+        tokens = int(requests.prompt[rid] + log.generated[rid])
+        dt = max(c.kv_transfer_time(tokens) for c in links)
+        order += 1
+        heapq.heappush(heap, (t + dt, order, 1, rid, 0.0))
+
+    i = 0
+    while i < n or heap:
+        if heap and (i >= n or heap[0][0] <= arrivals[i]):
+            t, _, kind, obj, dur = heapq.heappop(heap)
+            area += in_system * (t - t_last)
+            t_last = t
+            if kind == 0:
+                done = obj.end_step(t, dur, prefilled)
+                in_system -= len(done)
+                start(obj, t)
+            else:                               # KV arrived at the decode pool
+                e = _route(back, obj, pol)
+                e.waiting.append(obj)
+                if not e.busy:
+                    start(e, t)
+        else:
+            t = float(arrivals[i])
+            area += in_system * (t - t_last)
+            t_last = t
+            in_system += 1
+            e = _route(front, i, pol)
+            e.waiting.append(i)
+            if not e.busy:
+                start(e, t)
+            i += 1
+    if any(e.has_work() for e in front + back):      # a scheduler that can never run its work
+        raise CodesignError("the scheduler stalled with requests left: the KV cache cannot hold them", field="policy")
+    return ServeResult.build(requests, log, pol, cost, decode_cost, replicas, decode_replicas,
+                             mean_in_system=area / t_last if t_last > 0 else 0.0, request_overhead=delay)
