@@ -12,7 +12,7 @@ import click
 
 from ..errors import CodesignError
 
-SUBCOMMAND_MODULES = ("hardware", "workload", "evaluate", "study", "validate", "plot", "report", "accuracy")
+SUBCOMMAND_MODULES = ("hardware", "workload", "evaluate", "serve", "study", "validate", "plot", "report", "accuracy")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
