@@ -205,3 +205,21 @@ def test_requests_scaled_keeps_lengths():
     r = Requests(np.array([0.0, 2.0]), np.array([5, 6]), np.array([1, 2]))
     s = r.scaled(2.0)
     assert list(s.arrival) == [0.0, 1.0] and list(s.prompt) == [5, 6]
+
+
+def test_closed_loop_obeys_the_response_time_law(cost):
+    """C clients with no think time: throughput x mean response time = C (interactive law)."""
+    res = simulate(cost, _fixed(1.0, 3000, 512, 64), Policy(), concurrency=20)
+    s = res.summary
+    assert s["completed"] == 3000
+    assert s["throughput_req_per_s"] * s["e2e_mean_s"] == pytest.approx(20, rel=0.03)
+    more = simulate(cost, _fixed(1.0, 3000, 512, 64), Policy(), concurrency=60).summary
+    assert more["throughput_req_per_s"] > s["throughput_req_per_s"] and more["tpot_mean_s"] > s["tpot_mean_s"]
+
+
+def test_multi_step_scheduling_delays_new_prompts(cost):
+    req = _fixed(5.0, 800, 512, 128, seed=9)
+    one = simulate(cost, req, Policy(name="continuous")).summary
+    ten = simulate(cost, req, Policy(name="continuous", scheduler_steps=10)).summary
+    assert ten["ttft_p50_s"] > one["ttft_p50_s"]
+    assert ten["tpot_mean_s"] <= one["tpot_mean_s"] * 1.01      # fewer prefill interruptions

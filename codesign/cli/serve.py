@@ -35,8 +35,12 @@ def _summary_lines(s: dict) -> list[tuple[str, str]]:
     return out
 
 
-def _requests(rate, requests, duration, burstiness, prompt_dist, output_dist, trace, seed, max_context):
+def _requests(rate, requests, duration, burstiness, prompt_dist, output_dist, trace, seed, max_context, concurrency):
     from ..serve import load_trace, make_requests
+    if concurrency is not None:
+        if rate is not None or trace:
+            raise CodesignError("a closed loop sets its own arrivals: drop --rate/--trace", field="--concurrency")
+        rate = 1.0
     if trace:
         if rate is not None or duration is not None:
             raise CodesignError("a trace sets its own arrivals: drop --rate/--duration", field="--trace")
@@ -71,10 +75,14 @@ def _requests(rate, requests, duration, burstiness, prompt_dist, output_dist, tr
               help="Share of device memory for weights, activations and KV cache.")
 @click.option("--prefix-hit", type=float, default=0.0, show_default=True,
               help="Share of prompt tokens found in the prefix cache.")
+@click.option("--scheduler-steps", type=int, default=1, show_default=True,
+              help="Decode steps per scheduling round (vLLM --num-scheduler-steps).")
 @click.option("--router", type=click.Choice(["least-loaded", "round-robin"]), default="least-loaded", show_default=True)
 @click.option("--decode-hardware", default=None, help="Decode pool device (disaggregated; default: --hardware).")
 @click.option("--decode-replicas", type=int, default=1, show_default=True, help="Decode engines (disaggregated).")
 @click.option("--rate", type=float, default=None, help="Requests per second (Poisson unless --burstiness).")
+@click.option("--concurrency", type=int, default=None,
+              help="Closed loop: this many clients, each sending its next request when its last one ends.")
 @click.option("--burstiness", type=float, default=1.0, show_default=True,
               help="Gamma shape of the gaps: 1 Poisson, <1 burstier, inf evenly spaced.")
 @click.option("--requests", type=int, default=2000, show_default=True, help="Requests to simulate.")
@@ -93,8 +101,8 @@ def _requests(rate, requests, duration, burstiness, prompt_dist, output_dist, tr
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Write the per-request table here.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def serve_cmd(hardware, workload, runtime, dtype, tp, pp, ep, replicas, policy, max_num_seqs, max_batched_tokens,
-              chunk, block_size, memory_utilization, prefix_hit, router, decode_hardware, decode_replicas, rate,
-              burstiness, requests, duration, prompt_dist, output_dist, trace, max_context, seed, slo_ttft, slo_tpot,
+              chunk, block_size, memory_utilization, prefix_hit, scheduler_steps, router, decode_hardware, decode_replicas, rate,
+              concurrency, burstiness, requests, duration, prompt_dist, output_dist, trace, max_context, seed, slo_ttft, slo_tpot,
               percentile, find_max_rate, csv_path, as_json, **kwargs):
     """Serve request traffic: latency percentiles, throughput, goodput under SLOs, energy, cost.
 
@@ -117,7 +125,8 @@ def serve_cmd(hardware, workload, runtime, dtype, tp, pp, ep, replicas, policy, 
     sc = build_scenario({"runtime": runtime, "dtype": dtype, "tp": tp, "pp": pp, "ep": ep}, batch=1)
     comp = build_compression(kwargs)
     pol = Policy(name=policy, max_num_seqs=max_num_seqs, max_num_batched_tokens=max_batched_tokens, chunk=chunk,
-                 block_size=block_size, memory_utilization=memory_utilization, prefix_hit=prefix_hit, router=router)
+                 block_size=block_size, memory_utilization=memory_utilization, prefix_hit=prefix_hit, router=router,
+                 scheduler_steps=scheduler_steps)
     if decode_hardware and policy != "disaggregated":
         raise CodesignError("--decode-hardware needs --policy disaggregated", field="--decode-hardware")
     if policy == "disaggregated" and not decode_hardware:
@@ -155,8 +164,10 @@ def serve_cmd(hardware, workload, runtime, dtype, tp, pp, ep, replicas, policy, 
         click.echo(f"per device: {out['max_rate_per_device']:.3g} req/s")
         echo_table(_table(s))
         return
-    reqs = _requests(rate, requests, duration, burstiness, prompt_dist, output_dist, trace, seed, cost.max_context)
-    res = run(reqs)
+    reqs = _requests(rate, requests, duration, burstiness, prompt_dist, output_dist, trace, seed, cost.max_context,
+                     concurrency)
+    res = simulate(cost, reqs, pol, replicas=replicas, decode_cost=dec, decode_replicas=decode_replicas,
+                   concurrency=concurrency)
     if csv_path:
         res.requests.to_csv(csv_path, index=False)
     s = res.with_slo(slo_ttft, slo_tpot)

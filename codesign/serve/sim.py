@@ -61,6 +61,9 @@ class Policy:
     memory_utilization: float = 0.9
     prefix_hit: float = 0.0           # share of each prompt's tokens found in the prefix cache
     router: Literal["least-loaded", "round-robin"] = "least-loaded"
+    # multi-step scheduling (vLLM 0.6 --num-scheduler-steps): the scheduler runs once per
+    # this many decode steps, so a new prompt waits for the ones already scheduled
+    scheduler_steps: int = 1
 
     def __post_init__(self):
         checks = [(self.name in POLICIES, "name", f"one of {', '.join(POLICIES)}"),
@@ -70,7 +73,8 @@ class Policy:
                   (self.block_size >= 1, "block_size", "an integer >= 1"),
                   (0 < self.memory_utilization <= 1, "memory_utilization", "a share in (0, 1]"),
                   (0 <= self.prefix_hit < 1, "prefix_hit", "a share in [0, 1)"),
-                  (self.router in ("least-loaded", "round-robin"), "router", "least-loaded or round-robin")]
+                  (self.router in ("least-loaded", "round-robin"), "router", "least-loaded or round-robin"),
+                  (self.scheduler_steps >= 1, "scheduler_steps", "an integer >= 1")]
         for ok, name, want in checks:
             if not ok:
                 raise CodesignError(f"expected {want}, got {getattr(self, name)!r}", field=name)
@@ -120,6 +124,7 @@ class _Engine:
         self.plan = None
         self.last_emit = math.nan          # end of the last step that gave the running decodes a token
         self.static_left = 0               # decode steps left in a static batch
+        self.multi_left = 0                # decode steps left of a multi-step schedule
 
     # ---------------------------------------------------------------- load
     def load(self) -> int:
@@ -196,12 +201,17 @@ class _Engine:
                 q = min(e[2], budget, cap or budget)
                 chunks.append((e, q))
                 budget -= q
+        elif self.multi_left > 0 and len(self.ids):
+            # multi-step scheduling: the decode steps already scheduled run before anything new
+            self.multi_left -= 1
+            decode = True
         else:   # continuous, and the prefill pool of disaggregated serving (whole prompts)
             self._admit(self.budget, None, reserve_output=False)
             if self.prefill:
                 chunks = [(e, e[2]) for e in self.prefill]
             elif self.role == "both":
                 decode = len(self.ids) > 0
+                self.multi_left = self.pol.scheduler_steps - 1 if decode else 0
         if decode:
             self._grow_or_preempt()
             decode = len(self.ids) > 0
@@ -348,10 +358,13 @@ def _route(engines: list, k: int, policy: Policy) -> _Engine:
 
 
 def simulate(cost: StepCost, requests: Requests, policy: Policy | None = None, *, replicas: int = 1,
-             decode_cost: StepCost | None = None, decode_replicas: int = 1):
+             decode_cost: StepCost | None = None, decode_replicas: int = 1, concurrency: int | None = None):
     """Serve ``requests`` on ``replicas`` engines priced by ``cost`` (each of
     cost.devices devices); ``disaggregated`` runs prompts there and decodes on
     ``decode_replicas`` engines priced by ``decode_cost`` (default: the same device).
+    ``concurrency``: a closed loop of that many clients instead of the requests' arrival
+    times (each client sends its next request when its last one finishes, as GenAI-Perf
+    and benchmark_serving --max-concurrency do).
     Returns a :class:`codesign.serve.metrics.ServeResult`."""
     from .metrics import ServeResult
     pol = policy or Policy()
@@ -371,7 +384,18 @@ def simulate(cost: StepCost, requests: Requests, policy: Policy | None = None, *
         if e.total_blocks < 1:
             raise CodesignError(f"no KV cache blocks left on {e.cost.spec.name}", field="hardware")
     delay = cost.request_overhead
-    arrivals = requests.arrival + delay
+    if concurrency is not None:
+        if concurrency < 1:
+            raise CodesignError(f"expected an integer >= 1, got {concurrency}", field="--concurrency")
+        # closed loop: the first clients start at once, the others when a request finishes
+        arrivals = np.full(n, np.inf)
+        arrivals[:concurrency] = delay
+        requests = Requests(np.zeros(n), requests.prompt, requests.output)
+        for e in front + back:
+            e.req = requests
+    else:
+        arrivals = requests.arrival + delay
+    released = min(concurrency or n, n)
     heap: list = []         # (time, order, kind, engine or request)
     order = 0
     in_system, area, t_last = 0, 0.0, 0.0
@@ -411,6 +435,12 @@ def simulate(cost: StepCost, requests: Requests, policy: Policy | None = None, *
             if kind == 0:
                 done = obj.end_step(t, dur, prefilled)
                 in_system -= len(done)
+                if concurrency is not None:
+                    for _ in done:               # each finished client sends its next request
+                        if released < n:
+                            arrivals[released] = t + delay
+                            requests.arrival[released] = t
+                            released += 1
                 start(obj, t)
             else:                               # KV arrived at the decode pool
                 e = _route(back, obj, pol)
@@ -419,6 +449,8 @@ def simulate(cost: StepCost, requests: Requests, policy: Policy | None = None, *
                     start(e, t)
         else:
             t = float(arrivals[i])
+            if math.isinf(t):
+                break
             area += in_system * (t - t_last)
             t_last = t
             in_system += 1
