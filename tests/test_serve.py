@@ -223,3 +223,19 @@ def test_multi_step_scheduling_delays_new_prompts(cost):
     ten = simulate(cost, req, Policy(name="continuous", scheduler_steps=10)).summary
     assert ten["ttft_p50_s"] > one["ttft_p50_s"]
     assert ten["tpot_mean_s"] <= one["tpot_mean_s"] * 1.01      # fewer prefill interruptions
+
+
+def test_cli_rate_sweep_and_plots(tmp_path):
+    out = tmp_path / "load.png"
+    r = CliRunner().invoke(main, ["serve", "-H", f"{HW},a100-80gb", "-w", MODEL, "--rates", "2,8", "--requests", "150",
+                                  "--slo-ttft", "1", "--plot", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.output[r.output.index("["):])
+    assert [(x["label"], x["rate"]) for x in rows] == [(HW, 2.0), (HW, 8.0), ("a100-80gb", 2.0), ("a100-80gb", 8.0)]
+    assert out.stat().st_size > 10_000
+    # p99 TTFT does not fall as the same requests arrive faster
+    assert rows[1]["ttft_p99_s"] >= rows[0]["ttft_p99_s"] and rows[3]["ttft_p99_s"] >= rows[2]["ttft_p99_s"]
+    run = tmp_path / "run.svg"
+    r = CliRunner().invoke(main, ["serve", "-H", HW, "-w", MODEL, "--rate", "4", "--requests", "100", "--plot", str(run)])
+    assert r.exit_code == 0, r.output
+    assert run.read_text().startswith("<?xml")

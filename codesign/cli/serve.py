@@ -55,7 +55,7 @@ def _requests(rate, requests, duration, burstiness, prompt_dist, output_dist, tr
 
 
 @click.command("serve")
-@click.option("--hardware", "-H", required=True, help="Library device name or YAML file.")
+@click.option("--hardware", "-H", required=True, help="Library device name or YAML file; several comma-separated.")
 @click.option("--workload", "-w", required=True, help="Library model name, YAML file or HF config.json.")
 @click.option("--runtime", default="vllm", show_default=True, help="Software stack (codesign runtime list).")
 @click.option("--dtype", type=click.Choice(["fp32", "tf32", "bf16", "fp16", "fp8", "int8"]), default="bf16",
@@ -98,12 +98,15 @@ def _requests(rate, requests, duration, burstiness, prompt_dist, output_dist, tr
 @click.option("--slo-tpot", type=float, default=None, help="Time-per-output-token target, seconds.")
 @click.option("--percentile", type=float, default=99.0, show_default=True, help="SLO percentile for --find-max-rate.")
 @click.option("--find-max-rate", is_flag=True, help="Bisect for the highest rate that meets the SLOs.")
+@click.option("--rates", default=None, help="Comma-separated request rates: a load sweep (same requests, rescaled).")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False),
+              help="Write a figure (.png/.svg/.pdf): latency CDFs and timelines, or rate curves with --rates.")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Write the per-request table here.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def serve_cmd(hardware, workload, runtime, dtype, tp, pp, ep, replicas, policy, max_num_seqs, max_batched_tokens,
               chunk, block_size, memory_utilization, prefix_hit, scheduler_steps, router, decode_hardware, decode_replicas, rate,
               concurrency, burstiness, requests, duration, prompt_dist, output_dist, trace, max_context, seed, slo_ttft, slo_tpot,
-              percentile, find_max_rate, csv_path, as_json, **kwargs):
+              percentile, find_max_rate, rates, plot_path, csv_path, as_json, **kwargs):
     """Serve request traffic: latency percentiles, throughput, goodput under SLOs, energy, cost.
 
     \b
@@ -111,10 +114,13 @@ def serve_cmd(hardware, workload, runtime, dtype, tp, pp, ep, replicas, policy, 
       codesign serve -H h100-sxm -w llama-3.1-8b --rate 10 --requests 5000
       codesign serve -H h100-sxm -w llama-3.1-70b --tp 4 --rate 2 --slo-ttft 2 --slo-tpot 0.1
       codesign serve -H h100-sxm -w llama-3.1-8b --slo-ttft 2 --slo-tpot 0.1 --find-max-rate
+      codesign serve -H h100-sxm,a100-80gb -w llama-3.1-8b --rates 2,4,8,16 --slo-ttft 2 --plot load.png
     """
     from ..serve import Policy, engines, make_requests, simulate
-    from ..serve import find_max_rate as bisect_rate
-    check_writable(csv_path)
+    check_writable(csv_path, plot_path)
+    if plot_path:
+        from .plot import _check_out
+        _check_out(plot_path)
     if replicas < 1 or decode_replicas < 1:
         raise CodesignError("expected an integer >= 1", field="--replicas")
     if not 0 < percentile <= 100:
@@ -129,57 +135,143 @@ def serve_cmd(hardware, workload, runtime, dtype, tp, pp, ep, replicas, policy, 
                  scheduler_steps=scheduler_steps)
     if decode_hardware and policy != "disaggregated":
         raise CodesignError("--decode-hardware needs --policy disaggregated", field="--decode-hardware")
-    if policy == "disaggregated" and not decode_hardware:
-        decode_hardware = hardware
-    cost, dec = engines(hardware, workload, sc, comp, pol, decode_hardware, max_context)
+    modes = sum(bool(x) for x in (find_max_rate, rates))
+    if modes > 1:
+        raise CodesignError("choose one of --find-max-rate and --rates", field="--rates")
+    if (find_max_rate or rates) and (trace or concurrency):
+        raise CodesignError("--find-max-rate and --rates draw their own arrivals: drop --trace/--concurrency",
+                            field="--trace" if trace else "--concurrency")
+    rate_list = _floats(rates, "--rates") if rates else None
+    devices = _names(hardware)
+    runs, rows = {}, []
+    reqs = None
+    for hw in devices:
+        cost, dec = engines(hw, workload, sc, comp, pol, decode_hardware or (hw if policy == "disaggregated" else None),
+                            max_context)
 
-    def run(reqs):
-        return simulate(cost, reqs, pol, replicas=replicas, decode_cost=dec, decode_replicas=decode_replicas)
-
-    what = (f"{cost.model.title} on {replicas} x {cost.devices} {cost.spec.title}"
-            + (f" + {decode_replicas} x {dec.devices} {dec.spec.title} (decode)" if dec else "")
-            + f", {sc.runtime}, {policy}")
+        def run(r, concurrency=None, cost=cost, dec=dec):
+            return simulate(cost, r, pol, replicas=replicas, decode_cost=dec, decode_replicas=decode_replicas,
+                            concurrency=concurrency)
+        label = cost.spec.name if not dec or dec.spec.name == cost.spec.name else f"{cost.spec.name}+{dec.spec.name}"
+        what = (f"{cost.model.title} on {replicas} x {cost.devices} {cost.spec.title}"
+                + (f" + {decode_replicas} x {dec.devices} {dec.spec.title} (decode)" if dec else "")
+                + f", {sc.runtime}, {policy}")
+        if find_max_rate:
+            rows.append(_max_rate(run, cost, requests, prompt_dist, output_dist, burstiness, seed, slo_ttft, slo_tpot,
+                                  percentile, label, what, as_json))
+            continue
+        if rate_list:
+            unit = make_requests(1.0, requests, prompt_dist, output_dist, burstiness, seed, cost.max_context)
+            for r in rate_list:
+                rows.append(dict(label=label, rate=r, **run(unit.scaled(r)).with_slo(slo_ttft, slo_tpot)))
+            continue
+        if reqs is None:
+            reqs = _requests(rate, requests, duration, burstiness, prompt_dist, output_dist, trace, seed,
+                             cost.max_context, concurrency)
+        runs[label] = (what, run(reqs, concurrency))
+    if plot_path:
+        from .. import plots
+        if find_max_rate:
+            raise CodesignError("--plot draws a run or a --rates sweep", field="--plot")
+        fig = (plots.serve_rates(rows, slo_ttft=slo_ttft, slo_tpot=slo_tpot, percentile=percentile) if rate_list
+               else plots.serve_run({k: v[1] for k, v in runs.items()}, slo_ttft=slo_ttft, slo_tpot=slo_tpot))
+        click.echo(f"wrote {plots.save(fig, plot_path)}", err=True)
     if find_max_rate:
-        if trace:
-            raise CodesignError("--find-max-rate draws its own arrivals: drop --trace", field="--trace")
-        unit = make_requests(1.0, requests, prompt_dist, output_dist, burstiness, seed, cost.max_context)
-        others = [make_requests(1.0, requests, prompt_dist, output_dist, burstiness, seed + k, cost.max_context)
-                  for k in (1, 2)]
-        m = bisect_rate(run, unit, slo_ttft, slo_tpot, percentile=percentile, confirm=others)
-        s = m.result.with_slo(slo_ttft, slo_tpot) if m.result else {}
-        out = {"max_rate_per_s": m.rate, "failing_rate_per_s": m.failing_rate, "confirm_seeds_met": m.seeds_met,
-               "confirm_seeds": m.seeds, "runs": m.runs, "percentile": percentile,
-               "max_rate_per_device": m.rate / max(s.get("devices", 1), 1),
-               "max_rate_per_usd_hour": m.rate * 3600 / max(s.get("cost_per_mtok_usd", math.nan), 1e-30)
-               if s else 0.0, "summary": s}
         if as_json:
-            echo_json(dict(out, hardware=cost.spec.name, workload=cost.model.name, policy=policy))
-            return
-        click.echo(what)
-        if not m.result:
-            click.echo(f"no rate meets the SLOs (p{percentile:g}); even {m.failing_rate:.3g} req/s misses them")
-            return
-        click.echo(f"highest rate meeting p{percentile:g} SLOs: {m.rate:.3g} req/s (misses at {m.failing_rate:.3g}); "
-                   f"{m.seeds_met} of {m.seeds} other seeds also meet them at that rate; {m.runs} runs")
-        click.echo(f"per device: {out['max_rate_per_device']:.3g} req/s")
-        echo_table(_table(s))
+            echo_json(rows if len(rows) > 1 else rows[0])
         return
-    reqs = _requests(rate, requests, duration, burstiness, prompt_dist, output_dist, trace, seed, cost.max_context,
-                     concurrency)
-    res = simulate(cost, reqs, pol, replicas=replicas, decode_cost=dec, decode_replicas=decode_replicas,
-                   concurrency=concurrency)
+    if rate_list:
+        _echo_rates(rows, as_json, percentile)
+        return
     if csv_path:
-        res.requests.to_csv(csv_path, index=False)
-    s = res.with_slo(slo_ttft, slo_tpot)
+        import pandas as pd
+        pd.concat([res.requests.assign(hardware=k) for k, (_, res) in runs.items()]).to_csv(csv_path, index=False)
+    out = {k: dict(res.with_slo(slo_ttft, slo_tpot), hardware=k, workload=workload, runtime=sc.runtime,
+                   replicas=replicas) for k, (_, res) in runs.items()}
     if as_json:
-        echo_json(dict(s, hardware=cost.spec.name, workload=cost.model.name, runtime=sc.runtime,
-                       decode_hardware=dec.spec.name if dec else None, replicas=replicas))
+        echo_json(next(iter(out.values())) if len(out) == 1 else list(out.values()))
         return
+    if len(out) > 1:
+        keys = [("ttft_p50_s", "TTFT p50"), ("ttft_p99_s", "TTFT p99"), ("tpot_p50_s", "TPOT p50"),
+                ("tpot_p99_s", "TPOT p99"), ("e2e_mean_s", "end-to-end mean"), ("throughput_req_per_s", "requests/s"),
+                ("output_tokens_per_s", "output tok/s"), ("goodput_req_per_s", "goodput req/s"),
+                ("energy_per_token_j", "energy/token"), ("cost_per_mtok_usd", "USD / M tokens")]
+        echo_table([{"metric": label, **{k: _cell(key, s.get(key)) for k, s in out.items()}} for key, label in keys
+                    if any(key in s for s in out.values())])
+        return
+    what, s = next(iter(runs.values()))[0], next(iter(out.values()))
     click.echo(what)
     echo_table(_table(s))
     echo_table([{"metric": k, "value": v} for k, v in _summary_lines(s)])
     if s["completed"] < s["requests"]:
         click.echo(f"note: {s['requests'] - s['completed']} requests did not finish")
+
+
+def _cell(key: str, v) -> str:
+    if v is None:
+        return "-"
+    if key.endswith("_s") and not key.endswith("per_s"):
+        return format_quantity(v, "time")
+    if key.endswith("_j"):
+        return format_quantity(v, "energy")
+    return f"{v:.4g}"
+
+
+def _names(text: str) -> list[str]:
+    items = [t.strip() for t in str(text).split(",") if t.strip()]
+    if not items:
+        raise CodesignError("expected one or more names separated by commas", field="--hardware")
+    return items
+
+
+def _floats(text: str, field: str) -> list[float]:
+    try:
+        vals = [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise CodesignError(f"expected comma-separated numbers, got {text!r}", field=field) from None
+    if not vals or any(not v > 0 for v in vals):
+        raise CodesignError(f"expected rates > 0, got {text!r}", field=field)
+    return sorted(vals)
+
+
+def _max_rate(run, cost, requests, prompt_dist, output_dist, burstiness, seed, slo_ttft, slo_tpot, percentile,
+              label, what, as_json) -> dict:
+    """Bisect one device's highest rate under the SLOs; print it unless JSON is asked for."""
+    from ..serve import find_max_rate, make_requests
+    unit = make_requests(1.0, requests, prompt_dist, output_dist, burstiness, seed, cost.max_context)
+    others = [make_requests(1.0, requests, prompt_dist, output_dist, burstiness, seed + k, cost.max_context)
+              for k in (1, 2)]
+    m = find_max_rate(run, unit, slo_ttft, slo_tpot, percentile=percentile, confirm=others)
+    s = m.result.with_slo(slo_ttft, slo_tpot) if m.result else {}
+    # what one dollar buys: requests served per USD of device time and electricity at that rate
+    usd_per_s = s["cost_per_mtok_usd"] * s["output_tokens_per_s"] / 1e6 if s else math.nan
+    out = {"hardware": label, "max_rate_per_s": m.rate, "failing_rate_per_s": m.failing_rate,
+           "confirm_seeds_met": m.seeds_met, "confirm_seeds": m.seeds, "robust_rate_per_s": m.robust_rate, "runs": m.runs, "percentile": percentile,
+           "max_rate_per_device": m.rate / max(s.get("devices", 1), 1),
+           "requests_per_usd": m.rate / usd_per_s if s else 0.0, "summary": s}
+    if as_json:
+        return out
+    click.echo(what)
+    if not m.result:
+        click.echo(f"no rate meets the SLOs (p{percentile:g}); even {m.failing_rate:.3g} req/s misses them")
+        return out
+    click.echo(f"highest rate meeting p{percentile:g} SLOs: {m.rate:.3g} req/s (misses at {m.failing_rate:.3g}); "
+               f"{m.seeds_met} of {m.seeds} other draws of the traffic also meet them there, all "
+               f"{m.seeds + 1} at {m.robust_rate:.3g} req/s; {m.runs} runs")
+    click.echo(f"per device: {out['max_rate_per_device']:.3g} req/s; {out['requests_per_usd']:.4g} requests per USD")
+    echo_table(_table(s))
+    return out
+
+
+def _echo_rates(rows: list[dict], as_json: bool, percentile: float):
+    if as_json:
+        echo_json(rows)
+        return
+    q = f"p{percentile:g}" if f"ttft_p{percentile:g}_s" in rows[0] else "p99"
+    echo_table([{"hardware": r["label"], "rate/s": f"{r['rate']:.3g}", f"TTFT {q}": _cell("t_s", r[f"ttft_{q}_s"]),
+                 f"TPOT {q}": _cell("t_s", r[f"tpot_{q}_s"]), "requests/s": f"{r['throughput_req_per_s']:.3g}",
+                 **({"goodput/s": f"{r['goodput_req_per_s']:.3g}"} if "goodput_req_per_s" in r else {}),
+                 "KV max": f"{r['kv_occupancy_max']:.0%}", "preempted": r["preemptions"]} for r in rows])
 
 
 COMMANDS = [serve_cmd]

@@ -143,6 +143,7 @@ class MaxRate:
     seeds: int
     runs: int
     result: ServeResult | None
+    robust_rate: float = math.nan   # a rate that every confirmation draw meets as well
 
 
 def find_max_rate(run, requests_at_unit_rate: Requests, ttft: float | None, tpot: float | None, *,
@@ -175,7 +176,7 @@ def find_max_rate(run, requests_at_unit_rate: Requests, ttft: float | None, tpot
         hi, lo = lo, lo / 8
         good, best = ok(lo)
     if not good:
-        return MaxRate(0.0, lo, 0, 0, runs, None)
+        return MaxRate(0.0, lo, 0, 0, runs, None, 0.0)
     while hi / lo > 1 + tolerance:
         mid = math.sqrt(lo * hi)
         good, res = ok(mid)
@@ -184,4 +185,14 @@ def find_max_rate(run, requests_at_unit_rate: Requests, ttft: float | None, tpot
         else:
             hi = mid
     met = sum(meets(run(r.scaled(lo)), ttft, tpot, percentile) for r in confirm)
-    return MaxRate(lo, hi, met, len(confirm), runs + len(confirm), best)
+    runs += len(confirm)
+    # the rate every draw meets: step down from the bracket until the other seeds agree too
+    robust = lo
+    tries = 0
+    while confirm and tries < 8:
+        if all(meets(run(r.scaled(robust)), ttft, tpot, percentile) for r in confirm):
+            break
+        runs += len(confirm)
+        robust /= 1 + 2 * tolerance
+        tries += 1
+    return MaxRate(lo, hi, met, len(confirm), runs, best, robust if confirm else lo)
