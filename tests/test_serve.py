@@ -239,3 +239,22 @@ def test_cli_rate_sweep_and_plots(tmp_path):
     r = CliRunner().invoke(main, ["serve", "-H", HW, "-w", MODEL, "--rate", "4", "--requests", "100", "--plot", str(run)])
     assert r.exit_code == 0, r.output
     assert run.read_text().startswith("<?xml")
+
+
+def test_speculative_decoding_follows_the_expected_acceptance(cost):
+    """One request at a time: time per token = (target pass over k+1 tokens + k draft
+    steps) / E[tokens per step], E = (1 - a^(k+1)) / (1 - a) (Leviathan et al. 2023)."""
+    from codesign.serve import draft_engine
+    k, a, prompt = 4, 0.8, 256
+    target = step_cost(HW, "llama-3.1-8b", Scenario(runtime="vllm"), max_tokens=4096, max_seqs=64, max_context=8192)
+    draft = draft_engine(target, MODEL)
+    ctx = prompt + 200
+    per_step = target.step(decode_seqs=1, decode_ctx_sum=ctx, extra_tokens=k).time + k * draft.step(
+        decode_seqs=1, decode_ctx_sum=ctx).time
+    expected = per_step / ((1 - a ** (k + 1)) / (1 - a))
+    req = _fixed(0.05, 60, prompt, 400, seed=10)
+    spec = simulate(target, req, Policy(speculative_k=k, acceptance=a), draft_cost=draft).summary
+    plain = simulate(target, req, Policy()).summary
+    assert spec["tpot_mean_s"] == pytest.approx(expected, rel=0.06)
+    assert spec["tpot_mean_s"] < 0.7 * plain["tpot_mean_s"]
+    assert spec["completed"] == 60

@@ -77,6 +77,10 @@ def _requests(rate, requests, duration, burstiness, prompt_dist, output_dist, tr
               help="Share of prompt tokens found in the prefix cache.")
 @click.option("--scheduler-steps", type=int, default=1, show_default=True,
               help="Decode steps per scheduling round (vLLM --num-scheduler-steps).")
+@click.option("--draft", default=None, help="Speculative decoding: the draft model (library name or file).")
+@click.option("--spec-tokens", type=int, default=4, show_default=True, help="Draft tokens per step (with --draft).")
+@click.option("--acceptance", type=float, default=0.7, show_default=True,
+              help="Chance each draft token is accepted (with --draft).")
 @click.option("--router", type=click.Choice(["least-loaded", "round-robin"]), default="least-loaded", show_default=True)
 @click.option("--decode-hardware", default=None, help="Decode pool device (disaggregated; default: --hardware).")
 @click.option("--decode-replicas", type=int, default=1, show_default=True, help="Decode engines (disaggregated).")
@@ -104,9 +108,10 @@ def _requests(rate, requests, duration, burstiness, prompt_dist, output_dist, tr
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Write the per-request table here.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def serve_cmd(hardware, workload, runtime, dtype, tp, pp, ep, replicas, policy, max_num_seqs, max_batched_tokens,
-              chunk, block_size, memory_utilization, prefix_hit, scheduler_steps, router, decode_hardware, decode_replicas, rate,
-              concurrency, burstiness, requests, duration, prompt_dist, output_dist, trace, max_context, seed, slo_ttft, slo_tpot,
-              percentile, find_max_rate, rates, plot_path, csv_path, as_json, **kwargs):
+              chunk, block_size, memory_utilization, prefix_hit, scheduler_steps, draft, spec_tokens, acceptance,
+              router, decode_hardware, decode_replicas, rate, concurrency, burstiness, requests, duration,
+              prompt_dist, output_dist, trace, max_context, seed, slo_ttft, slo_tpot, percentile, find_max_rate,
+              rates, plot_path, csv_path, as_json, **kwargs):
     """Serve request traffic: latency percentiles, throughput, goodput under SLOs, energy, cost.
 
     \b
@@ -116,7 +121,7 @@ def serve_cmd(hardware, workload, runtime, dtype, tp, pp, ep, replicas, policy, 
       codesign serve -H h100-sxm -w llama-3.1-8b --slo-ttft 2 --slo-tpot 0.1 --find-max-rate
       codesign serve -H h100-sxm,a100-80gb -w llama-3.1-8b --rates 2,4,8,16 --slo-ttft 2 --plot load.png
     """
-    from ..serve import Policy, engines, make_requests, simulate
+    from ..serve import Policy, draft_engine, engines, make_requests, simulate
     check_writable(csv_path, plot_path)
     if plot_path:
         from .plot import _check_out
@@ -132,7 +137,7 @@ def serve_cmd(hardware, workload, runtime, dtype, tp, pp, ep, replicas, policy, 
     comp = build_compression(kwargs)
     pol = Policy(name=policy, max_num_seqs=max_num_seqs, max_num_batched_tokens=max_batched_tokens, chunk=chunk,
                  block_size=block_size, memory_utilization=memory_utilization, prefix_hit=prefix_hit, router=router,
-                 scheduler_steps=scheduler_steps)
+                 scheduler_steps=scheduler_steps, speculative_k=spec_tokens if draft else 0, acceptance=acceptance)
     if decode_hardware and policy != "disaggregated":
         raise CodesignError("--decode-hardware needs --policy disaggregated", field="--decode-hardware")
     modes = sum(bool(x) for x in (find_max_rate, rates))
@@ -149,9 +154,11 @@ def serve_cmd(hardware, workload, runtime, dtype, tp, pp, ep, replicas, policy, 
         cost, dec = engines(hw, workload, sc, comp, pol, decode_hardware or (hw if policy == "disaggregated" else None),
                             max_context)
 
-        def run(r, concurrency=None, cost=cost, dec=dec):
+        dcost = draft_engine(dec or cost, draft, max_context) if draft else None
+
+        def run(r, concurrency=None, cost=cost, dec=dec, dcost=dcost):
             return simulate(cost, r, pol, replicas=replicas, decode_cost=dec, decode_replicas=decode_replicas,
-                            concurrency=concurrency)
+                            concurrency=concurrency, draft_cost=dcost)
         label = cost.spec.name if not dec or dec.spec.name == cost.spec.name else f"{cost.spec.name}+{dec.spec.name}"
         what = (f"{cost.model.title} on {replicas} x {cost.devices} {cost.spec.title}"
                 + (f" + {decode_replicas} x {dec.devices} {dec.spec.title} (decode)" if dec else "")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..compression import Compression
+from ..errors import CodesignError
 from ..perf.steps import StepCost, step_cost
 from ..workload.scenario import Scenario
 from .metrics import ServeResult
@@ -21,9 +22,27 @@ def engines(hardware, workload, scenario: Scenario | None = None, compression: C
     return cost, dec
 
 
+def draft_engine(cost: StepCost, draft, max_context: int | None = None) -> StepCost:
+    """The draft model's step costs on the target's devices (same runtime and parallelism).
+    Both models share the memory: the draft's weights come out of the KV budget, and every
+    cached token holds both models' keys and values (the target's capacity shrinks)."""
+    d = step_cost(cost.spec, draft, cost.scenario, None, max_tokens=cost.max_tokens, max_seqs=cost.max_seqs,
+                  max_context=max_context or cost.max_context)
+    budget = cost.kv_capacity_tokens * cost.kv_bytes_per_token - d.weight_bytes
+    tokens = int(budget // (cost.kv_bytes_per_token + d.kv_bytes_per_token))
+    if tokens < cost.max_tokens:
+        raise CodesignError(f"the draft {d.model.name} leaves no room for the KV cache on {cost.spec.name}",
+                            field="--draft")
+    cost.kv_capacity_tokens = tokens
+    return d
+
+
 def serve(hardware, workload, requests: Requests, scenario: Scenario | None = None,
           compression: Compression | None = None, policy: Policy | None = None, *, replicas: int = 1,
-          decode_hardware=None, decode_replicas: int = 1) -> ServeResult:
-    """Simulate ``requests`` served by ``replicas`` engines of ``scenario.tp`` x ``scenario.pp`` devices."""
+          decode_hardware=None, decode_replicas: int = 1, draft=None, concurrency: int | None = None) -> ServeResult:
+    """Simulate ``requests`` served by ``replicas`` engines of ``scenario.tp`` x ``scenario.pp``
+    devices (``draft``: a draft model for ``policy.speculative_k`` > 0)."""
     cost, dec = engines(hardware, workload, scenario, compression, policy, decode_hardware)
-    return simulate(cost, requests, policy, replicas=replicas, decode_cost=dec, decode_replicas=decode_replicas)
+    dcost = draft_engine(dec or cost, draft) if draft and policy and policy.speculative_k else None
+    return simulate(cost, requests, policy, replicas=replicas, decode_cost=dec, decode_replicas=decode_replicas,
+                    draft_cost=dcost, concurrency=concurrency)

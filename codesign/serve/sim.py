@@ -21,6 +21,11 @@ Schedulers (``Policy.name``):
 - ``disaggregated``: prompts run on prefill engines, their KV cache crosses the host link
   to decode engines, which only decode (DistServe, OSDI 2024; Splitwise, ISCA 2024).
 
+Speculative decoding (``speculative_k`` > 0, with a draft model's step costs): every
+decode step runs k draft steps, then one target pass over k + 1 tokens per sequence; each
+sequence keeps its drafts up to the first rejected one (each accepted with probability
+``acceptance``) plus the target's own token.
+
 Paged KV cache (vLLM): blocks of ``block_size`` tokens; a request is admitted only when its
 prompt's blocks are free; a decode sequence takes a new block every block_size tokens and,
 when none is free, the newest running sequence is preempted: its blocks are freed and it
@@ -30,7 +35,8 @@ prompt's tokens is found in the cache and not recomputed (its attention still re
 
 Neglected: the API server's own queueing (its request_overhead delays admission but uses
 no engine time), sampling differences between requests, swap-based preemption (swap is
-priced as recompute), speculative decoding.
+priced as recompute); in speculative decoding, the extra attention work of checking k + 1
+tokens per sequence (the cache is read once) and the draft's own prefill.
 """
 from __future__ import annotations
 
@@ -64,6 +70,9 @@ class Policy:
     # multi-step scheduling (vLLM 0.6 --num-scheduler-steps): the scheduler runs once per
     # this many decode steps, so a new prompt waits for the ones already scheduled
     scheduler_steps: int = 1
+    # speculative decoding: draft tokens per step (0: off) and the chance each is accepted
+    speculative_k: int = 0
+    acceptance: float = 0.7
 
     def __post_init__(self):
         checks = [(self.name in POLICIES, "name", f"one of {', '.join(POLICIES)}"),
@@ -74,7 +83,9 @@ class Policy:
                   (0 < self.memory_utilization <= 1, "memory_utilization", "a share in (0, 1]"),
                   (0 <= self.prefix_hit < 1, "prefix_hit", "a share in [0, 1)"),
                   (self.router in ("least-loaded", "round-robin"), "router", "least-loaded or round-robin"),
-                  (self.scheduler_steps >= 1, "scheduler_steps", "an integer >= 1")]
+                  (self.scheduler_steps >= 1, "scheduler_steps", "an integer >= 1"),
+                  (0 <= self.speculative_k <= 16, "speculative_k", "an integer in 0..16"),
+                  (0 <= self.acceptance <= 1, "acceptance", "a probability in [0, 1]")]
         for ok, name, want in checks:
             if not ok:
                 raise CodesignError(f"expected {want}, got {getattr(self, name)!r}", field=name)
@@ -107,8 +118,11 @@ class _Log:
 class _Engine:
     """One engine's scheduler state. ``role``: 'both', 'prefill' or 'decode'."""
 
-    def __init__(self, idx: int, cost: StepCost, policy: Policy, kv_tokens: int, role: str, req: Requests, log: _Log):
+    def __init__(self, idx: int, cost: StepCost, policy: Policy, kv_tokens: int, role: str, req: Requests, log: _Log,
+                 draft: StepCost | None = None):
         self.idx, self.cost, self.pol, self.role, self.req, self.log = idx, cost, policy, role, req, log
+        self.draft = draft if role != "prefill" and policy.speculative_k and policy.name != "static" else None
+        self.rng = np.random.default_rng(idx)
         bs = policy.block_size
         self.total_blocks = kv_tokens // bs
         self.free = self.total_blocks
@@ -219,18 +233,38 @@ class _Engine:
             return None
         n_dec = len(self.ids) if decode else 0
         ctx_sum = float(self.ctx.sum()) if n_dec else 0.0
-        cost = self.cost.step(chunks=[(e[1] + e[3], q) for e, q in chunks], decode_seqs=n_dec, decode_ctx_sum=ctx_sum)
-        self.plan = (chunks, n_dec)
-        self.log.energy += cost.energy + self.cost.power["busy"] * cost.kernels
-        self.log.busy_device_s += cost.kernels
-        return cost.time
+        k = self.pol.speculative_k if (n_dec and self.draft is not None) else 0
+        # speculative decoding: k draft steps, then the target checks k + 1 tokens per sequence
+        # in one pass (its KV cache read once, its token-linear ops on (k + 1) x B rows)
+        cost = self.cost.step(chunks=[(e[1] + e[3], q) for e, q in chunks], decode_seqs=n_dec, decode_ctx_sum=ctx_sum,
+                              extra_tokens=k * n_dec)
+        costs = [cost] + ([self.draft.step(decode_seqs=n_dec, decode_ctx_sum=ctx_sum)] * k if k else [])
+        advance = self._accepted(n_dec, k) if n_dec else None
+        self.plan = (chunks, n_dec, advance)
+        busy = self.cost.power["busy"]
+        for c in costs:
+            self.log.energy += c.energy + busy * c.kernels
+            self.log.busy_device_s += c.kernels
+        return sum(c.time for c in costs)
+
+    def _accepted(self, n: int, k: int) -> np.ndarray:
+        """Tokens each decoding sequence gains this step: 1, or with k drafts accepted in
+        turn with probability alpha until the first miss, the accepted ones plus the
+        target's own token (Leviathan et al., ICML 2023: mean (1 - alpha^(k+1)) / (1 - alpha))."""
+        if not k:
+            return np.ones(n, dtype=np.int64)
+        a = self.pol.acceptance
+        drafts = self.rng.geometric(1.0 - a, n) - 1 if a < 1 else np.full(n, k)   # accepted before the first miss
+        return np.minimum(drafts, k) + 1
 
     def _grow_or_preempt(self):
         """Every decode sequence writes one more token: a new block each block_size tokens;
         without free blocks the newest sequences are preempted (recomputed later)."""
         if self.pol.name == "static" or not len(self.ids):
             return
-        need = self.ctx % self.pol.block_size == 0
+        ahead = self.pol.speculative_k + 1 if self.draft is not None else 1   # tokens this step may write
+        bs = self.pol.block_size
+        need = np.maximum((self.ctx + ahead + bs - 1) // bs - self.blocks, 0)
         while int(need.sum()) > self.free and len(self.ids):
             # the newest running sequence gives its blocks back and waits at the front
             rid = int(self.ids[-1])
@@ -265,7 +299,7 @@ class _Engine:
     # ---------------------------------------------------------------- effects
     def end_step(self, t: float, dur: float, on_prefilled) -> list:
         """Apply the planned step at its end ``t``; returns the requests that finished."""
-        chunks, n_dec = self.plan
+        chunks, n_dec, advance = self.plan
         self.plan = None
         log = self.log
         done: list = []
@@ -296,9 +330,10 @@ class _Engine:
                 for rid in ids[fresh & old].tolist():
                     log.itl.append((t - log.last_tok[rid], 1))
                 log.last_tok[ids] = t
-                log.generated[ids] += 1
-                self.ctx[:n_dec] += 1
-                self.rem[:n_dec] -= 1
+                adv = np.minimum(advance, self.rem[:n_dec])
+                log.generated[ids] += adv
+                self.ctx[:n_dec] += adv
+                self.rem[:n_dec] -= adv
                 fin = self.rem[:n_dec] == 0
                 if fin.any():
                     idx = np.flatnonzero(fin)
@@ -358,13 +393,15 @@ def _route(engines: list, k: int, policy: Policy) -> _Engine:
 
 
 def simulate(cost: StepCost, requests: Requests, policy: Policy | None = None, *, replicas: int = 1,
-             decode_cost: StepCost | None = None, decode_replicas: int = 1, concurrency: int | None = None):
+             decode_cost: StepCost | None = None, decode_replicas: int = 1, concurrency: int | None = None,
+             draft_cost: StepCost | None = None):
     """Serve ``requests`` on ``replicas`` engines priced by ``cost`` (each of
     cost.devices devices); ``disaggregated`` runs prompts there and decodes on
     ``decode_replicas`` engines priced by ``decode_cost`` (default: the same device).
     ``concurrency``: a closed loop of that many clients instead of the requests' arrival
     times (each client sends its next request when its last one finishes, as GenAI-Perf
-    and benchmark_serving --max-concurrency do).
+    and benchmark_serving --max-concurrency do). ``draft_cost``: the draft model's steps on
+    the same devices, for ``policy.speculative_k`` > 0 (see codesign.serve.api.engines).
     Returns a :class:`codesign.serve.metrics.ServeResult`."""
     from .metrics import ServeResult
     pol = policy or Policy()
@@ -377,7 +414,7 @@ def simulate(cost: StepCost, requests: Requests, policy: Policy | None = None, *
     def pool(c: StepCost, count: int, role: str, start: int) -> list:
         virt = c.pp
         kv = c.kv_capacity_tokens // virt
-        return [_Engine(start + i, c, pol, kv, role, requests, log) for i in range(count * virt)]
+        return [_Engine(start + i, c, pol, kv, role, requests, log, draft_cost) for i in range(count * virt)]
     front = pool(cost, replicas, "prefill" if dis else "both", 0)
     back = pool(decode_cost or cost, decode_replicas, "decode", len(front)) if dis else []
     for e in front + back:
