@@ -270,8 +270,43 @@ def _workload_rows(models) -> list[dict]:
     return rows
 
 
+def serving_section(hardware: list[str], workload, scenario=None, compression=None, *, rates, slo_ttft=None,
+                    slo_tpot=None, requests: int = 1000, fmt: str = "png") -> str:
+    """HTML: each device under the same Poisson traffic (lognormal 1024-token prompts, 256-token
+    outputs) at each rate: tail latency and goodput against load, and the run at the middle rate."""
+    from . import plots
+    from .serve import Policy, engines, make_requests, simulate
+    sc = scenario.model_copy(update={"runtime": "vllm"}) if scenario and scenario.runtime == "generic" else scenario
+    pol = Policy()
+    rows, runs = [], {}
+    mid = sorted(rates)[len(rates) // 2]
+    for hw in hardware:
+        cost, _ = engines(hw, workload, sc, compression, pol)
+        unit = make_requests(1.0, requests, seed=0, max_context=cost.max_context)
+        for r in sorted(rates):
+            res = simulate(cost, unit.scaled(r), pol)
+            rows.append(dict(label=cost.spec.name, rate=r, **res.with_slo(slo_ttft, slo_tpot)))
+            if r == mid:
+                runs[cost.spec.name] = res
+    table = [{"device": r["label"], "offered req/s": f"{r['rate']:g}", "TTFT p99": _quantity(r["ttft_p99_s"], "time"),
+              "TPOT p99": _quantity(r["tpot_p99_s"], "time"), "served req/s": f"{r['throughput_req_per_s']:.3g}",
+              **({"goodput req/s": f"{r['goodput_req_per_s']:.3g}"} if "goodput_req_per_s" in r else {}),
+              "energy/token": _quantity(r["energy_per_token_j"], "energy")} for r in rows]
+    slo = ", ".join(x for x in (f"TTFT <= {slo_ttft:g} s" if slo_ttft else "",
+                                f"TPOT <= {slo_tpot * 1e3:g} ms" if slo_tpot else "") if x)
+    figs = [(plots.serve_rates(rows, slo_ttft=slo_ttft, slo_tpot=slo_tpot),
+             "Offered load against p99 TTFT, p99 time per output token and goodput"
+             + (f" (SLOs: {slo})" if slo else "") + "."),
+            (plots.serve_run(runs, slo_ttft=slo_ttft, slo_tpot=slo_tpot),
+             f"At {mid:g} requests/s: latency distributions, decode batch and KV cache over time.")]
+    return ("<h2>Serving under traffic</h2><p>" + _e(f"{requests} Poisson requests per point, prompts lognormal "
+            f"(mean 1024, sd 512 tokens), outputs lognormal (mean 256, sd 128); runtime {sc.runtime if sc else 'vllm'}, "
+            "chunked prefill, paged KV cache (codesign serve).") + "</p>" + table_html(table)
+            + "".join(figure_html(f, c, fmt) for f, c in figs))
+
+
 def comparison_report(results, *, sweeps: bool = True, fmt: str = "png", title: str | None = None,
-                      command: str | None = None) -> str:
+                      command: str | None = None, extra: tuple[str, ...] = ()) -> str:
     """HTML for a device comparison of evaluate() results (one or more workloads)."""
     from . import plots
     pairs = plots._results(results)
@@ -303,6 +338,7 @@ def comparison_report(results, *, sweeps: bool = True, fmt: str = "png", title: 
             figs.append((plots.sweep(sweep_results(hw, m, sc, comp, over="context"), over="context"),
                          f"{m.title}: time per output token against prompt length."))
     sections.append("<h2>Plots</h2>" + "".join(figure_html(f, c, fmt) for f, c in figs))
+    sections.extend(extra)
     # -- inputs
     sc_rows = [{"scenario": lab, **r.scenario.model_dump(exclude_none=True),
                 "compression": plots._compression_text(r.compression) or "none"} for lab, r in pairs]

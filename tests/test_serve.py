@@ -258,3 +258,12 @@ def test_speculative_decoding_follows_the_expected_acceptance(cost):
     assert spec["tpot_mean_s"] == pytest.approx(expected, rel=0.06)
     assert spec["tpot_mean_s"] < 0.7 * plain["tpot_mean_s"]
     assert spec["completed"] == 60
+
+
+def test_report_has_a_serving_section(tmp_path):
+    out = tmp_path / "r.html"
+    r = CliRunner().invoke(main, ["report", "-H", HW, "-w", MODEL, "--serve-rates", "2,6", "--slo-ttft", "1",
+                                  "--no-sweeps", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    html = out.read_text()
+    assert "Serving under traffic" in html and html.count("<img") >= 5

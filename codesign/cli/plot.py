@@ -268,16 +268,21 @@ def validation_cmd(out, csv_path):
 @_study_options
 @click.option("--reference", default=None, help="Study report: real devices to mark (comma-separated).")
 @click.option("--sweeps/--no-sweeps", default=True, show_default=True, help="Comparison: batch and context sweeps.")
+@click.option("--serve-rates", default=None,
+              help="Comparison: also serve Poisson traffic at these request rates (comma-separated).")
+@click.option("--slo-ttft", type=float, default=None, help="With --serve-rates: TTFT target, seconds.")
+@click.option("--slo-tpot", type=float, default=None, help="With --serve-rates: time-per-token target, seconds.")
 @click.option("--format", "fmt", type=click.Choice(["png", "svg"]), default="png", show_default=True,
               help="How figures are embedded.")
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="HTML file to write.")
-def report(hardware, workload, study_ref, trials_csv, storage, results_dir, objectives, reference, sweeps, fmt, out,
-           **kwargs):
+def report(hardware, workload, study_ref, trials_csv, storage, results_dir, objectives, reference, sweeps, serve_rates,
+           slo_ttft, slo_tpot, fmt, out, **kwargs):
     """One self-contained HTML report (figures embedded, opens offline) for a comparison or a study.
 
     \b
     Examples:
       codesign report --hardware h100-sxm,a100-80gb,l4 --workload llama-3.1-8b --out report.html
+      codesign report --hardware h100-sxm,a100-80gb --workload llama-3.1-8b --serve-rates 2,8,16 --out r.html
       codesign report --study quickstart --reference h100-sxm --out study.html
     """
     from .. import report as rep
@@ -301,7 +306,12 @@ def report(hardware, workload, study_ref, trials_csv, storage, results_dir, obje
         sc = build_scenario(kwargs)
         comp = build_compression(kwargs)
         rs = rep.evaluate_many(hw, wls, sc, comp)
-        html = rep.comparison_report(rs, sweeps=sweeps, fmt=fmt, command=command)
+        extra = ()
+        if serve_rates:
+            from .serve import _floats
+            extra = (rep.serving_section(hw, wls[0], sc, comp, rates=_floats(serve_rates, "--serve-rates"),
+                                         slo_ttft=slo_ttft, slo_tpot=slo_tpot, fmt=fmt),)
+        html = rep.comparison_report(rs, sweeps=sweeps, fmt=fmt, command=command, extra=extra)
     _written(rep.write_html(html, path))
 
 
