@@ -121,3 +121,11 @@ def test_compare_says_when_a_device_cannot_hold_the_model():
     assert r.returncode == 0
     tpot = next(line for line in r.stdout.splitlines() if line.startswith("time/token"))
     assert "does not fit (needs 2)" in tpot and " ms" in tpot
+
+
+def test_validate_refuses_a_spec_not_measured_here(tmp_path):
+    """The kernel runner times this machine: a GPU's predictions must not be 'validated' by it."""
+    r = _cli("validate", "--hardware", "h100-sxm")
+    assert _one_line(r) and "codesign calibrate" in r.stderr and "--any-spec" in r.stderr
+    r = _cli("validate", "--hardware", "h100-sxm", "--csv", tmp_path / "no" / "v.csv")
+    assert _one_line(r) and "folder does not exist" in r.stderr

@@ -63,15 +63,28 @@ def calibrate(backend, device, threads, dtype, out, quick, repeat, quiet):
 @click.option("--no-blocks", is_flag=True, help="Skip the whole transformer-block runs.")
 @click.option("--max-time", type=click.FloatRange(min=0.01), default=1.0, show_default=True,
               help="Seconds of sampling per kernel at most.")
+@click.option("--any-spec", is_flag=True,
+              help="Compare against a spec that codesign calibrate did not measure on this machine.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
 def validate(hardware, backend, device, threads, dtype, shapes, csv_path, plot_path, as_json, no_blocks,
-             max_time, quiet):
+             max_time, any_spec, quiet):
     """Predict each kernel with the engine, measure it with the runner, report the errors.
 
     The last line reads `overall MAPE: X.X%`.
     """
+    from ..errors import CodesignError
+    from ..hardware import load_hardware
     from ..validate.compare import plot
     from ..validate.compare import validate as run
+    from .common import check_writable
+    check_writable(csv_path, plot_path)
+    spec = load_hardware(hardware)
+    # the runner times *this* machine: predictions for another device would be compared with it
+    if not any_spec and "codesign calibrate" not in (spec.notes or ""):
+        raise CodesignError(f"{spec.name} was not measured on this machine by codesign calibrate, so its "
+                            "predictions cannot be checked against this machine's kernels: run "
+                            "`codesign calibrate --out host.yaml` and validate that (or pass --any-spec)",
+                            field="--hardware")
     df, rep = run(hardware, backend=backend, device=device, dtype=dtype, threads=threads, shapes=shapes,
                   max_time=max_time, blocks=not no_blocks, log=_log(quiet or as_json))
     if csv_path:
