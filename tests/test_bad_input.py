@@ -129,3 +129,10 @@ def test_validate_refuses_a_spec_not_measured_here(tmp_path):
     assert _one_line(r) and "codesign calibrate" in r.stderr and "--any-spec" in r.stderr
     r = _cli("validate", "--hardware", "h100-sxm", "--csv", tmp_path / "no" / "v.csv")
     assert _one_line(r) and "folder does not exist" in r.stderr
+
+
+@pytest.mark.parametrize("args", [("eval", "-H", "h100-sxm", "-w", "llama-3.1-8b", "--batch", "x"),
+                                  ("eval", "--bogus"), ("nosuch",), ("serve", "-w", "llama-3.1-8b")])
+def test_usage_errors_are_one_line(args):
+    r = _cli(*args)
+    assert _one_line(r) and r.stderr.startswith("error: codesign") and "--help" in r.stderr
