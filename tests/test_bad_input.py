@@ -136,3 +136,14 @@ def test_validate_refuses_a_spec_not_measured_here(tmp_path):
 def test_usage_errors_are_one_line(args):
     r = _cli(*args)
     assert _one_line(r) and r.stderr.startswith("error: codesign") and "--help" in r.stderr
+
+
+def test_edge_values_get_a_clear_line_or_note():
+    r = _cli("eval", "-H", "h100-sxm", "-w", "llama-3.1-8b", "--group-size", "64")
+    assert _one_line(r) and "--group-size" in r.stderr and "--weight-bits" in r.stderr
+    r = _cli("eval", "-H", "h100-sxm", "-w", "llama-3.1-8b", "--prompt", "200000", "--no-ops")
+    assert r.returncode == 0 and "exceed the 131072 positions" in r.stdout
+    r = _cli("compare", "-H", "alveo-u280,h100-sxm", "-w", "llama-3.2-1b")
+    assert r.returncode == 0 and "n/a (no price)" in r.stdout and " nan " not in r.stdout
+    r = _cli("eval", "-H", "h100-sxm", "-w", "llama-3.1-8b", "--json")
+    assert '"min_devices": 1,' in r.stdout

@@ -174,6 +174,9 @@ def build_compression(kwargs: dict):
         data = {**validate(Compression, base, path).model_dump(exclude_defaults=True),
                 **{k: v for k, v in data.items() if defaults.get(k, object()) != v}}
     comp = validate(Compression, data, path or "command line")
+    if comp.group_size and (comp.weight_bits or 16) >= 16 and comp.weight_format == "int":
+        raise CodesignError("sets the scales of quantized weights: give --weight-bits below 16 too",
+                            field="--group-size")
     if comp.distill_to:
         from ..workload import load_workload
         load_workload(comp.distill_to)   # unknown model -> clear error now

@@ -1,6 +1,8 @@
 """``codesign eval | compare | sweep``: thin layers over :func:`codesign.perf.evaluate`."""
 from __future__ import annotations
 
+import math
+
 import click
 
 from ..errors import CodesignError
@@ -41,9 +43,15 @@ def _shown(key, row: dict, dim) -> str:
     return _fmt(key, row.get(key), dim)
 
 
+# what a missing number means, per metric (instead of nan / inf in a table)
+_NOT_A_NUMBER = {"cost_per_mtok_usd": "n/a (no price)", "quant_gemm_sqnr_db": "exact (not quantized)"}
+
+
 def _fmt(key, value, dim):
-    if isinstance(value, bool) or value is None or isinstance(value, str):
+    if isinstance(value, bool) or isinstance(value, str):
         return str(value)
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return _NOT_A_NUMBER.get(key, "no data")
     if dim:
         return format_quantity(value, dim)
     return f"{value:.4g}"

@@ -357,6 +357,8 @@ def evaluate(hardware, model, scenario: Scenario | None = None, compression: Com
     summary = {k: (v.item() if isinstance(v, np.ndarray) and v.size == 1 else v) for k, v in out.items()
                if not k.startswith("_")}
     summary["fits"] = bool(summary["fits"])
+    if np.isfinite(summary["min_devices"]):
+        summary["min_devices"] = int(summary["min_devices"])
     summary["runtime"] = load_runtime(sc.runtime).name
     # (the quality estimate is added one floor up: codesign.assess.with_quality)
     return Result(summary=summary, hardware=spec, model=model, scenario=sc, compression=compression,
@@ -619,6 +621,9 @@ def _check_scenario(spec, model, sc, rt, notes: set):
     if sc.ep > 1 and (model.moe is None or sc.ep > model.moe.num_experts):
         have = f"{model.moe.num_experts} experts" if model.moe else "no experts (a dense model)"
         raise CodesignError(f"ep={sc.ep} needs at least that many experts; {model.name} has {have}", field="ep")
+    if model.max_position and sc.prompt + sc.generate > model.max_position:
+        notes.add(f"prompt + generated tokens ({sc.prompt + sc.generate}) exceed the {model.max_position} positions "
+                  f"{model.name} was trained for: timing is extrapolated, quality is not")
     if model.architecture == "encoder" and sc.prompt == 0:
         raise CodesignError(f"{model.name} is an encoder: it needs prompt > 0 tokens (it generates none)",
                             field="prompt")
