@@ -193,3 +193,12 @@ def test_bad_override_names_the_file_field_and_expectation():
     msg = str(e.value)
     assert "alveo-u280.yaml" in msg and "compute.fpga.dsp" in msg and "greater than 0" in msg
     assert "\n" not in msg
+
+
+def test_sources_cite_files_in_this_repository():
+    """Specs cite data/... (in the repo), never a path outside it."""
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    for folder in ("hardware_specs", "runtimes", "workloads"):
+        for f in (root / folder).rglob("*.yaml"):
+            assert "shared/data" not in f.read_text(), f
