@@ -83,3 +83,16 @@ def test_layer_types_must_be_a_regular_pattern():
     cfg = dict(CONFIGS["gpt-oss-120b"], layer_types=["full_attention"] + ["sliding_attention"] * 35)
     with pytest.raises(CodesignError, match="layer_types"):
         hf_config_to_dict(cfg)
+
+
+def test_imported_sources_name_no_local_absolute_path(tmp_path):
+    """A written spec travels: its source is the hub name, else the config's folder/file."""
+    import json
+    from pathlib import Path
+    path = (Path(__file__).parent / "fixtures" / "hf" / "qwen3" / "config.json").resolve()
+    cfg = json.loads(path.read_text())
+    src = hf_config_to_dict(cfg, path)["sources"]["architecture"]
+    assert str(path) not in src
+    cfg.pop("_name_or_path", None)
+    src = hf_config_to_dict(cfg, path)["sources"]["architecture"]
+    assert src.endswith("qwen3/config.json") and str(path.parent.parent) not in src

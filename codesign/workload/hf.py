@@ -325,7 +325,10 @@ def hf_config_to_dict(config: dict, file="config.json", name: str | None = None)
     label = origin.rstrip("/").split("/")[-1] or Path(str(file)).resolve().parent.name
     data["name"] = name or _slug(label) or _slug(model_type)
     data["display_name"] = label or model_type
-    data["sources"] = {"architecture": f"Hugging Face config.json ({model_type}): {file}"}
+    # the model's hub name where the config gives it, else the file's folder and name: never
+    # this machine's absolute path (a written spec travels)
+    where = origin or "/".join(Path(str(file)).parts[-2:])
+    data["sources"] = {"architecture": f"Hugging Face config.json ({model_type}): {where}"}
     scaling = config.get("rope_scaling")
     if isinstance(scaling, dict):
         kind = scaling.get("rope_type") or scaling.get("type")
