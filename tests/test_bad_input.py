@@ -2,6 +2,7 @@
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -147,3 +148,12 @@ def test_edge_values_get_a_clear_line_or_note():
     assert r.returncode == 0 and "n/a (no price)" in r.stdout and " nan " not in r.stdout
     r = _cli("eval", "-H", "h100-sxm", "-w", "llama-3.1-8b", "--json")
     assert '"min_devices": 1,' in r.stdout
+
+
+def test_an_absurd_kernel_overhead_is_a_unit_slip(tmp_path):
+    spec = tmp_path / "h.yaml"
+    text = (Path(__file__).resolve().parents[1] / "hardware_specs" / "gpu" / "h100-sxm.yaml").read_text()
+    spec.write_text("\n".join(ln for ln in text.splitlines() if not ln.startswith("kernel_overhead:"))
+                    + "\nkernel_overhead: 1e9 s\n")
+    r = _cli("eval", "-H", spec, "-w", "llama-3.1-8b")
+    assert _one_line(r) and "kernel_overhead" in r.stderr

@@ -39,6 +39,8 @@ Frequency = Annotated[float, _q("frequency"), Field(gt=0)]
 Power = Annotated[float, _q("power"), Field(ge=0)]
 PositivePower = Annotated[float, _q("power"), Field(gt=0)]
 Time = Annotated[float, _q("time"), Field(ge=0)]
+# a per-kernel host cost: microseconds in practice; above 10 ms it is a unit slip
+KernelTime = Annotated[float, _q("time"), Field(ge=0, le=0.01)]
 EnergyPerByte = Annotated[float, _q("energy_per_byte"), Field(ge=0)]
 EnergyPerOp = Annotated[float, _q("energy_per_op"), Field(ge=0)]
 Area = Annotated[float, _q("area"), Field(gt=0)]
@@ -203,7 +205,7 @@ class HardwareSpec(Frozen):
     memory: tuple[MemoryLevel, ...] = Field(min_length=1)
     interconnect: Interconnect = Interconnect()
     power: PowerSpec = PowerSpec()
-    kernel_overhead: Time | None = None         # per-kernel launch/call cost
+    kernel_overhead: KernelTime | None = None   # per-kernel launch/call cost
     kernels: dict[str, KernelProfile] = Field(default_factory=dict)
     sources: dict[str, SourceField] = Field(default_factory=dict)
 
