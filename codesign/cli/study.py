@@ -37,18 +37,37 @@ def _run_opts(f):
                      help="Processes sharing the study's storage on this machine.")(f)
     f = click.option("--timeout", type=float, default=None, help="Stop after this many seconds.")(f)
     f = click.option("--trials", type=click.IntRange(min=1), default=None,
-                     help="Completed trials the study should hold (default: the study file's 'trials').")(f)
+                     help="Completed trials the study should hold (default: the study file's 'trials'); "
+                          "an enumerated space is scored in full instead.")(f)
     return _RESULTS(_STORAGE(f))
 
 
 def _go(st, sref, trials, timeout, workers, batch, progress):
+    from ..errors import CodesignError
+    from ..search.exhaustive import Tally
+    from ..search.front import MARGIN
     from ..search.runner import run_study
-    rep = run_study(st, sref, trials=trials, timeout=timeout, workers=workers, batch=batch, progress=progress)
+    rep = run_study(st, sref, trials=trials, timeout=timeout, workers=workers, batch=batch, progress=progress,
+                    say=click.echo)
     if rep.interrupted_marked:
         click.echo(f"marked {rep.interrupted_marked} interrupted trial(s) of a killed run as FAIL")
-    click.echo(f"{rep.name}: {rep.completed} completed trials ({rep.new} new in {rep.seconds:.1f} s, "
-               f"{rep.trials_per_s:.1f} trials/s), {rep.feasible} feasible, {rep.pareto} on the Pareto front")
+    if rep.exhaustive is not None:
+        tally = Tally(**rep.exhaustive)
+        rate = tally.done / tally.seconds if tally.seconds > 0 else math.nan
+        click.echo(f"{rep.name}: {tally.summary()} ({tally.seconds:.1f} s in all, {rate:,.0f} designs/s)")
+        if not tally.complete:
+            click.echo("stopped before the end: run it again to continue the enumeration")
+        click.echo(f"{rep.completed} trials stored, {rep.pareto} distinct designs on the Pareto front")
+    else:
+        click.echo(f"{rep.name}: {rep.completed} completed trials ({rep.new} new in {rep.seconds:.1f} s, "
+                   f"{rep.trials_per_s:.1f} trials/s), {rep.distinct} distinct designs, {rep.feasible} feasible, "
+                   f"{rep.pareto} on the Pareto front")
+    if rep.pareto:
+        click.echo(f"hypervolume of the front: {rep.hypervolume:.4f} (objectives scaled by {rep.hv_basis}; "
+                   f"reference point: the nadir + {MARGIN:.0%} of each range)")
     click.echo(f"storage: {rep.storage}")
+    if rep.failure:
+        raise CodesignError(rep.failure, file=st.file)
 
 
 @study.command("run")
@@ -130,8 +149,13 @@ def status_cmd(ref, storage, results_dir, as_json):
     for i, (m, d) in enumerate(zip(st.objectives, st.directions)):
         vals = [t.values[i] for t in feas]
         best[m] = (min if d == "minimize" else max)(vals) if vals else math.nan
+    from ..search.exhaustive import ATTR, Tally
+    from ..search.space import params_key
+    enumerated = ost.user_attrs.get(ATTR)
     info = {"name": st.name, "storage": sref.label, "target_trials": st.spec.trials,
-            "complete": states.get("COMPLETE", 0), "running": states.get("RUNNING", 0),
+            "exhaustive": Tally(**enumerated).summary() if enumerated else "",
+            "complete": states.get("COMPLETE", 0), "distinct": len({params_key(t.params) for t in done}),
+            "running": states.get("RUNNING", 0),
             "failed_or_interrupted": states.get("FAIL", 0), "feasible": len(feas), "invalid": len(invalid),
             "pareto": len(front), "best": best, "violations": dict(violated),
             "common_errors": [f"{n} x {e}" for e, n in errors], "dashboard": sref.dashboard_hint()}
@@ -142,7 +166,7 @@ def status_cmd(ref, storage, results_dir, as_json):
         if k == "best":
             for m, x in v.items():
                 click.echo(f"  best {m:<24} {x:.4g}")
-        elif v not in ({}, []):
+        elif v not in ({}, [], ""):
             click.echo(f"{k:<22} {v}")
 
 

@@ -45,24 +45,35 @@ def list_hardware() -> list[HardwareSpec]:
 
 
 def _step(node, key: str, path: str, file):
+    """The child of ``node`` at ``key``, copied and put back in its place: ``node`` is already a
+    copy, so the input mapping is never changed (copy-on-write along the override's path)."""
     if isinstance(node, list):
-        for item in node:
+        for i, item in enumerate(node):
             if isinstance(item, dict) and item.get("name") == key:
-                return item
-        if key.isdigit() and int(key) < len(node):
-            return node[int(key)]
-        names = [i.get("name") for i in node if isinstance(i, dict)]
-        raise CodesignError(f"no entry named {key!r} (have {names})", file=file, field=path)
-    if isinstance(node, dict):
+                break
+        else:
+            if not (key.isdigit() and int(key) < len(node)):
+                names = [i.get("name") for i in node if isinstance(i, dict)]
+                raise CodesignError(f"no entry named {key!r} (have {names})", file=file, field=path)
+            i = int(key)
+    elif isinstance(node, dict):
+        i = key
         if key not in node:
             node[key] = {}
-        return node[key]
-    raise CodesignError("cannot descend into a plain value", file=file, field=path)
+    else:
+        raise CodesignError("cannot descend into a plain value", file=file, field=path)
+    child = node[i]
+    node[i] = copy.copy(child) if isinstance(child, (dict, list)) else child
+    return node[i]
 
 
 def apply_overrides(data: dict, overrides: dict, file=None) -> dict:
-    """Return a deep copy of a spec mapping with dotted-path overrides applied."""
-    data = copy.deepcopy(data)
+    """Return a copy of a spec mapping with dotted-path overrides applied; ``data`` is not changed.
+
+    Only the containers along each overridden path are copied (the rest is shared with
+    ``data``): a deep copy of the whole spec cost more than validating it, per study trial.
+    """
+    data = dict(data)
     for path, value in overrides.items():
         parts = path.split(".")
         node = data

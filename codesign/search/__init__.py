@@ -1,13 +1,15 @@
-"""Optimisation studies: a study YAML -> Optuna trials -> Pareto designs.
+"""Optimisation studies: a study YAML -> exhaustive enumeration or Optuna trials -> Pareto designs.
 
     from codesign.search import load_study, run_study, parse_ref
     study = load_study("studies/quickstart.yaml")
     report = run_study(study, parse_ref(None, study.name), trials=200)
 
 Modules: :mod:`.schema` (the YAML), :mod:`.space` (paths, units, conditions, derived
-figures), :mod:`.metrics` (evaluation, objectives, constraints), :mod:`.samplers`,
-:mod:`.storage` (journal / SQLite / PostgreSQL), :mod:`.runner` (batches, workers,
-resume), :mod:`.export` (tables and design files).
+figures), :mod:`.metrics` (evaluation, objectives, constraints), :mod:`.samplers`
+(``auto``'s choice), :mod:`.exhaustive` (enumeration, the exact front), :mod:`.front`
+(Pareto masks, hypervolume), :mod:`.storage` (journal / SQLite / PostgreSQL),
+:mod:`.runner` (batches, workers, resume, no design twice), :mod:`.export` (tables and
+design files).
 """
 from __future__ import annotations
 

@@ -28,7 +28,6 @@ is kept in the trial's ``error`` attribute: never a crash, never on the front.
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 
@@ -38,6 +37,7 @@ from pydantic import ValidationError
 from ..compression import Compression
 from ..errors import CodesignError
 from .schema import SUMMARY_METRICS
+from .space import params_key
 
 NUMERIC_SUMMARY = tuple(SUMMARY_METRICS) + ("cost_per_mtok_usd",)
 
@@ -129,13 +129,21 @@ def _short(e: BaseException) -> str:
 
 
 @dataclass
-class _Design:
-    params: dict
+class _Chip:
+    """The hardware side of a design, built once per call for all the designs that differ
+    only in compression (an enumerated space repeats each chip once per compression)."""
     hw: object = None
-    comp: object = None
-    p: dict | None = None            # engine figures (spec_params) of this design
+    p: dict | None = None            # engine figures (spec_params) of this chip
     batchable: bool = False
     design: dict = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass
+class _Design:
+    params: dict
+    chip: _Chip
+    comp: object = None
     per_wl: list = field(default_factory=list)   # one summary dict per workload
     error: str | None = None
 
@@ -153,9 +161,10 @@ class Evaluator:
         self._has_quality = _quality_module() is not None
         self._has_area = _area_module() is not None
         self._quality_cache: dict = {}
+        self._compression_dims = {d.name for d in study.space.dims if d.target == "compression"}
 
     def _quality(self, model, comp) -> float:
-        key = (model.name, comp.model_dump_json() if comp is not None else "")
+        key = (model.name, comp)          # Compression is frozen, hence hashable
         if key not in self._quality_cache:
             self._quality_cache[key] = quality_increase(model, comp if comp is not None else Compression())
         return self._quality_cache[key]
@@ -164,8 +173,12 @@ class Evaluator:
         s = self.study.spec
         return {o.metric for o in s.objectives} | set(s.constraints)
 
-    def __call__(self, params_list: list[dict]) -> list[Outcome]:
-        keys = [json.dumps(p, sort_keys=True, default=str) for p in params_list]
+    def __call__(self, params_list: list[dict], cache: bool = True) -> list[Outcome]:
+        """Outcomes of ``params_list``; ``cache=False`` (an exhaustive enumeration, where no
+        design repeats) keeps nothing, so memory stays bounded by one call."""
+        if not cache:
+            return self._evaluate(params_list)
+        keys = [params_key(p) for p in params_list]
         todo = {}
         for k, p in zip(keys, params_list):
             if k not in self._cache and k not in todo:
@@ -176,32 +189,48 @@ class Evaluator:
         return [self._cache[k] for k in keys]
 
     # ------------------------------------------------------------------
-    def _prepare(self, params: dict) -> _Design:
-        d = _Design(params=params)
-        space = self.study.space
+    def _chip(self, params: dict) -> _Chip:
+        c = _Chip()
         try:
-            d.hw, overrides = space.design(params)
-            d.comp = space.compression(params)
+            c.hw, overrides = self.study.space.design(params)
             if self._has_area:
-                d.design = design_costs(d.hw)
-            d.p = self._spec_params(d.hw)
-            price = d.design.get("chip_cost_usd") if self.study.varies_hardware else None
+                c.design = design_costs(c.hw)
+            c.p = self._spec_params(c.hw)
+            price = c.design.get("chip_cost_usd") if self.study.varies_hardware else None
             if price is None:         # a fixed device keeps its own price (NaN when the spec has none)
-                price = d.hw.price if d.hw.price is not None else np.nan
-            d.p["price"] = np.atleast_1d(float(price))
+                price = c.hw.price if c.hw.price is not None else np.nan
+            c.p["price"] = np.atleast_1d(float(price))
             flat = [k for path, v in overrides.items() for k in _flat(path, v)]
-            d.batchable = set(d.p) == self._base_keys and all(k in self._base_keys for k in flat)
+            c.batchable = set(c.p) == self._base_keys and all(k in self._base_keys for k in flat)
         except (CodesignError, ValidationError, ValueError, ZeroDivisionError, ArithmeticError) as e:
-            d.error = _short(e)
+            c.error = _short(e)
+        return c
+
+    def _prepare(self, params: dict, chips: dict, comps: dict) -> _Design:
+        hw_params = {k: v for k, v in params.items() if k not in self._compression_dims}
+        key = params_key(hw_params)
+        if key not in chips:
+            chips[key] = self._chip(hw_params)
+        d = _Design(params=params, chip=chips[key], error=chips[key].error)
+        if d.error is None:
+            ckey = params_key({k: v for k, v in params.items() if k in self._compression_dims})
+            try:
+                if ckey not in comps:
+                    comps[ckey] = self.study.space.compression(params)
+                d.comp = comps[ckey]
+            except (CodesignError, ValidationError, ValueError) as e:
+                d.error = _short(e)
         return d
 
     def _evaluate(self, params_list: list[dict]) -> list[Outcome]:
         from ..perf import evaluate_batch
-        designs = [self._prepare(p) for p in params_list]
+        chips: dict = {}
+        comps: dict = {}
+        designs = [self._prepare(p, chips, comps) for p in params_list]
         for j, wl in enumerate(self.study.workloads):
             ok = [d for d in designs if d.error is None]
-            group = [d for d in ok if d.batchable]
-            single = [d for d in ok if not d.batchable]
+            group = [d for d in ok if d.chip.batchable]
+            single = [d for d in ok if not d.chip.batchable]
             if group:
                 try:
                     self._run(evaluate_batch, self.study.base, group, wl)
@@ -209,27 +238,29 @@ class Evaluator:
                     single += group
             for d in single:
                 try:
-                    self._run(evaluate_batch, d.hw, [d], wl)
+                    self._run(evaluate_batch, d.chip.hw, [d], wl)
                 except Exception as e:   # noqa: BLE001 - a design the engine cannot price is invalid
                     d.error = f"{wl.label}: {_short(e)}"
         return [self._outcome(d) for d in designs]
 
     def _run(self, evaluate_batch, base, group: list[_Design], wl) -> None:
         base_p = self._spec_params(base)
+        chips = list({id(d.chip): d.chip for d in group}.values())
+        slot = {id(c): i for i, c in enumerate(chips)}
+        index = np.array([slot[id(d.chip)] for d in group])
         over = {}
         for k in base_p:
-            col = np.array([float(d.p[k][0]) for d in group])
+            col = np.array([float(c.p[k][0]) for c in chips])[index]
             if k == "price" or not np.array_equal(col, np.broadcast_to(base_p[k], col.shape), equal_nan=True):
                 over[k] = col
         comps = [d.comp for d in group]
         res = evaluate_batch(base, wl.model, wl.scenario, comps, overrides=over)
         n = len(group)
+        # one column per summary metric, as Python scalars (tolist is one call, not one per design)
+        cols = {k: v.tolist() if v.ndim == 1 else [x.item() if hasattr(x, "item") else x for x in v]
+                for k, v in res.items() if isinstance(v, np.ndarray) and v.shape[:1] == (n,)}
         for i, d in enumerate(group):
-            row = {}
-            for k, v in res.items():
-                if isinstance(v, np.ndarray) and v.shape[:1] == (n,):
-                    x = v[i]
-                    row[k] = x.item() if hasattr(x, "item") else x
+            row = {k: c[i] for k, c in cols.items()}
             if self._has_quality:
                 row["quality_ppl_increase_pct"] = self._quality(wl.model, d.comp)
             d.per_wl.append(row)
@@ -260,7 +291,7 @@ class Evaluator:
         m["fits"] = bool(all(bool(r["fits"]) for r in d.per_wl))
         bounds = sorted({str(r.get("bound")) for r in d.per_wl})
         m["bound"] = "; ".join(bounds)
-        m.update(d.design)
+        m.update(d.chip.design)
         if len(wls) > 1:
             used = self._used() - {"fits"}
             for w, r in zip(wls, d.per_wl):

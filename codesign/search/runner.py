@@ -14,6 +14,16 @@ Several machines share a study through an RDB URL (PostgreSQL): each runs
 holds ``trials`` completed trials (workers that start a batch near the end may add
 up to one batch each beyond it).
 
+Sampler. ``sampler: auto`` (the default) enumerates a discrete space that fits
+(:mod:`.exhaustive`: the exact front is stored as trials) and otherwise samples it
+(:func:`.samplers.choose_sampler` says which sampler and why, in one line).
+
+No design twice. Before a batch is evaluated, each asked trial's parameters are looked
+up among the study's completed trials (those of every worker and every earlier run): a
+design already there is told its stored values, constraints and metrics
+(``duplicate_of``: the trial it repeats) instead of being evaluated again. The report
+counts distinct designs next to trials.
+
 Interrupted trials. Each trial records its owner (``host:pid``) when asked. A
 RUNNING trial whose owner ran on this host and is no longer alive was cut off by a
 kill: ``run``/``resume`` mark it FAIL (it never finished; its parameters are simply
@@ -28,10 +38,11 @@ import socket
 import sys
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 
 from ..errors import CodesignError
 from .definition import Study, load_study, study_from_dict
+from .space import params_key
 from .storage import StorageRef, guard, open_storage, parse_ref
 
 ATTR_STUDY = "codesign.study"
@@ -53,20 +64,24 @@ def owner_tag() -> str:
 
 # -- opening --------------------------------------------------------------------------
 
-def open_optuna_study(study: Study, ref: StorageRef, seed_offset: int = 0, create: bool = True):
-    """Create or load the Optuna study for ``study`` on ``ref``; check it is the same study."""
+def open_optuna_study(study: Study, ref: StorageRef, seed_offset: int = 0, create: bool = True,
+                      sampler: str | None = None):
+    """Create or load the Optuna study for ``study`` on ``ref``; check it is the same study.
+    ``sampler``: the resolved sampler name (default: the study's, ``auto`` resolved)."""
     import optuna
 
-    from .samplers import build_sampler
+    from .samplers import build_sampler, choose_sampler
     _quiet()
     storage = open_storage(ref, create=create)
-    sampler = build_sampler(study, seed_offset)
+    if sampler is None:       # reading a stored study asks nothing: no need to resolve auto
+        sampler = choose_sampler(study).name if create else "random"
+    sampler_obj = build_sampler(study, seed_offset, sampler)
     with guard(ref):
         names = {s.study_name for s in storage.get_all_studies()}
         if study.name not in names and not create:
             raise CodesignError(f"no study named {study.name!r} here (have: {sorted(names) or 'none'})",
                                 file=ref.label)
-        ost = optuna.create_study(study_name=study.name, storage=storage, sampler=sampler,
+        ost = optuna.create_study(study_name=study.name, storage=storage, sampler=sampler_obj,
                                   directions=list(study.directions), load_if_exists=True)
         attrs = ost.user_attrs
     stored = attrs.get(ATTR_FINGERPRINT)
@@ -75,7 +90,8 @@ def open_optuna_study(study: Study, ref: StorageRef, seed_offset: int = 0, creat
             raise CodesignError(f"study {study.name!r} already exists here with other objectives; "
                                 "use another name or --storage", file=ref.label)
         with guard(ref):
-            if study.spec.baseline and not ost.get_trials(deepcopy=False):
+            # an enumeration stores the base design itself (exhaustive.py); a sampler asks it first
+            if study.spec.baseline and sampler != "exhaustive" and not ost.get_trials(deepcopy=False):
                 ost.enqueue_trial(study.space.baseline_params(), user_attrs={"baseline": True})
             ost.set_user_attr(ATTR_STUDY, json.loads(json.dumps(study.raw, default=str)))
             ost.set_user_attr(ATTR_FINGERPRINT, study.fingerprint())
@@ -170,6 +186,15 @@ class RunReport:
     pareto: int                 # distinct designs on the feasible Pareto front
     seconds: float
     interrupted_marked: int
+    sampler: str = ""           # what ran: a sampler's name or "exhaustive"
+    why: str = ""               # one line: why that sampler (auto's choice)
+    distinct: int = 0           # distinct designs among the completed trials
+    invalid: int = 0            # completed trials the engine could not score
+    errors: dict = field(default_factory=dict)   # why trials (designs, when enumerated) were invalid
+    hypervolume: float = math.nan    # of the feasible front, codesign.search.front
+    hv_basis: str = ""          # which bounds scaled the objectives
+    exhaustive: dict | None = None   # the enumeration's statistics (exhaustive.Tally)
+    failure: str | None = None  # one line when nothing could be scored (the CLI then exits non-zero)
 
     @property
     def trials_per_s(self) -> float:
@@ -183,17 +208,46 @@ def _counts(ost):
     return done, len(trials) - done
 
 
+def _stored_outcome(t):
+    """The result a completed trial was told, as the Evaluator gave it."""
+    from .metrics import Outcome
+    return Outcome(values=list(t.values), constraints=dict(t.constraints), metrics=t.user_attrs.get("metrics") or {},
+                   error=t.user_attrs.get("error"))
+
+
+def _tell(ost, t, o, **attrs) -> None:
+    for key, v in o.constraints.items():
+        t.set_constraint(key, v)
+    t.set_user_attr("metrics", o.metrics)
+    if o.error:
+        t.set_user_attr("error", o.error)
+    for key, v in attrs.items():
+        t.set_user_attr(key, v)
+    ost.tell(t, o.values)
+
+
 def _work(study: Study, ost, target: int, deadline: float | None, batch: int, on_batch=None, ev=None) -> int:
-    """Ask/evaluate/tell in batches until the study holds ``target`` completed trials."""
+    """Ask/evaluate/tell in batches until the study holds ``target`` completed trials.
+
+    A design the study already holds (any worker's, any run's) is told its stored result
+    rather than evaluated again (the module doc)."""
+    from optuna.trial import TrialState
+
     from .metrics import Evaluator
     ev = ev or Evaluator(study)
     owner = owner_tag()
+    known: dict = {}            # params key -> the first completed trial of that design
+    seen: set = set()           # trial numbers already indexed
     made = 0
     while True:
         if deadline is not None and time.monotonic() >= deadline:
             break
-        done, running = _counts(ost)
-        remaining = target - done - running
+        current = ost.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
+        for t in current:
+            if t.state == TrialState.COMPLETE and t.number not in seen:
+                seen.add(t.number)
+                known.setdefault(params_key(t.params), t)
+        remaining = target - len(current)
         if remaining <= 0:
             break
         n = min(batch, remaining)
@@ -208,14 +262,14 @@ def _work(study: Study, ost, target: int, deadline: float | None, batch: int, on
                 t.set_user_attr("worker", owner)
             trials.append(t)
             params.append(study.space.suggest(t))
-        outcomes = ev(params)
-        for t, o in zip(trials, outcomes):
-            for key, v in o.constraints.items():
-                t.set_constraint(key, v)
-            t.set_user_attr("metrics", o.metrics)
-            if o.error:
-                t.set_user_attr("error", o.error)
-            ost.tell(t, o.values)
+        keys = [params_key(p) for p in params]
+        fresh = {k: p for k, p in zip(keys, params) if k not in known}
+        scored = dict(zip(fresh, ev(list(fresh.values()), cache=False)))
+        for t, k in zip(trials, keys):
+            if k in scored:
+                _tell(ost, t, scored[k])
+            else:
+                _tell(ost, t, _stored_outcome(known[k]), duplicate_of=known[k].number)
         made += n
         if on_batch:
             on_batch(n)
@@ -245,13 +299,14 @@ def _die_with_parent(parent: int) -> None:
 
 
 def _worker_entry(raw: dict, file: str | None, ref: StorageRef, index: int, target: int,
-                  deadline_s: float | None, batch: int, seed_base: int, barrier=None, parent: int | None = None) -> None:
+                  deadline_s: float | None, batch: int, seed_base: int, barrier=None, parent: int | None = None,
+                  sampler: str | None = None) -> None:
     """Body of a spawned worker process."""
     if parent is not None:
         _die_with_parent(parent)
     try:
         study = study_from_dict(raw, file=file, base_dir=os.path.dirname(file) if file and os.path.exists(file) else None)
-        ost = open_optuna_study(study, ref, seed_offset=seed_base + index)
+        ost = open_optuna_study(study, ref, seed_offset=seed_base + index, sampler=sampler)
         from .metrics import Evaluator
         ev = Evaluator(study)
         ev([study.space.baseline_params()])   # warm every cache first: start-up must not decide who works
@@ -274,25 +329,29 @@ def _worker_entry(raw: dict, file: str | None, ref: StorageRef, index: int, targ
 
 
 def run_study(study: Study, ref: StorageRef, *, trials: int | None = None, timeout: float | None = None,
-              workers: int = 1, batch: int | None = None, progress: bool | None = None) -> RunReport:
-    """Run (or continue) ``study`` on ``ref`` until it holds ``trials`` completed trials."""
-    from .export import unique_front
-    from .samplers import default_batch
+              workers: int = 1, batch: int | None = None, progress: bool | None = None, say=None) -> RunReport:
+    """Run (or continue) ``study`` on ``ref`` until it holds ``trials`` completed trials, or, when
+    its space is enumerated (``auto``/``exhaustive``), until every design has been scored.
+    ``say``: where to print one-line notes (the sampler chosen and why)."""
+    from .samplers import choose_sampler, default_batch
     if workers < 1:
         raise CodesignError(f"--workers must be at least 1, got {workers}")
+    choice = choose_sampler(study, trials)
+    say = say or (lambda line: None)
+    say(choice.why)
     target = trials or study.spec.trials
     timeout = timeout if timeout is not None else study.spec.timeout_s
     if not batch and not study.spec.batch and ref.kind == "rdb":
         # RDB storages re-read every RUNNING trial from the database on each suggest: a batch
         # of 40 ran at half the speed of a batch of 10 on SQLite here (benchmarks/bench_study.py)
-        batch = min(default_batch(study), RDB_BATCH)
-    batch = batch or study.spec.batch or default_batch(study)
-    if study.spec.sampler.name == "gp":
+        batch = min(default_batch(study, choice.name), RDB_BATCH)
+    batch = batch or study.spec.batch or default_batch(study, choice.name)
+    if choice.name == "gp":
         batch = 1
     t0 = time.monotonic()
     deadline = t0 + timeout if timeout else None
 
-    probe = open_optuna_study(study, ref)
+    probe = open_optuna_study(study, ref, sampler=choice.name)
     with guard(ref):
         marked = fail_interrupted(probe)
         start_done, _ = _counts(probe)
@@ -300,34 +359,82 @@ def run_study(study: Study, ref: StorageRef, *, trials: int | None = None, timeo
     seed_base = 0 if n_all == 0 else 1009 * n_all      # a resumed run draws fresh random streams
 
     from tqdm import tqdm
-    bar = tqdm(total=target, initial=min(start_done, target), unit="trial", desc=study.name,
-               disable=(not progress) if progress is not None else None, dynamic_ncols=True, leave=False)
-    try:
-        if workers == 1:
-            ost = open_optuna_study(study, ref, seed_offset=seed_base) if seed_base else probe
+    bar_opts = dict(desc=study.name, disable=(not progress) if progress is not None else None, dynamic_ncols=True,
+                    leave=False)
+    tally = None
+    if choice.name == "exhaustive":
+        from .exhaustive import ATTR, run_exhaustive
+        from .metrics import Evaluator
+        if workers > 1:
+            say("the enumeration runs in this process (--workers applies to samplers)")
+        before = (probe.user_attrs.get(ATTR) or {}).get("done", 0)
+        bar = tqdm(total=choice.designs, initial=before, unit="design", **bar_opts)
+        try:
             with guard(ref):
-                _work(study, ost, target, deadline, batch, on_batch=bar.update)
-        else:
-            _run_workers(study, ref, workers, target, timeout, batch, seed_base, probe, bar)
-    finally:
-        bar.close()
+                tally, _ = run_exhaustive(study, probe, Evaluator(study), attrs={"worker": owner_tag()},
+                                          deadline=deadline, designs=choice.designs, on_chunk=bar.update)
+        finally:
+            bar.close()
+    else:
+        bar = tqdm(total=target, initial=min(start_done, target), unit="trial", **bar_opts)
+        try:
+            if workers == 1:
+                ost = open_optuna_study(study, ref, seed_offset=seed_base, sampler=choice.name) if seed_base else probe
+                with guard(ref):
+                    _work(study, ost, target, deadline, batch, on_batch=bar.update)
+            else:
+                _run_workers(study, ref, workers, target, timeout, batch, seed_base, probe, bar, choice.name)
+        finally:
+            bar.close()
     with guard(ref):
-        done, _ = _counts(probe)
-        front = unique_front(probe)
-        feasible = sum(1 for t in probe.get_trials(deepcopy=False) if t.state.name == "COMPLETE"
-                       and all(v <= 0 for v in t.constraints.values()))
-    return RunReport(name=study.name, storage=ref.label, completed=done, new=done - start_done,
-                     feasible=feasible, pareto=len(front), seconds=time.monotonic() - t0,
-                     interrupted_marked=marked)
+        rep = _report(study, probe, tally)
+    rep.update(name=study.name, storage=ref.label, new=rep["completed"] - start_done, seconds=time.monotonic() - t0,
+               interrupted_marked=marked, sampler=choice.name, why=choice.why)
+    return RunReport(**rep)
 
 
-def _run_workers(study, ref, workers, target, timeout, batch, seed_base, probe, bar):
+def _report(study: Study, ost, tally) -> dict:
+    """Counts, the front's hypervolume, and a failure line when nothing could be scored."""
+    from collections import Counter
+
+    from .exhaustive import ATTR
+    from .export import unique_front
+    from .front import bounds, hypervolume, to_costs
+    done = [t for t in ost.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+    errors = Counter(t.user_attrs["error"] for t in done if t.user_attrs.get("error"))
+    front = unique_front(ost)
+    costs = to_costs([t.values for t in front], study.directions)
+    exact = ost.user_attrs.get(ATTR) or {}
+    hv, basis = math.nan, ""
+    if exact.get("complete") and exact.get("ideal") is not None:
+        ideal, nadir, basis = exact["ideal"], exact["nadir"], "the exact front's ideal and nadir points"
+    elif len(costs):
+        (ideal, nadir), basis = bounds(costs), "this front's own ideal and nadir points"
+    if len(costs):
+        hv = hypervolume(costs, ideal, nadir)
+    if tally is not None:     # an enumeration: its designs, not the few trials it stored, are what was scored
+        scored, valid, reasons = tally.done, tally.valid, tally.errors
+    else:
+        scored, valid, reasons = len(done), len(done) - sum(errors.values()), dict(errors.most_common(5))
+    failure = None
+    if scored and not valid:
+        msg, n = next(iter(reasons.items()))
+        failure = (f"all {scored:,} {'designs' if tally is not None else 'trials'} of study {study.name!r} are "
+                   f"invalid; the most common reason ({n:,} of them): {msg}")
+    return dict(completed=len(done), feasible=sum(1 for t in done if all(v <= 0 for v in t.constraints.values())),
+                pareto=len(front), distinct=len({params_key(t.params) for t in done}), invalid=sum(errors.values()),
+                errors=dict(errors.most_common(5)), hypervolume=hv, hv_basis=basis,
+                exhaustive=asdict(tally) if tally is not None else None, failure=failure)
+
+
+def _run_workers(study, ref, workers, target, timeout, batch, seed_base, probe, bar, sampler):
     import multiprocessing as mp
     ctx = mp.get_context("spawn")
     raw = json.loads(json.dumps(study.raw, default=str))
     barrier = ctx.Barrier(workers)
     procs = [ctx.Process(target=_worker_entry, args=(raw, study.file, ref, i, target, timeout, batch, seed_base,
-                                                     barrier, os.getpid()), daemon=False) for i in range(workers)]
+                                                     barrier, os.getpid(), sampler), daemon=False)
+             for i in range(workers)]
     for p in procs:
         p.start()
     try:

@@ -26,7 +26,7 @@ A study file::
     constraints:
       fits: true
       power_w: {max: 10 W}
-    sampler: {name: nsga2, seed: 1, options: {population_size: 40}}   # tpe|nsga2|nsga3|gp|random|grid
+    sampler: {name: nsga2, seed: 1, options: {population_size: 40}}   # auto (default)|exhaustive|tpe|nsga2|...
     trials: 200          # completed trials the study should hold (run/resume bring it there)
     timeout: 600 s       # optional wall-clock budget per invocation
     batch: 40            # optional: trials asked and evaluated together (default: a generation)
@@ -76,7 +76,8 @@ DESIGN_METRICS: dict[str, tuple[str, str | None]] = {
     "quality_ppl_increase_pct": ("minimize", None),
 }
 METRICS = {**SUMMARY_METRICS, **DESIGN_METRICS}
-SAMPLERS = ("tpe", "nsga2", "nsga3", "gp", "random", "grid")
+SAMPLERS = ("auto", "exhaustive", "tpe", "nsga2", "nsga3", "gp", "random", "grid")
+ENUMERATION_OPTIONS = ("max_designs", "chunk_size")      # what auto / exhaustive take (samplers.py)
 SCENARIO_FIELDS = ("batch", "prompt", "generate", "dtype", "tp", "pp", "dp", "ep", "attention", "microbatches")
 
 
@@ -206,9 +207,24 @@ class Bound(_Strict):
 
 
 class SamplerSpec(_Strict):
-    name: Literal["tpe", "nsga2", "nsga3", "gp", "random", "grid"] = "nsga2"
+    """``auto`` (the default) enumerates a discrete space that fits, else picks TPE or NSGA-II
+    (codesign.search.samplers.choose_sampler); ``exhaustive`` insists on enumerating."""
+    name: Literal["auto", "exhaustive", "tpe", "nsga2", "nsga3", "gp", "random", "grid"] = "auto"
     seed: int | None = 0
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("options")
+    @classmethod
+    def _enumeration_options(cls, v, info):
+        name = info.data.get("name")
+        if name in ("auto", "exhaustive"):
+            for k, x in v.items():
+                if k not in ENUMERATION_OPTIONS:
+                    raise ValueError(f"{name} takes {', '.join(ENUMERATION_OPTIONS)}, not {k!r} "
+                                     "(name a sampler to set its own options)")
+                if isinstance(x, bool) or not isinstance(x, int) or x < 1:
+                    raise ValueError(f"{k}: expected a positive integer, got {x!r}")
+        return v
 
 
 class StudySpec(_Strict):

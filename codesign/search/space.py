@@ -91,19 +91,58 @@ class Dim:
     def active(self, params: dict) -> bool:
         return all(k in params and params[k] in allowed for k, allowed in self.when)
 
-    def grid_values(self) -> list:
+    @property
+    def discrete_step(self):
+        """The spacing of an enumerable numeric dimension: its step, 1 for an int (log ints
+        included: Optuna draws every integer of the range), None for a continuous float."""
+        if self.step is not None:
+            return self.step
+        return 1 if self.kind == "int" else None
+
+    def level_count(self) -> int | None:
+        """How many values the dimension can take; None when it is continuous (a float without a step)."""
+        if self.kind == "categorical":
+            return len(self.choices)
+        step = self.discrete_step
+        if step is None:
+            return None
+        # Optuna's rule (FloatDistribution/IntDistribution with a step): low + k*step <= high
+        return int(math.floor((self.high - self.low) / step + 1e-9)) + 1
+
+    def levels(self) -> list:
+        """Every value, as Optuna stores it (low + k*step, the expression Optuna's samplers round to)."""
         if self.kind == "categorical":
             return list(self.choices)
-        step = self.step if self.step is not None else (1 if self.kind == "int" and not self.log else None)
-        if step is None:
+        step, n = self.discrete_step, self.level_count()
+        if n is None:
+            raise CodesignError(f"dimension {self.name!r} is continuous (no 'step')")
+        if self.kind == "int":
+            return [int(self.low) + k * int(step) for k in range(n)]
+        top = self.distribution().high          # Optuna trims a range that the step does not divide
+        return [min(float(k) * step + self.low, top) for k in range(n)]
+
+    def distribution(self):
+        """The Optuna distribution ``suggest`` registers for this dimension."""
+        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+        if self.kind == "int":
+            return IntDistribution(int(self.low), int(self.high), log=self.log, step=int(self.step or 1))
+        if self.kind == "float":
+            return FloatDistribution(self.low, self.high, log=self.log, step=self.step)
+        return CategoricalDistribution(list(self.choices))
+
+    def grid_values(self) -> list:
+        n = self.level_count()
+        if n is None or (self.kind == "int" and self.log and self.step is None):
             raise CodesignError(f"the grid sampler needs a 'step' (or choices) for dimension {self.name!r}")
-        n = int(math.floor((self.high - self.low) / step + 1e-9)) + 1
         if n > MAX_GRID_VALUES:
             raise CodesignError(f"the grid for dimension {self.name!r} would have {n:,} values (limit "
                                 f"{MAX_GRID_VALUES:,}): use a larger 'step'")
-        vals = [self.low + i * step for i in range(n)]
-        return [int(v) for v in vals] if self.kind == "int" else vals
+        return self.levels()
 
+
+def params_key(params: dict) -> str:
+    """One string per design: trial parameters in a canonical order (the cache and duplicate key)."""
+    return json.dumps(params, sort_keys=True, default=str)
 
 
 MAX_GRID_VALUES = 10_000      # per dimension; the product is checked by the grid sampler
