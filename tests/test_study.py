@@ -220,10 +220,13 @@ def test_invalid_design_is_a_violation_not_a_crash(tmp_path):
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
-    """The README's quick-start study, 20 trials, exported."""
+    """The README's quick-start study, sampled (NSGA-II, 20 trials) instead of enumerated, exported."""
     from codesign.search.export import export_study
     tmp = tmp_path_factory.mktemp("quick")
-    st = load_study(QUICKSTART)
+    data = yaml.safe_load(QUICKSTART.read_text())
+    data["sampler"] = {"name": "nsga2", "seed": 42, "options": {"population_size": 40}}
+    (tmp / "quickstart.yaml").write_text(yaml.safe_dump(data))
+    st = load_study(tmp / "quickstart.yaml")
     rep = run(st, tmp, trials=20)
     ost = optuna_study(st, tmp)
     info = export_study(st, ost, tmp / "export")
