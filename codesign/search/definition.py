@@ -32,6 +32,7 @@ class Workload:
     scenario: Scenario
     weight: float           # normalised: the weights of a study sum to 1
     label: str
+    serve: object = None    # schema.ServeSpec: traffic for the serving metrics, or None
 
 
 @dataclass(frozen=True)
@@ -66,8 +67,15 @@ class Study:
         return tuple(o.sense for o in self.spec.objectives)
 
     @property
+    def uses_serving(self) -> bool:
+        """Whether an objective or constraint is a serving metric (the simulator runs per design)."""
+        from .schema import SERVE_METRICS
+        used = {o.metric for o in self.spec.objectives} | set(self.spec.constraints)
+        return bool(used & set(SERVE_METRICS))
+
+    @property
     def varies_hardware(self) -> bool:
-        return any(d.target != "compression" for d in self.space.dims)
+        return any(d.target in ("hardware", "preset") for d in self.space.dims)
 
     def fingerprint(self) -> str:
         """Hash of everything that defines the trials' meaning (not trials/timeout/sampler)."""
@@ -85,13 +93,16 @@ def load_study(ref) -> Study:
 def study_from_dict(data: dict, file=None, base_dir=None) -> Study:
     spec = validate(StudySpec, data, file)
     base_dir = Path(base_dir) if base_dir else (Path(file).parent if file else Path.cwd())
-    base = _base_hardware(spec.hardware, file, base_dir)
-    space = compile_space(spec, base, file)
+    refs = spec.hardware if isinstance(spec.hardware, list) else [spec.hardware]
+    devices = [_base_hardware(r, file, base_dir) for r in refs]
+    base = devices[0]
+    space = compile_space(spec, base, file, devices=devices if isinstance(spec.hardware, list) else ())
     workloads = _workloads(spec, file, base_dir)
     constraints = _constraints(spec)
     _check_metrics(spec, space, file)
     raw = dict(data)
-    raw["hardware"] = base.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    dump = [d.model_dump(mode="json", by_alias=True, exclude_unset=True) for d in devices]
+    raw["hardware"] = dump if isinstance(spec.hardware, list) else dump[0]
     raw["workloads"] = [{**w, "workload": wl.model.model_dump(mode="json", exclude_unset=True)}
                         for w, wl in zip(data["workloads"], workloads)]
     return Study(spec=spec, file=str(file) if file else None, raw=raw, base=base, space=space,
@@ -99,6 +110,8 @@ def study_from_dict(data: dict, file=None, base_dir=None) -> Study:
 
 
 def _base_hardware(ref, file, base_dir: Path) -> HardwareSpec:
+    if isinstance(ref, HardwareSpec):
+        return ref
     if isinstance(ref, dict):
         try:
             return hardware_from_dict(ref)
@@ -130,7 +143,7 @@ def _workloads(spec: StudySpec, file, base_dir: Path) -> tuple[Workload, ...]:
             raise CodesignError(e.message, file=file, field=f"{where}.workload") from None
         scenario = _scenario(w, file, where)
         label = model.name if len(spec.workloads) == 1 else f"{model.name}#{i}"
-        out.append(Workload(model=model, scenario=scenario, weight=w.weight / total, label=label))
+        out.append(Workload(model=model, scenario=scenario, weight=w.weight / total, label=label, serve=w.serve))
     return tuple(out)
 
 

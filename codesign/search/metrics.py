@@ -36,7 +36,7 @@ from pydantic import ValidationError
 
 from ..compression import Compression
 from ..errors import CodesignError
-from .schema import SUMMARY_METRICS
+from .schema import SERVE_METRICS, SUMMARY_METRICS
 from .space import params_key
 
 NUMERIC_SUMMARY = tuple(SUMMARY_METRICS) + ("cost_per_mtok_usd",)
@@ -110,6 +110,47 @@ def quality_increase(model, comp) -> float:
     return float(v) if v is not None else math.nan
 
 
+# -- serving ---------------------------------------------------------------------------
+
+def _layout(serving: dict) -> dict:
+    """The scenario fields among a design's serving choices."""
+    return {k: serving[k] for k in ("tp", "pp", "batch") if k in serving}
+
+
+def serve_metrics(hw, wl, comp, serving: dict, price: float, want=None) -> dict:
+    """Serving metrics of one design for one workload's ``serve`` block: the simulator
+    (codesign.serve) on the design's chip, priced at the design's price. Poisson traffic of
+    ``requests`` requests, the same draw for every design (common random numbers). ``want``:
+    the metrics the study uses (the max-rate bisection runs only when one of them needs it)."""
+    from ..perf.steps import step_cost
+    from ..serve import Policy, find_max_rate, make_requests, simulate
+    sv = wl.serve
+    pol = Policy(name=sv.policy, max_num_seqs=serving.get("max_num_seqs", sv.max_num_seqs),
+                 max_num_batched_tokens=serving.get("max_batched_tokens", sv.max_batched_tokens))
+    sc = wl.scenario.model_copy(update=_layout(serving)) if serving else wl.scenario
+    cost = step_cost(hw, wl.model, sc, comp, max_tokens=pol.max_num_batched_tokens, max_seqs=pol.max_num_seqs)
+    if math.isfinite(price):
+        cost.price = float(price)
+    replicas = serving.get("replicas", sv.replicas)
+    devices = cost.devices * replicas
+    unit = make_requests(1.0, sv.requests, sv.prompt, sv.output, seed=sv.seed, max_context=cost.max_context)
+
+    def run(reqs):
+        return simulate(cost, reqs, pol, replicas=replicas)
+    out: dict = {"devices": float(devices)}
+    if sv.rate is not None:
+        s = run(unit.scaled(sv.rate)).with_slo(sv.slo_ttft, sv.slo_tpot)
+        usd_per_s = s["cost_per_mtok_usd"] * s["output_tokens_per_s"] / 1e6
+        good = s.get("goodput_req_per_s", s["throughput_req_per_s"])
+        out.update(goodput_req_per_s=good, goodput_per_usd=good / usd_per_s if usd_per_s > 0 else math.nan,
+                   p99_ttft_s=s["ttft_p99_s"], p99_tpot_s=s["tpot_p99_s"],
+                   serve_energy_per_token_j=s["energy_per_token_j"])
+    if (sv.slo_ttft or sv.slo_tpot) and (want is None or want & {"max_rate_under_slo", "max_rate_per_device"}):
+        m = find_max_rate(run, unit, sv.slo_ttft, sv.slo_tpot, percentile=sv.percentile, tolerance=0.05)
+        out.update(max_rate_under_slo=m.rate, max_rate_per_device=m.rate / devices)
+    return out
+
+
 # -- evaluation -----------------------------------------------------------------------
 
 def _flat(path: str, value) -> list[str]:
@@ -144,6 +185,7 @@ class _Design:
     params: dict
     chip: _Chip
     comp: object = None
+    serving: dict = field(default_factory=dict)   # tp, pp, batch, replicas, ... this design sets
     per_wl: list = field(default_factory=list)   # one summary dict per workload
     error: str | None = None
 
@@ -162,6 +204,7 @@ class Evaluator:
         self._has_area = _area_module() is not None
         self._quality_cache: dict = {}
         self._compression_dims = {d.name for d in study.space.dims if d.target == "compression"}
+        self._serving_dims = {d.name for d in study.space.dims if d.target == "serving"}
 
     def _quality(self, model, comp) -> float:
         key = (model.name, comp)          # Compression is frozen, hence hashable
@@ -196,22 +239,26 @@ class Evaluator:
             if self._has_area:
                 c.design = design_costs(c.hw)
             c.p = self._spec_params(c.hw)
-            price = c.design.get("chip_cost_usd") if self.study.varies_hardware else None
+            price = c.design.get("chip_cost_usd") if self.study.varies_hardware and not self.study.space.devices \
+                else None
             if price is None:         # a fixed device keeps its own price (NaN when the spec has none)
                 price = c.hw.price if c.hw.price is not None else np.nan
             c.p["price"] = np.atleast_1d(float(price))
             flat = [k for path, v in overrides.items() for k in _flat(path, v)]
-            c.batchable = set(c.p) == self._base_keys and all(k in self._base_keys for k in flat)
+            # another device from the study's list is its own spec, never the base's figures overridden
+            c.batchable = (c.hw.name == self.study.base.name and set(c.p) == self._base_keys
+                           and all(k in self._base_keys for k in flat))
         except (CodesignError, ValidationError, ValueError, ZeroDivisionError, ArithmeticError) as e:
             c.error = _short(e)
         return c
 
     def _prepare(self, params: dict, chips: dict, comps: dict) -> _Design:
-        hw_params = {k: v for k, v in params.items() if k not in self._compression_dims}
+        hw_params = {k: v for k, v in params.items() if k not in self._compression_dims | self._serving_dims}
         key = params_key(hw_params)
         if key not in chips:
             chips[key] = self._chip(hw_params)
-        d = _Design(params=params, chip=chips[key], error=chips[key].error)
+        d = _Design(params=params, chip=chips[key], error=chips[key].error,
+                    serving=self.study.space.serving(params))
         if d.error is None:
             ckey = params_key({k: v for k, v in params.items() if k in self._compression_dims})
             try:
@@ -229,9 +276,15 @@ class Evaluator:
         designs = [self._prepare(p, chips, comps) for p in params_list]
         for j, wl in enumerate(self.study.workloads):
             ok = [d for d in designs if d.error is None]
-            group = [d for d in ok if d.chip.batchable]
+            # designs with the same layout (tp, pp, batch) share one engine call per chip kind
+            layouts: dict = {}
+            for d in ok:
+                layouts.setdefault(params_key(_layout(d.serving)), []).append(d)
             single = [d for d in ok if not d.chip.batchable]
-            if group:
+            for members in layouts.values():
+                group = [d for d in members if d.chip.batchable]
+                if not group:
+                    continue
                 try:
                     self._run(evaluate_batch, self.study.base, group, wl)
                 except Exception:   # noqa: BLE001 - isolate the design(s) that fail
@@ -241,6 +294,14 @@ class Evaluator:
                     self._run(evaluate_batch, d.chip.hw, [d], wl)
                 except Exception as e:   # noqa: BLE001 - a design the engine cannot price is invalid
                     d.error = f"{wl.label}: {_short(e)}"
+            if wl.serve is not None:
+                for d in designs:
+                    if d.error is None and len(d.per_wl) == j + 1:
+                        try:
+                            d.per_wl[j].update(serve_metrics(d.chip.hw, wl, d.comp, d.serving, d.chip.p["price"][0],
+                                                         self._used()))
+                        except CodesignError as e:
+                            d.error = f"{wl.label}: {_short(e)}"
         return [self._outcome(d) for d in designs]
 
     def _run(self, evaluate_batch, base, group: list[_Design], wl) -> None:
@@ -254,7 +315,8 @@ class Evaluator:
             if k == "price" or not np.array_equal(col, np.broadcast_to(base_p[k], col.shape), equal_nan=True):
                 over[k] = col
         comps = [d.comp for d in group]
-        res = evaluate_batch(base, wl.model, wl.scenario, comps, overrides=over)
+        sc = wl.scenario.model_copy(update=_layout(group[0].serving)) if group[0].serving else wl.scenario
+        res = evaluate_batch(base, wl.model, sc, comps, overrides=over)
         n = len(group)
         # one column per summary metric, as Python scalars (tolist is one call, not one per design)
         cols = {k: v.tolist() if v.ndim == 1 else [x.item() if hasattr(x, "item") else x for x in v]
@@ -282,7 +344,7 @@ class Evaluator:
         wls = study.workloads
         weights = [w.weight for w in wls]
         m: dict = {}
-        for key in NUMERIC_SUMMARY + ("quality_ppl_increase_pct", "energy_j"):
+        for key in NUMERIC_SUMMARY + ("quality_ppl_increase_pct", "energy_j") + tuple(SERVE_METRICS):
             vals = [r.get(key) for r in d.per_wl]
             if any(v is None for v in vals):
                 continue

@@ -29,6 +29,7 @@ from ..errors import CodesignError
 
 DEFAULT_BATCH = {"tpe": 8, "gp": 1, "random": 64, "grid": 64}
 MAX_DESIGNS = 10_000_000      # auto enumerates a discrete space up to this many designs (options.max_designs)
+SERVE_MAX_DESIGNS = 500       # ... or this many when a serving metric simulates traffic for each design
 # auto's sampler when it cannot enumerate. Against exact fronts (benchmarks/bench_search.py, the
 # ready studies with 11 clock levels, mean of 3 seeds): at small budgets TPE reached 1.000 of the
 # exact hypervolume where NSGA-II reached 0.963 (fpga-dtype-compression, 800 trials) and 0.993
@@ -52,7 +53,9 @@ def choose_sampler(study, trials: int | None = None) -> Choice:
     s = study.spec.sampler
     if s.name not in ("auto", "exhaustive"):
         return Choice(s.name, f"{s.name}, as the study names it")
-    limit = int(s.options.get("max_designs", MAX_DESIGNS))
+    # a serving metric runs the simulator per design (~0.1-2 s each), not the batched engine
+    serving = study.uses_serving
+    limit = int(s.options.get("max_designs", SERVE_MAX_DESIGNS if serving else MAX_DESIGNS))
     cont = continuous_dims(study.space)
     n = None if cont else count_designs(study.space, limit)
     if s.name == "exhaustive":

@@ -75,10 +75,24 @@ DESIGN_METRICS: dict[str, tuple[str, str | None]] = {
     "cost_per_mtok_usd": ("minimize", "money"),
     "quality_ppl_increase_pct": ("minimize", None),
 }
-METRICS = {**SUMMARY_METRICS, **DESIGN_METRICS}
+# computed by codesign.search.metrics with the serving simulator, for workloads with a
+# ``serve`` block (codesign.serve: Poisson traffic through the scheduler, SLOs at a percentile)
+SERVE_METRICS: dict[str, tuple[str, str | None]] = {
+    "max_rate_under_slo": ("maximize", None),     # requests/s meeting the SLOs (bisection)
+    "max_rate_per_device": ("maximize", None),    # the same per device (tp x pp x replicas)
+    "goodput_req_per_s": ("maximize", None),      # at the block's rate: requests/s meeting every SLO
+    "goodput_per_usd": ("maximize", None),        # requests meeting the SLOs per USD (devices + energy)
+    "p99_ttft_s": ("minimize", "time"),
+    "p99_tpot_s": ("minimize", "time"),
+    "serve_energy_per_token_j": ("minimize", "energy"),
+}
+METRICS = {**SUMMARY_METRICS, **DESIGN_METRICS, **SERVE_METRICS}
+# serving choices a study may search (section ``serving``): layout and scheduler limits
+SERVING_FIELDS = ("tp", "pp", "batch", "replicas", "max_num_seqs", "max_batched_tokens")
 SAMPLERS = ("auto", "exhaustive", "tpe", "nsga2", "nsga3", "gp", "random", "grid")
 ENUMERATION_OPTIONS = ("max_designs", "chunk_size")      # what auto / exhaustive take (samplers.py)
-SCENARIO_FIELDS = ("batch", "prompt", "generate", "dtype", "tp", "pp", "dp", "ep", "attention", "microbatches")
+SCENARIO_FIELDS = ("batch", "prompt", "generate", "dtype", "tp", "pp", "dp", "ep", "attention", "microbatches",
+                   "runtime")
 
 
 def _unknown_metric(name: str) -> str:
@@ -102,6 +116,19 @@ def metric_value(metric: str, value, what: str) -> float:
         return parse_quantity(value, dim)
     except UnitError as e:
         raise ValueError(f"{what}: {e}") from None
+
+
+def positive_time(v, example: str):
+    """Seconds from a number or a quantity ('2 s', '100 ms'); None stays None."""
+    if v is None:
+        return v
+    try:
+        t = parse_quantity(v, "time")
+    except UnitError as e:
+        raise ValueError(str(e)) from None
+    if not t > 0:
+        raise ValueError(f"expected a positive time such as {example}, got {v!r}")
+    return t
 
 
 class _Strict(BaseModel):
@@ -160,6 +187,28 @@ class DimensionSpec(_Strict):
         return self
 
 
+class ServeSpec(_Strict):
+    """Traffic a design must serve (``codesign serve``): Poisson arrivals at ``rate`` (for
+    goodput and tail latency) and SLOs at ``percentile`` (for ``max_rate_under_slo``)."""
+    rate: float | None = Field(default=None, gt=0)
+    requests: int = Field(default=400, ge=20, le=20000)
+    prompt: str = "lognormal:mean=1024,sd=512"
+    output: str = "lognormal:mean=256,sd=128"
+    policy: Literal["static", "continuous", "chunked", "disaggregated"] = "chunked"
+    replicas: int = Field(default=1, ge=1)
+    max_num_seqs: int = Field(default=256, ge=1)
+    max_batched_tokens: int = Field(default=8192, ge=1)
+    slo_ttft: float | str | None = None
+    slo_tpot: float | str | None = None
+    percentile: float = Field(default=99.0, gt=0, le=100)
+    seed: int = 0
+
+    @field_validator("slo_ttft", "slo_tpot")
+    @classmethod
+    def _seconds(cls, v):
+        return positive_time(v, "'2 s' or '100 ms'")
+
+
 class WorkloadEntry(_Strict):
     """A model with one serving scenario; ``weight`` is its share in the objectives."""
     workload: str | dict = Field(description="library name, YAML path, or an inline model mapping")
@@ -174,6 +223,8 @@ class WorkloadEntry(_Strict):
     ep: int | None = None
     attention: str | None = None
     microbatches: int | None = None
+    runtime: str | None = None
+    serve: ServeSpec | None = None
 
     def scenario_fields(self) -> dict:
         return {k: getattr(self, k) for k in SCENARIO_FIELDS if getattr(self, k) is not None}
@@ -230,10 +281,11 @@ class SamplerSpec(_Strict):
 class StudySpec(_Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")
     description: str | None = None
-    hardware: str | dict
+    hardware: str | dict | list[str | dict]   # a list: the device itself is a choice (a 'hardware' dimension)
     space: dict[str, DimensionSpec] = Field(default_factory=dict)
     scale_with: dict[str, list[str]] | None = None
     compression: dict[str, DimensionSpec] = Field(default_factory=dict)
+    serving: dict[str, DimensionSpec] = Field(default_factory=dict)    # SERVING_FIELDS
     workloads: list[WorkloadEntry] = Field(min_length=1)
     objectives: list[Objective] = Field(min_length=1)
     constraints: dict[str, Bound | bool] = Field(default_factory=dict)
@@ -271,15 +323,44 @@ class StudySpec(_Strict):
     @field_validator("timeout")
     @classmethod
     def _timeout(cls, v):
-        if v is None:
-            return v
-        try:
-            t = parse_quantity(v, "time")
-        except UnitError as e:
-            raise ValueError(str(e)) from None
-        if t <= 0:
-            raise ValueError(f"expected a positive time such as '600 s', got {v!r}")
-        return t
+        return positive_time(v, "'600 s'")
+
+    @model_validator(mode="after")
+    def _devices(self):
+        if isinstance(self.hardware, list):
+            if not self.hardware:
+                raise ValueError("hardware: give a device, or a list of devices to choose from")
+            names = [h if isinstance(h, str) else h.get("name") for h in self.hardware]
+            if len(set(map(str, names))) != len(names):
+                raise ValueError("hardware: a device is listed twice")
+            if self.space:
+                raise ValueError("space: a study that chooses among devices (a hardware list) cannot also change "
+                                 "their figures; study one device's figures in a study of its own")
+        return self
+
+    @model_validator(mode="after")
+    def _serving(self):
+        for key in self.serving:
+            if key not in SERVING_FIELDS:
+                raise ValueError(f"serving.{key}: not a serving choice (known: {', '.join(SERVING_FIELDS)})")
+        used = {o.metric for o in self.objectives} | set(self.constraints)
+        serve = used & set(SERVE_METRICS)
+        if "replicas" in self.serving and not serve:
+            raise ValueError("serving.replicas: replicas only matter to serving metrics (give workloads a "
+                             "'serve' block and use e.g. max_rate_under_slo)")
+        for i, w in enumerate(self.workloads):
+            if serve and w.serve is None:
+                raise ValueError(f"workloads[{i}].serve: the study uses {sorted(serve)[0]}, a serving metric: "
+                                 "every workload needs a serve block (rate, lengths, SLOs)")
+            if w.serve is None:
+                continue
+            if serve & {"max_rate_under_slo", "max_rate_per_device"} and not (w.serve.slo_ttft or w.serve.slo_tpot):
+                raise ValueError(f"workloads[{i}].serve: max_rate_under_slo needs slo_ttft and/or slo_tpot")
+            at_rate = serve & {"goodput_req_per_s", "goodput_per_usd", "p99_ttft_s", "p99_tpot_s",
+                               "serve_energy_per_token_j"}
+            if at_rate and w.serve.rate is None:
+                raise ValueError(f"workloads[{i}].serve.rate: {sorted(at_rate)[0]} is measured at a request rate")
+        return self
 
     @model_validator(mode="after")
     def _names(self):

@@ -58,6 +58,7 @@ from .schema import DimensionSpec, StudySpec
 
 PRIMITIVE = (type(None), bool, int, float, str)
 AREA = "area"          # scale_with driver: die area from codesign.hardware.area
+DEVICE = "hardware"          # the dimension that picks a device from a study's hardware list
 ONCHIP_KINDS = ("sram", "cache", "register")
 
 
@@ -164,6 +165,7 @@ class Space:
     hardware_paths: tuple[str, ...]           # every spec path some dimension may set
     area_fn: typing.Callable | None = field(default=None, repr=False, compare=False)
     base_area: float | None = None
+    devices: dict = field(default_factory=dict, repr=False, compare=False)   # name -> spec (a hardware list)
 
     def suggest(self, trial) -> dict:
         """Sample every active dimension on an Optuna trial (in dependency order)."""
@@ -192,6 +194,11 @@ class Space:
                         out[d.name] = label
                         break
                 continue
+            if d.target == "serving":       # the workload's own scenario is the base: left to the sampler
+                continue
+            if d.target == "device":
+                out[d.name] = self.base.name
+                continue
             if d.target == "compression":
                 cands = [None, none.get(d.name)]
             else:
@@ -213,7 +220,7 @@ class Space:
         """Trial parameters -> dotted-path overrides of the base spec (scaled figures first)."""
         explicit: dict = {}
         for d in self.dims:
-            if d.name not in params or d.target == "compression":
+            if d.name not in params or d.target in ("compression", "serving", "device"):
                 continue
             v = d.value(params[d.name])
             if d.target == "preset":
@@ -232,6 +239,10 @@ class Space:
                 scaled[rule.target] = _scale(read_path(self.base_data, rule.target), f)
         return {**scaled, **explicit}
 
+    def serving(self, params: dict) -> dict:
+        """The serving choices of a design (tp, replicas, ...): only those its space sets."""
+        return {d.name: int(d.value(params[d.name])) for d in self.dims if d.target == "serving" and d.name in params}
+
     def compression(self, params: dict) -> Compression:
         fields = {d.name: d.value(params[d.name]) for d in self.dims
                   if d.target == "compression" and d.name in params}
@@ -239,6 +250,8 @@ class Space:
 
     def design(self, params: dict) -> tuple[HardwareSpec, dict]:
         """(derived spec, every override applied incl. area-driven ones) for trial parameters."""
+        if DEVICE in params and self.devices:         # a device chosen from the study's list, as it is
+            return self.devices[params[DEVICE]], {}
         ov = self.overrides(params)
         if not ov:
             return self.base, ov
@@ -391,8 +404,9 @@ def _encode(v):
 
 # -- compiling ----------------------------------------------------------------
 
-def compile_space(study: StudySpec, base: HardwareSpec, file=None) -> Space:
-    """Check the study's space against ``base`` and return the compiled :class:`Space`."""
+def compile_space(study: StudySpec, base: HardwareSpec, file=None, devices=()) -> Space:
+    """Check the study's space against ``base`` and return the compiled :class:`Space`;
+    ``devices``: the specs a ``hardware`` list offers (a dimension choosing the device)."""
     base_data = base.model_dump(mode="json", by_alias=True, exclude_unset=True)
     dims: list[Dim] = []
     hw_paths: list[str] = []
@@ -474,15 +488,28 @@ def compile_space(study: StudySpec, base: HardwareSpec, file=None) -> Space:
         converters[key] = lambda v, cconv=cconv, where=where: cconv(v, f"{where}.when")
         dims.append(_numeric_or_choice(key, "compression", ds, cconv, where, bad))
 
+    for key, ds in study.serving.items():
+        where = f"serving.{key}"
+        if ds.type == "categorical" and isinstance(ds.choices, dict):
+            bad(where, "serving choices are a list of values")
+
+        def sconv(v, w):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                bad(w, f"expected an integer >= 1, got {v!r}")
+            return v
+        converters[key] = lambda v, where=where: sconv(v, f"{where}.when")
+        dims.append(_numeric_or_choice(key, "serving", ds, sconv, where, bad))
+
     # conditions: names, values in the controller's units, dependency order
-    specs = {**study.space, **study.compression}
+    specs = {**study.space, **study.compression, **study.serving}
+    section = {"compression": "compression", "serving": "serving"}
     by_name = {d.name: d for d in dims}
     resolved = []
     for d in dims:
         ds = specs[d.name]
         when = []
         for other, allowed in (ds.when or {}).items():
-            prefix = "space" if d.target != "compression" else "compression"
+            prefix = section.get(d.target, "space")
             w = f"{prefix}.{d.name}.when.{other}"
             if other not in by_name:
                 bad(w, f"unknown dimension {other!r} (conditions name another dimension of this study)")
@@ -499,10 +526,15 @@ def compile_space(study: StudySpec, base: HardwareSpec, file=None) -> Space:
         resolved.append(Dim(**{**d.__dict__, "when": tuple(when)}))
     dims = _order(resolved, file)
 
+    if devices:
+        names = tuple(d.name for d in devices)
+        if len(set(names)) != len(names):
+            bad("hardware", f"two devices share the name {next(n for n in names if names.count(n) > 1)!r}")
+        dims.insert(0, Dim(name=DEVICE, target="device", kind="categorical", choices=names, values=names, when=()))
     area_fn, base_area = _area_fn(base)
     rules = _rules(study, base_data, hw_paths, file, area_fn is not None)
     return Space(base=base, base_data=base_data, dims=tuple(dims), rules=rules, hardware_paths=tuple(hw_paths),
-                 area_fn=area_fn, base_area=base_area)
+                 area_fn=area_fn, base_area=base_area, devices={d.name: d for d in devices})
 
 
 def _area_fn(base: HardwareSpec):
