@@ -32,6 +32,7 @@ from types import MappingProxyType
 import numpy as np
 
 from .errors import CodesignError
+from .metrics import METRICS
 
 # ---------------------------------------------------------------------------- style
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
@@ -52,33 +53,8 @@ STYLE = MappingProxyType({
 })
 FORMATS = ("png", "svg", "pdf")
 
-# metric -> (what it is, unit shown, factor from SI to the unit shown)
-METRIC_DISPLAY = MappingProxyType({
-    "ttft_s": ("Time to first token", "ms", 1e3),
-    "tpot_s": ("Time per output token", "ms", 1e3),
-    "e2e_latency_s": ("End-to-end latency", "s", 1.0),
-    "kv_transfer_s": ("KV-cache transfer", "ms", 1e3),
-    "throughput_tokens_per_s": ("Throughput", "generated tokens/s", 1.0),
-    "decode_tokens_per_s": ("Decode throughput", "tokens/s", 1.0),
-    "decode_tokens_per_s_per_request": ("Decode speed per request", "tokens/s", 1.0),
-    "prefill_tokens_per_s": ("Prefill throughput", "tokens/s", 1.0),
-    "energy_per_token_j": ("Energy per token", "mJ/token", 1e3),
-    "energy_j": ("Energy per batch", "J", 1.0),
-    "avg_power_w": ("Average power per device", "W", 1.0),
-    "cost_per_mtok_usd": ("Cost per million tokens", "USD/Mtok", 1.0),
-    "memory_bytes": ("Memory per device", "GiB", 2.0**-30),
-    "weight_bytes": ("Weights per device", "GiB", 2.0**-30),
-    "kv_bytes": ("KV cache per device", "GiB", 2.0**-30),
-    "activation_bytes": ("Activations per device", "GiB", 2.0**-30),
-    "capacity_bytes": ("Memory capacity", "GiB", 2.0**-30),
-    "min_devices": ("Devices needed to fit", "devices", 1.0),
-    "devices": ("Devices", "devices", 1.0),
-    "area_mm2": ("Die area", "mm²", 1.0),
-    "die_cost_usd": ("Die cost", "USD", 1.0),
-    "chip_cost_usd": ("Chip cost", "USD", 1.0),
-    "power_w": ("Power", "W", 1.0),
-    "quality_ppl_increase_pct": ("Perplexity increase", "%", 1.0),
-})
+# metric -> (what it is, unit shown, factor from SI to the unit shown), from the one registry
+METRIC_DISPLAY = MappingProxyType({n: (m.label, m.plot_unit, m.plot_factor) for n, m in METRICS.items()})
 _SUFFIX_UNITS = (("_s", "s"), ("_j", "J"), ("_w", "W"), ("_bytes", "B"), ("_usd", "USD"), ("_pct", "%"),
                  ("_mm2", "mm²"), ("_per_s", "1/s"))
 COMPARE_METRICS = ("ttft_s", "tpot_s", "throughput_tokens_per_s", "energy_per_token_j", "cost_per_mtok_usd")

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import CodesignError
+from .metrics import METRICS
+from .units import format_number, format_quantity
 
 DEFAULT_BATCHES = (1, 2, 4, 8, 16, 32, 64, 128)
 DEFAULT_CONTEXTS = (128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
@@ -189,7 +191,7 @@ def _cell(v) -> str:
     if isinstance(v, float):
         if math.isnan(v):
             return "n/a"
-        return f"{v:.4g}"
+        return format_number(v)
     return str(v)
 
 
@@ -219,30 +221,22 @@ def write_html(text: str, path) -> Path:
 
 # ---------------------------------------------------------------------------- comparison report
 # summary rows of the comparison table: metric, label, unit dimension for format_quantity (None: plain)
-_SUMMARY_ROWS = (("ttft_s", "time to first token", "time"), ("tpot_s", "time per output token", "time"),
-                 ("throughput_tokens_per_s", "throughput (generated tokens/s)", None),
-                 ("decode_tokens_per_s", "decode tokens/s (whole batch)", None),
-                 ("prefill_tokens_per_s", "prefill tokens/s", None),
-                 ("e2e_latency_s", "end-to-end latency", "time"),
-                 ("energy_per_token_j", "energy per token", "energy"),
-                 ("avg_power_w", "average power / device", "power"),
-                 ("cost_per_mtok_usd", "cost per million tokens (USD)", None),
-                 ("memory_bytes", "memory per device", "bytes"), ("capacity_bytes", "capacity per device", "bytes"),
-                 ("fits", "fits", None), ("min_devices", "devices needed to fit", None),
-                 ("bound", "binding resource", None))
+_SUMMARY_ROWS = tuple((k, METRICS[k].label.lower() if k in METRICS else k, METRICS[k].dimension if k in METRICS
+                       else None) for k in ("ttft_s", "tpot_s", "throughput_tokens_per_s", "decode_tokens_per_s",
+                                            "prefill_tokens_per_s", "e2e_latency_s", "energy_per_token_j",
+                                            "avg_power_w", "cost_per_mtok_usd", "memory_bytes", "capacity_bytes",
+                                            "fits", "min_devices", "bound"))
 
 
 def _quantity(v, dim):
-    from .units import format_quantity
     if isinstance(v, bool) or isinstance(v, str) or v is None:
         return _cell(v)
     if isinstance(v, float) and not math.isfinite(v):
         return "n/a"
-    return format_quantity(float(v), dim) if dim else f"{float(v):.4g}"
+    return format_quantity(float(v), dim) if dim else format_number(float(v))
 
 
 def _hardware_rows(specs) -> list[dict]:
-    from .units import format_quantity
     rows = []
     for s in specs:
         mem = s.main_memory()

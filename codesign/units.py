@@ -141,6 +141,19 @@ _OUT = {
 }
 
 
+def format_number(x: float, digits: int = 4) -> str:
+    """A plain number for a table: ``digits`` significant digits, thousands separated, never
+    exponent notation in the range a table shows (38,940; 144.9; 0.0123)."""
+    if x == 0 or not math.isfinite(x):
+        return f"{x:g}"
+    if not 1e-4 <= abs(x) < 1e12:
+        return f"{x:.{digits - 1}e}"
+    mag = math.floor(math.log10(abs(x)))
+    decimals = max(0, digits - 1 - mag)
+    out = f"{round(x, digits - 1 - mag):,.{decimals}f}"
+    return out.rstrip("0").rstrip(".") if "." in out else out
+
+
 def format_quantity(x: float, dimension: str, digits: int = 3) -> str:
     """SI float -> short human string ('3.35 TB/s'); the inverse of parse_quantity."""
     if dimension in PLAIN_UNIT:

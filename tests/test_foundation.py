@@ -142,3 +142,23 @@ def test_load_by_path_and_name_agree():
 def test_format_quantity(value, dim, text):
     from codesign.units import format_quantity
     assert format_quantity(value, dim) == text
+
+
+def test_plain_numbers_read_the_same_everywhere():
+    from codesign.units import format_number
+    assert [format_number(v) for v in (38940.2, 144.9, 146.0, 0.0123, 100.0, 12345678, -1234.5)] == \
+        ["38,940", "144.9", "146", "0.0123", "100", "12,350,000", "-1,234"]
+    assert "e" not in format_number(0.00012) and format_number(2.5e13) == "2.500e+13"
+
+
+def test_the_metric_registry_feeds_studies_plots_and_tables():
+    from codesign.cli.evaluate import _SHOWN
+    from codesign.metrics import METRICS, in_group
+    from codesign.plots import METRIC_DISPLAY
+    from codesign.search.schema import METRICS as STUDY_METRICS
+    assert set(STUDY_METRICS) == set(METRICS)
+    for name, m in METRICS.items():
+        assert STUDY_METRICS[name] == (m.direction, m.dimension)
+        assert METRIC_DISPLAY[name][0] == m.label
+    assert {k for k, _, _ in _SHOWN} - set(METRICS) == {"fits", "bound", "quality_status", "quant_gemm_sqnr_db"}
+    assert set(in_group("serve")) >= {"max_rate_under_slo", "p99_ttft_s", "goodput_per_usd"}

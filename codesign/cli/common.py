@@ -7,6 +7,7 @@ import math
 import click
 
 from ..errors import CodesignError
+from ..units import format_number, format_quantity
 
 
 def echo_table(rows: list[dict], columns: list[str] | None = None) -> None:
@@ -32,7 +33,6 @@ _SUFFIX_DIMENSION = (("_s", "time"), ("_j", "energy"), ("_w", "power"), ("_bytes
 
 def with_units(rows: list[dict]) -> list[dict]:
     """Format numbers whose column names say their dimension ("tpot_s", "compute.clock")."""
-    from ..units import format_quantity
     out = []
     for r in rows:
         new = {}
@@ -52,7 +52,7 @@ def _fmt(v) -> str:
     if isinstance(v, float):
         if math.isnan(v):
             return "-"
-        return f"{v:.4g}"
+        return format_number(v)
     return str(v)
 
 

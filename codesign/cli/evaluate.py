@@ -6,7 +6,8 @@ import math
 import click
 
 from ..errors import CodesignError
-from ..units import format_quantity
+from ..metrics import METRICS
+from ..units import format_number, format_quantity
 from .common import (
     build_compression,
     build_scenario,
@@ -18,16 +19,15 @@ from .common import (
     with_units,
 )
 
-# summary metrics shown in tables, with their display unit dimension
-_SHOWN = [("ttft_s", "TTFT", "time"), ("tpot_s", "time/token", "time"),
-          ("prefill_tokens_per_s", "prefill tok/s", None), ("decode_tokens_per_s", "decode tok/s", None),
-          ("throughput_tokens_per_s", "throughput tok/s", None), ("e2e_latency_s", "e2e latency", "time"),
-          ("energy_per_token_j", "energy/token", "energy"), ("avg_power_w", "avg power/device", "power"),
-          ("memory_bytes", "memory/device", "bytes"), ("capacity_bytes", "capacity/device", "bytes"),
-          ("fits", "fits", None), ("min_devices", "min devices", None), ("bound", "bound", None),
-          ("cost_per_mtok_usd", "USD / M tokens", None), ("quality_ppl_increase_pct", "ppl increase %", None),
-          ("quality_status", "quality source", None),
-          ("quant_gemm_sqnr_db", "GEMM SQNR dB (measured)", None)]
+# summary metrics shown in tables: labels and units from the one registry (codesign.metrics),
+# then the rows that are not metrics
+_OTHER_ROWS = {"fits": "fits", "bound": "bound", "quality_status": "quality source",
+               "quant_gemm_sqnr_db": "GEMM SQNR dB (measured)"}
+_SHOWN = [(k, _OTHER_ROWS[k], None) if k in _OTHER_ROWS else (k, METRICS[k].short, METRICS[k].dimension)
+          for k in ("ttft_s", "tpot_s", "prefill_tokens_per_s", "decode_tokens_per_s", "throughput_tokens_per_s",
+                    "e2e_latency_s", "energy_per_token_j", "avg_power_w", "memory_bytes", "capacity_bytes", "fits",
+                    "min_devices", "bound", "cost_per_mtok_usd", "quality_ppl_increase_pct", "quality_status",
+                    "quant_gemm_sqnr_db")]
 
 
 # what a device that cannot hold the model cannot honestly show
@@ -54,7 +54,7 @@ def _fmt(key, value, dim):
         return _NOT_A_NUMBER.get(key, "no data")
     if dim:
         return format_quantity(value, dim)
-    return f"{value:.4g}"
+    return format_number(value)
 
 
 def _split(ref: str) -> list[str]:

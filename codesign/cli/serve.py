@@ -6,7 +6,7 @@ import math
 import click
 
 from ..errors import CodesignError
-from ..units import format_quantity
+from ..units import format_number, format_quantity
 from .common import build_compression, build_scenario, check_writable, compression_options, echo_json, echo_table
 
 _SHOWN = [("ttft", "TTFT", "time"), ("tpot", "TPOT", "time"), ("itl", "inter-token", "time"),
@@ -221,7 +221,7 @@ def _cell(key: str, v) -> str:
         return format_quantity(v, "time")
     if key.endswith("_j"):
         return format_quantity(v, "energy")
-    return f"{v:.4g}"
+    return format_number(v)
 
 
 def _names(text: str) -> list[str]:

@@ -44,48 +44,20 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ..metrics import in_group
 from ..units import UnitError, parse_quantity
 
+
 # ---------------------------------------------------------------------------
-# Metrics a study may optimise or constrain.
+# Metrics a study may optimise or constrain (codesign.metrics is the table):
 # name -> (default direction, units dimension for bounds written with units or None)
-SUMMARY_METRICS: dict[str, tuple[str, str | None]] = {
-    "ttft_s": ("minimize", "time"),
-    "tpot_s": ("minimize", "time"),
-    "e2e_latency_s": ("minimize", "time"),
-    "prefill_tokens_per_s": ("maximize", None),
-    "decode_tokens_per_s": ("maximize", None),
-    "throughput_tokens_per_s": ("maximize", None),
-    "energy_per_token_j": ("minimize", "energy"),
-    "avg_power_w": ("minimize", "power"),
-    "memory_bytes": ("minimize", "bytes"),
-    "weight_bytes": ("minimize", "bytes"),
-    "kv_bytes": ("minimize", "bytes"),
-    "activation_bytes": ("minimize", "bytes"),
-    "capacity_bytes": ("maximize", "bytes"),
-    "min_devices": ("minimize", None),
-    "devices": ("minimize", None),
-}
-# computed by codesign.search.metrics from the area/cost and quality models
-DESIGN_METRICS: dict[str, tuple[str, str | None]] = {
-    "area_mm2": ("minimize", "area"),
-    "die_cost_usd": ("minimize", "money"),
-    "chip_cost_usd": ("minimize", "money"),
-    "power_w": ("minimize", "power"),
-    "cost_per_mtok_usd": ("minimize", "money"),
-    "quality_ppl_increase_pct": ("minimize", None),
-}
-# computed by codesign.search.metrics with the serving simulator, for workloads with a
-# ``serve`` block (codesign.serve: Poisson traffic through the scheduler, SLOs at a percentile)
-SERVE_METRICS: dict[str, tuple[str, str | None]] = {
-    "max_rate_under_slo": ("maximize", None),     # requests/s meeting the SLOs (bisection)
-    "max_rate_per_device": ("maximize", None),    # the same per device (tp x pp x replicas)
-    "goodput_req_per_s": ("maximize", None),      # at the block's rate: requests/s meeting every SLO
-    "goodput_per_usd": ("maximize", None),        # requests meeting the SLOs per USD (devices + energy)
-    "p99_ttft_s": ("minimize", "time"),
-    "p99_tpot_s": ("minimize", "time"),
-    "serve_energy_per_token_j": ("minimize", "energy"),
-}
+def _pairs(group: str) -> dict[str, tuple[str, str | None]]:
+    return {name: (m.direction, m.dimension) for name, m in in_group(group).items()}
+
+
+SUMMARY_METRICS = _pairs("summary")       # codesign.perf.evaluate's summary
+DESIGN_METRICS = _pairs("design")         # codesign.search.metrics: area/cost and quality models
+SERVE_METRICS = _pairs("serve")           # the serving simulator, for workloads with a serve block
 METRICS = {**SUMMARY_METRICS, **DESIGN_METRICS, **SERVE_METRICS}
 # serving choices a study may search (section ``serving``): layout and scheduler limits
 SERVING_FIELDS = ("tp", "pp", "batch", "replicas", "max_num_seqs", "max_batched_tokens")
