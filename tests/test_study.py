@@ -500,3 +500,21 @@ def test_killing_the_parent_stops_the_workers(tmp_path, sig):
     while time.monotonic() - t1 < 5 and any(_alive(k) for k in kids):
         time.sleep(0.1)
     assert not [k for k in kids if _alive(k)]
+
+
+def test_reading_commands_never_write_the_journal(tmp_path):
+    """status, best, export and report read a snapshot: the journal stays byte for byte, even
+    with an unfinished last line (a killed writer's), which only a run repairs (issue 15, item 8)."""
+    path = make(tmp_path)
+    st = load_study(path)
+    run(st, tmp_path, trials=6)
+    journal = tmp_path / "results" / st.name / "study.journal"
+    with open(journal, "ab") as f:
+        f.write(b'{"op_code": 4, "worker_id": "x"')
+    before = journal.read_bytes()
+    for args in (("study", "status", path), ("study", "best", path), ("study", "export", path, "--out", tmp_path / "x"),
+                 ("report", "--study", path, "--out", tmp_path / "r.html")):
+        r = cli(*args, "--results-dir", tmp_path / "results")
+        assert r.returncode == 0, r.stderr
+        assert journal.read_bytes() == before, args
+    assert not list(journal.parent.glob("*.partial-*"))

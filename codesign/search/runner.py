@@ -72,7 +72,7 @@ def open_optuna_study(study: Study, ref: StorageRef, seed_offset: int = 0, creat
 
     from .samplers import build_sampler, choose_sampler
     _quiet()
-    storage = open_storage(ref, create=create)
+    storage = open_storage(ref, create=create, readonly=not create)
     if sampler is None:       # reading a stored study asks nothing: no need to resolve auto
         sampler = choose_sampler(study).name if create else "random"
     sampler_obj = build_sampler(study, seed_offset, sampler)
@@ -81,11 +81,17 @@ def open_optuna_study(study: Study, ref: StorageRef, seed_offset: int = 0, creat
         if study.name not in names and not create:
             raise CodesignError(f"no study named {study.name!r} here (have: {sorted(names) or 'none'})",
                                 file=ref.label)
-        ost = optuna.create_study(study_name=study.name, storage=storage, sampler=sampler_obj,
-                                  directions=list(study.directions), load_if_exists=True)
+        if create:
+            ost = optuna.create_study(study_name=study.name, storage=storage, sampler=sampler_obj,
+                                      directions=list(study.directions), load_if_exists=True)
+        else:                 # reading: load, never create or annotate (nothing is written)
+            ost = optuna.load_study(study_name=study.name, storage=storage, sampler=sampler_obj)
         attrs = ost.user_attrs
     stored = attrs.get(ATTR_FINGERPRINT)
-    if stored is None:
+    if stored is None and not create:
+        if [d.name.lower() for d in ost.directions] != [d for d in study.directions]:
+            raise CodesignError(f"study {study.name!r} here has other objectives", file=ref.label)
+    elif stored is None:
         if [d.name.lower() for d in ost.directions] != [d for d in study.directions]:
             raise CodesignError(f"study {study.name!r} already exists here with other objectives; "
                                 "use another name or --storage", file=ref.label)
@@ -109,7 +115,7 @@ def stored_study(name: str | None, ref: StorageRef) -> Study:
     """The study definition saved in the storage (what ``resume NAME`` continues)."""
     import optuna
     _quiet()
-    storage = open_storage(ref, create=False)
+    storage = open_storage(ref, create=False, readonly=True)
     with guard(ref):
         summaries = storage.get_all_studies()
     names = [s.study_name for s in summaries]
@@ -139,7 +145,7 @@ def resolve_study(ref: str, storage: str | None, results_dir=None) -> tuple[Stud
     if exists:
         from .storage import open_storage
         with guard(sref):
-            names = {s.study_name for s in open_storage(sref, create=False).get_all_studies()}
+            names = {s.study_name for s in open_storage(sref, create=False, readonly=True).get_all_studies()}
         if name in names:
             return stored_study(name, sref), sref
     return (file_study or load_study(ref)), sref      # not run yet: the file / library study

@@ -226,19 +226,46 @@ def _locked(lock):
         lock.release()
 
 
-def open_storage(ref: StorageRef, create: bool = True):
-    """Open the Optuna storage; bad or unreadable storage -> one CodesignError line."""
+def _snapshot(path: Path) -> Path:
+    """A private copy of a journal for reading: the file itself is never opened for writing
+    (Optuna's journal appends even when it only loads a study). An unfinished last line (a
+    killed write) is left out of the copy, and the original keeps it."""
+    import atexit
+    import shutil
+    import tempfile
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        import warnings
+        warnings.warn(f"{path}: the last journal line is unfinished (a killed write); read without it, the file "
+                      "is left as it is", stacklevel=3)
+        data = data[:data.rfind(b"\n") + 1]
+    folder = tempfile.mkdtemp(prefix="codesign-journal-")
+    atexit.register(shutil.rmtree, folder, True)
+    copy = Path(folder) / path.name
+    copy.write_bytes(data)
+    return copy
+
+
+def open_storage(ref: StorageRef, create: bool = True, readonly: bool = False):
+    """Open the Optuna storage; bad or unreadable storage -> one CodesignError line.
+    ``readonly``: for commands that only read (status, best, export, report): a journal is
+    read from a private snapshot, so nothing they do can change the file."""
     import optuna
     if ref.kind == "journal":
         path = Path(ref.target)
         if not path.exists():
-            if not create:
+            if not create or readonly:
                 raise CodesignError("no study storage here (run the study first)", file=path)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.touch()
-        lock = FlockLock(str(path) + ".lock")
         if path.is_dir():
             raise CodesignError("expected a journal file, found a folder", file=path)
+        if readonly:
+            copy = _snapshot(path)
+            with guard(ref):
+                return optuna.storages.journal.JournalStorage(
+                    JournalBackend(str(copy), FlockLock(str(copy) + ".lock")))
+        lock = FlockLock(str(path) + ".lock")
         side = _repair_journal_tail(path, lock)
         if side is not None:
             import warnings
