@@ -518,3 +518,24 @@ def test_reading_commands_never_write_the_journal(tmp_path):
         assert r.returncode == 0, r.stderr
         assert journal.read_bytes() == before, args
     assert not list(journal.parent.glob("*.partial-*"))
+
+
+def test_trials_left_running_elsewhere_are_named_and_can_be_failed(tmp_path):
+    """A RUNNING trial of a worker on another host holds a study short of its target: the run
+    says so, and resume --fail-stale marks it FAIL and reaches the target (issue 15, item 3)."""
+    from codesign.search.runner import open_optuna_study
+    path = make(tmp_path)
+    st = load_study(path)
+    run(st, tmp_path, trials=4)
+    ost = open_optuna_study(st, parse_ref(None, st.name, tmp_path / "results"))
+    t = ost.ask()
+    ost.set_user_attr("x", 1)
+    t.set_user_attr("worker", "elsewhere:1")
+    r = cli("study", "resume", st.name, "--trials", "6", "--results-dir", tmp_path / "results")
+    assert r.returncode == 0, r.stderr
+    assert "still RUNNING under other workers" in r.stdout and "elsewhere:1" in r.stdout and "--fail-stale" in r.stdout
+    r = cli("study", "resume", st.name, "--trials", "6", "--fail-stale", "0", "--results-dir", tmp_path / "results")
+    assert r.returncode == 0, r.stderr
+    assert "marked 1 interrupted" in r.stdout and "still RUNNING" not in r.stdout
+    s = json.loads(cli("study", "status", st.name, "--json", "--results-dir", tmp_path / "results").stdout)
+    assert s["complete"] == 6 and s["running"] == 0 and s["stale"] == []

@@ -42,13 +42,13 @@ def _run_opts(f):
     return _RESULTS(_STORAGE(f))
 
 
-def _go(st, sref, trials, timeout, workers, batch, progress):
+def _go(st, sref, trials, timeout, workers, batch, progress, fail_stale=None):
     from ..errors import CodesignError
     from ..search.exhaustive import Tally
     from ..search.front import MARGIN
     from ..search.runner import run_study
     rep = run_study(st, sref, trials=trials, timeout=timeout, workers=workers, batch=batch, progress=progress,
-                    say=click.echo)
+                    say=click.echo, fail_stale=fail_stale)
     if rep.interrupted_marked:
         click.echo(f"marked {rep.interrupted_marked} interrupted trial(s) of a killed run as FAIL")
     if rep.exhaustive is not None:
@@ -66,6 +66,11 @@ def _go(st, sref, trials, timeout, workers, batch, progress):
         click.echo(f"hypervolume of the front: {rep.hypervolume:.4f} (objectives scaled by {rep.hv_basis}; "
                    f"reference point: the nadir + {MARGIN:.0%} of each range)")
     click.echo(f"storage: {rep.storage}")
+    if rep.running_elsewhere:
+        shown = "; ".join(rep.running_elsewhere[:3]) + (" ..." if len(rep.running_elsewhere) > 3 else "")
+        click.echo(f"note: {rep.completed} of the {trials or st.spec.trials} trials are complete; "
+                   f"{len(rep.running_elsewhere)} are still RUNNING under other workers ({shown}). If those workers "
+                   f"are gone, `codesign study resume {st.name} --fail-stale` marks them FAIL and goes on")
     if rep.failure:
         raise CodesignError(rep.failure, file=st.file)
 
@@ -83,11 +88,14 @@ def run_cmd(file, storage, results_dir, trials, timeout, workers, batch, progres
 @study.command("resume")
 @click.argument("ref", metavar="NAME|FILE")
 @_run_opts
-def resume_cmd(ref, storage, results_dir, trials, timeout, workers, batch, progress):
+@click.option("--fail-stale", "fail_stale", is_flag=False, flag_value=-1.0, default=None, type=float,
+              metavar="[SECONDS]", help="Mark FAIL the trials other hosts (or no owner) left RUNNING longer than "
+                                        "this (alone: codesign.search.runner.STALE_AFTER_S, 10 min).")
+def resume_cmd(ref, storage, results_dir, trials, timeout, workers, batch, progress, fail_stale):
     """Continue a study (by name, as stored) until it holds its number of trials."""
     from ..search.runner import resolve_study
     st, sref = resolve_study(ref, storage, results_dir)
-    _go(st, sref, trials, timeout, workers, batch, progress)
+    _go(st, sref, trials, timeout, workers, batch, progress, fail_stale)
 
 
 def _open(ref, storage, results_dir):
@@ -150,12 +158,14 @@ def status_cmd(ref, storage, results_dir, as_json):
         vals = [t.values[i] for t in feas]
         best[m] = (min if d == "minimize" else max)(vals) if vals else math.nan
     from ..search.exhaustive import ATTR, Tally
+    from ..search.runner import describe_trial, stale_trials
     from ..search.space import params_key
     enumerated = ost.user_attrs.get(ATTR)
     info = {"name": st.name, "storage": sref.label, "target_trials": st.spec.trials,
             "exhaustive": Tally(**enumerated).summary() if enumerated else "",
             "complete": states.get("COMPLETE", 0), "distinct": len({params_key(t.params) for t in done}),
             "running": states.get("RUNNING", 0),
+            "stale": [describe_trial(t) for t in stale_trials(ost)],
             "failed_or_interrupted": states.get("FAIL", 0), "feasible": len(feas), "invalid": len(invalid),
             "pareto": len(front), "best": best, "violations": dict(violated),
             "common_errors": [f"{n} x {e}" for e, n in errors], "dashboard": sref.dashboard_hint()}

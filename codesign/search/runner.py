@@ -163,20 +163,47 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def fail_interrupted(ost) -> int:
-    """Mark RUNNING trials of dead local processes as FAIL; return how many."""
+STALE_AFTER_S = 600.0     # a trial RUNNING this long is stale: a batch takes seconds, not minutes
+
+
+def stale_trials(ost, stale_after: float = STALE_AFTER_S) -> list:
+    """RUNNING trials that no live worker will finish: a dead process on this host, or (on
+    another host, or with no owner) asked more than ``stale_after`` seconds ago. Optuna's
+    heartbeats exist only for RDB storages, so the trial's start time is the heartbeat here."""
+    import datetime as dt
+
     from optuna.trial import TrialState
     host = socket.gethostname()
-    n = 0
+    now = dt.datetime.now()
+    out = []
     for t in ost.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         owner = str(t.user_attrs.get("worker", ""))
         h, _, pid = owner.rpartition(":")
-        if h == host and pid.isdigit() and not _alive(int(pid)):
-            try:
-                ost.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
-                n += 1
-            except Exception:   # noqa: BLE001 - another resumer got there first
-                pass
+        if h == host and pid.isdigit():
+            dead = not _alive(int(pid))
+        else:
+            start = t.datetime_start
+            dead = start is None or (now - start).total_seconds() > stale_after
+        if dead:
+            out.append(t)
+    return out
+
+
+def fail_interrupted(ost, stale_after: float | None = None) -> int:
+    """Mark RUNNING trials of dead local processes as FAIL; with ``stale_after`` (seconds),
+    also those of other hosts (or no owner) that old. Return how many were marked."""
+    from optuna.trial import TrialState
+    host = socket.gethostname()
+    n = 0
+    for t in stale_trials(ost, stale_after if stale_after is not None else math.inf):
+        h = str(t.user_attrs.get("worker", "")).rpartition(":")[0]
+        if h != host and stale_after is None:
+            continue
+        try:
+            ost.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+            n += 1
+        except Exception:   # noqa: BLE001 - another resumer got there first
+            pass
     return n
 
 
@@ -201,6 +228,7 @@ class RunReport:
     hv_basis: str = ""          # which bounds scaled the objectives
     exhaustive: dict | None = None   # the enumeration's statistics (exhaustive.Tally)
     failure: str | None = None  # one line when nothing could be scored (the CLI then exits non-zero)
+    running_elsewhere: list = field(default_factory=list)   # RUNNING trials that kept it short of the target
 
     @property
     def trials_per_s(self) -> float:
@@ -335,10 +363,12 @@ def _worker_entry(raw: dict, file: str | None, ref: StorageRef, index: int, targ
 
 
 def run_study(study: Study, ref: StorageRef, *, trials: int | None = None, timeout: float | None = None,
-              workers: int = 1, batch: int | None = None, progress: bool | None = None, say=None) -> RunReport:
+              workers: int = 1, batch: int | None = None, progress: bool | None = None, say=None,
+              fail_stale: float | None = None) -> RunReport:
     """Run (or continue) ``study`` on ``ref`` until it holds ``trials`` completed trials, or, when
     its space is enumerated (``auto``/``exhaustive``), until every design has been scored.
-    ``say``: where to print one-line notes (the sampler chosen and why)."""
+    ``say``: where to print one-line notes (the sampler chosen and why). ``fail_stale``: also
+    mark FAIL the trials other hosts (or no owner) left RUNNING longer than this (seconds)."""
     from .samplers import choose_sampler, default_batch
     if workers < 1:
         raise CodesignError(f"--workers must be at least 1, got {workers}")
@@ -359,7 +389,7 @@ def run_study(study: Study, ref: StorageRef, *, trials: int | None = None, timeo
 
     probe = open_optuna_study(study, ref, sampler=choice.name)
     with guard(ref):
-        marked = fail_interrupted(probe)
+        marked = fail_interrupted(probe, STALE_AFTER_S if fail_stale is not None and fail_stale < 0 else fail_stale)
         start_done, _ = _counts(probe)
         n_all = len(probe.get_trials(deepcopy=False))
     seed_base = 0 if n_all == 0 else 1009 * n_all      # a resumed run draws fresh random streams
@@ -396,7 +426,19 @@ def run_study(study: Study, ref: StorageRef, *, trials: int | None = None, timeo
         rep = _report(study, probe, tally)
     rep.update(name=study.name, storage=ref.label, new=rep["completed"] - start_done, seconds=time.monotonic() - t0,
                interrupted_marked=marked, sampler=choice.name, why=choice.why)
+    if choice.name != "exhaustive" and rep["completed"] < target:
+        # the target counts RUNNING trials as on their way: name the ones that hold it back
+        with guard(ref):
+            rep["running_elsewhere"] = [describe_trial(t) for t in probe.get_trials(deepcopy=False)
+                                        if t.state.name == "RUNNING"]
     return RunReport(**rep)
+
+
+def describe_trial(t) -> str:
+    """'trial 12 (host:pid, running 14 min)'."""
+    import datetime as dt
+    age = (dt.datetime.now() - t.datetime_start).total_seconds() if t.datetime_start else math.nan
+    return f"trial {t.number} ({t.user_attrs.get('worker') or 'no owner'}, running {age / 60:.0f} min)"
 
 
 def _report(study: Study, ost, tally) -> dict:
