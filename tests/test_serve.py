@@ -267,3 +267,17 @@ def test_report_has_a_serving_section(tmp_path):
     assert r.exit_code == 0, r.output
     html = out.read_text()
     assert "Serving under traffic" in html and html.count("<img") >= 5
+
+
+def test_swap_preemption_keeps_the_kv_cache():
+    """Swapped sequences come back without a recompute prefill: fewer prompt tokens computed
+    than with recompute, the swaps cost host-link time, and every request still finishes."""
+    small = step_cost(HW, MODEL, Scenario(runtime="vllm"), max_tokens=4096, max_seqs=128, max_context=8192)
+    small.kv_capacity_tokens = 8 * (1024 + 512)
+    req = _fixed(1e9, 60, 1024, 512)
+    rec = simulate(small, req, Policy(name="continuous"))
+    swp = simulate(small, req, Policy(name="continuous", preemption="swap"))
+    assert rec.summary["preemptions"] > 0 and swp.summary["preemptions"] > 0
+    assert swp.summary["completed"] == 60
+    assert swp.steps.prompt_tokens.sum() < rec.steps.prompt_tokens.sum()
+    assert swp.steps.prompt_tokens.sum() == 60 * 1024             # each prompt computed once

@@ -75,6 +75,8 @@ def _requests(rate, requests, duration, burstiness, prompt_dist, output_dist, tr
               help="Share of device memory for weights, activations and KV cache.")
 @click.option("--prefix-hit", type=float, default=0.0, show_default=True,
               help="Share of prompt tokens found in the prefix cache.")
+@click.option("--preemption", type=click.Choice(["recompute", "swap"]), default="recompute", show_default=True,
+              help="What a preempted sequence's KV cache does: dropped and recomputed, or swapped to host memory.")
 @click.option("--scheduler-steps", type=int, default=1, show_default=True,
               help="Decode steps per scheduling round (vLLM --num-scheduler-steps).")
 @click.option("--draft", default=None, help="Speculative decoding: the draft model (library name or file).")
@@ -108,7 +110,7 @@ def _requests(rate, requests, duration, burstiness, prompt_dist, output_dist, tr
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Write the per-request table here.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def serve_cmd(hardware, workload, runtime, dtype, tp, pp, ep, replicas, policy, max_num_seqs, max_batched_tokens,
-              chunk, block_size, memory_utilization, prefix_hit, scheduler_steps, draft, spec_tokens, acceptance,
+              chunk, block_size, memory_utilization, prefix_hit, preemption, scheduler_steps, draft, spec_tokens, acceptance,
               router, decode_hardware, decode_replicas, rate, concurrency, burstiness, requests, duration,
               prompt_dist, output_dist, trace, max_context, seed, slo_ttft, slo_tpot, percentile, find_max_rate,
               rates, plot_path, csv_path, as_json, **kwargs):
@@ -137,7 +139,8 @@ def serve_cmd(hardware, workload, runtime, dtype, tp, pp, ep, replicas, policy, 
     comp = build_compression(kwargs)
     pol = Policy(name=policy, max_num_seqs=max_num_seqs, max_num_batched_tokens=max_batched_tokens, chunk=chunk,
                  block_size=block_size, memory_utilization=memory_utilization, prefix_hit=prefix_hit, router=router,
-                 scheduler_steps=scheduler_steps, speculative_k=spec_tokens if draft else 0, acceptance=acceptance)
+                 scheduler_steps=scheduler_steps, speculative_k=spec_tokens if draft else 0, acceptance=acceptance,
+                 preemption=preemption)
     if decode_hardware and policy != "disaggregated":
         raise CodesignError("--decode-hardware needs --policy disaggregated", field="--decode-hardware")
     modes = sum(bool(x) for x in (find_max_rate, rates))

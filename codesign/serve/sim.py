@@ -34,8 +34,8 @@ reserves prompt + output blocks up front. Prefix caching: a share ``prefix_hit``
 prompt's tokens is found in the cache and not recomputed (its attention still reads them).
 
 Neglected: the API server's own queueing (its request_overhead delays admission but uses
-no engine time), sampling differences between requests, swap-based preemption (swap is
-priced as recompute); in speculative decoding, the extra attention work of checking k + 1
+no engine time), sampling differences between requests, the overlap of swaps with compute
+(a swap delays the step it precedes); in speculative decoding, the extra attention work of checking k + 1
 tokens per sequence (the cache is read once) and the draft's own prefill.
 """
 from __future__ import annotations
@@ -73,6 +73,9 @@ class Policy:
     # speculative decoding: draft tokens per step (0: off) and the chance each is accepted
     speculative_k: int = 0
     acceptance: float = 0.7
+    # a preempted sequence's KV cache is dropped and recomputed, or swapped to host memory over
+    # the host link and back (vLLM's two preemption modes)
+    preemption: Literal["recompute", "swap"] = "recompute"
 
     def __post_init__(self):
         checks = [(self.name in POLICIES, "name", f"one of {', '.join(POLICIES)}"),
@@ -85,7 +88,8 @@ class Policy:
                   (self.router in ("least-loaded", "round-robin"), "router", "least-loaded or round-robin"),
                   (self.scheduler_steps >= 1, "scheduler_steps", "an integer >= 1"),
                   (0 <= self.speculative_k <= 16, "speculative_k", "an integer in 0..16"),
-                  (0 <= self.acceptance <= 1, "acceptance", "a probability in [0, 1]")]
+                  (0 <= self.acceptance <= 1, "acceptance", "a probability in [0, 1]"),
+                  (self.preemption in ("recompute", "swap"), "preemption", "recompute or swap")]
         for ok, name, want in checks:
             if not ok:
                 raise CodesignError(f"expected {want}, got {getattr(self, name)!r}", field=name)
@@ -129,6 +133,9 @@ class _Engine:
         self.budget = min(policy.max_num_batched_tokens, cost.max_tokens)
         self.max_seqs = min(policy.max_num_seqs, cost.max_seqs)
         self.waiting: deque = deque()
+        self.swapped: deque = deque()      # (rid, cached tokens, blocks) in host memory
+        self.swap_s = 0.0                  # host-link time the next step waits for (swaps out and in)
+        self.swap = policy.preemption == "swap" and cost.link_bw is not None
         self.prefill: list = []            # [rid, cached tokens, tokens to compute, computed, blocks]
         self.ids = np.zeros(0, dtype=np.int64)
         self.ctx = np.zeros(0, dtype=np.int64)
@@ -142,10 +149,10 @@ class _Engine:
 
     # ---------------------------------------------------------------- load
     def load(self) -> int:
-        return len(self.waiting) + len(self.prefill) + len(self.ids)
+        return len(self.waiting) + len(self.prefill) + len(self.ids) + len(self.swapped)
 
     def has_work(self) -> bool:
-        return bool(self.waiting or self.prefill or len(self.ids))
+        return bool(self.waiting or self.prefill or len(self.ids) or self.swapped)
 
     def _blocks_for(self, tokens: int) -> int:
         return -(-int(tokens) // self.pol.block_size)
@@ -189,6 +196,8 @@ class _Engine:
         pol = self.pol.name
         chunks: list = []           # (entry, q)
         decode = False
+        if self.swapped:
+            self._swap_in()
         if self.role == "decode":
             self._admit_prefilled()
             decode = len(self.ids) > 0
@@ -245,7 +254,19 @@ class _Engine:
         for c in costs:
             self.log.energy += c.energy + busy * c.kernels
             self.log.busy_device_s += c.kernels
-        return sum(c.time for c in costs)
+        wait, self.swap_s = self.swap_s, 0.0        # swaps are copies over the host link before the step
+        return sum(c.time for c in costs) + wait
+
+    def _swap_in(self):
+        """Swapped sequences come back first (before new prompts) while blocks allow."""
+        while self.swapped and len(self.ids) + len(self.prefill) < self.max_seqs:
+            rid, ctx, blocks = self.swapped[0]
+            if blocks > self.free:
+                break
+            self.swapped.popleft()
+            self.free -= blocks
+            self.swap_s += self.cost.kv_transfer_time(ctx)
+            self._join([rid], [ctx], [blocks])
 
     def _accepted(self, n: int, k: int) -> np.ndarray:
         """Tokens each decoding sequence gains this step: 1, or with k drafts accepted in
@@ -259,7 +280,8 @@ class _Engine:
 
     def _grow_or_preempt(self):
         """Every decode sequence writes one more token: a new block each block_size tokens;
-        without free blocks the newest sequences are preempted (recomputed later)."""
+        without free blocks the newest sequences are preempted (recomputed later, or swapped
+        out to host memory and back)."""
         if self.pol.name == "static" or not len(self.ids):
             return
         ahead = self.pol.speculative_k + 1 if self.draft is not None else 1   # tokens this step may write
@@ -270,7 +292,12 @@ class _Engine:
             rid = int(self.ids[-1])
             self.free += int(self.blocks[-1])
             self.log.preempted[rid] += 1
-            self.waiting.appendleft(rid)
+            if self.swap:
+                ctx = int(self.ctx[-1])
+                self.swapped.appendleft((rid, ctx, int(self.blocks[-1])))
+                self.swap_s += self.cost.kv_transfer_time(ctx)
+            else:
+                self.waiting.appendleft(rid)
             self.ids, self.ctx, self.rem, self.blocks = self.ids[:-1], self.ctx[:-1], self.rem[:-1], self.blocks[:-1]
             need = need[:-1]
         self.free -= int(need.sum())
