@@ -195,7 +195,8 @@ def min_devices(model, sc, spec, p, w_b, a_b, kv_b, w16) -> np.ndarray:
 @dataclass
 class _Phase:
     time: np.ndarray              # (D,) seconds for the phase (one stage pass, whole batch)
-    energy: np.ndarray            # (D,) dynamic J, one device
+    energy: np.ndarray            # (D,) activity J of every stage's ops (one tensor-parallel rank)
+    stage_energy: np.ndarray      # (D,) activity J of the ops one pipeline stage runs (its power)
     gap: np.ndarray               # (D,) seconds of launch gaps (no kernel running) in ``time``
     kernels: np.ndarray           # (D,) seconds of kernels at full clock (time - gap, before any throttling)
     flops: np.ndarray
@@ -250,6 +251,8 @@ def _run_phase(spec, p, ops, pr, wtot, kvtot, steps: int, pp: int, terms=None) -
     time = (per_op * n_eff * count).sum(-1)
     cnt = tab.cols["count"]
     energy = t["energy_a"] @ (cnt * n_eff) + t["energy_b"] @ (cnt[sl] * c_sum)
+    # what one stage runs (layer ops split over the stages, as in ``time``): its board power
+    stage_energy = energy if pp == 1 else t["energy_a"] @ (count * n_eff) + t["energy_b"] @ (count[sl] * c_sum)
     traffic_op = t["traffic_a"]                                        # (L, D, N), at the mean context
     if c_sum and len(sl):
         traffic_op = traffic_op.copy()
@@ -257,7 +260,7 @@ def _run_phase(spec, p, ops, pr, wtot, kvtot, steps: int, pp: int, terms=None) -
     traffic = np.matmul(traffic_op, cnt * n_eff).T                      # (D, L)
     flops = np.full(time.shape, (tab.cols["flops"] * n_eff + tab.cols["d_flops"] * c_sum) @ cnt)
     gap = (t["overhead"] * n_eff * count).sum(-1)
-    return _Phase(time=time, energy=energy, gap=gap, kernels=time - gap, flops=flops, traffic=traffic,
+    return _Phase(time=time, energy=energy, stage_energy=stage_energy, gap=gap, kernels=time - gap, flops=flops, traffic=traffic,
                   per_op_time=per_op,
                   per_op_traffic=traffic_op, per_op_share=share * count, tab=tab,
                   names=t["names"] + ["overhead"])
@@ -284,7 +287,7 @@ def power_limit(time, gap, energy, p: dict) -> np.ndarray:
 
 def _power_limit(ph: _Phase, p: dict) -> np.ndarray:
     """Stretch a phase by its ``power_limit`` factor (returned)."""
-    factor = power_limit(ph.time, ph.gap, ph.energy, p)
+    factor = power_limit(ph.time, ph.gap, ph.stage_energy, p)
     if (factor > 1).any():
         ph.time = ph.time * factor
         ph.per_op_time = ph.per_op_time * factor[:, None]
