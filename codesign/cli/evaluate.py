@@ -92,9 +92,8 @@ def eval_cmd(hardware, workload, csv_path, as_json, show_ops, **kwargs):
     """Evaluate one model scenario on one device: TTFT, time per token, tokens/s, energy, fit."""
     check_writable(csv_path)
     r = _eval(hardware, workload, kwargs, measure=True)
-    df = r.ops
     if csv_path:
-        df.to_csv(csv_path, index=False)
+        r.ops.to_csv(csv_path, index=False)       # the per-operator table needs pandas: built only when asked
     if as_json:
         out = dict(r.summary)
         out.update(hardware=r.hardware.name, workload=r.model.name, scenario=r.scenario.model_dump(),
@@ -108,14 +107,21 @@ def eval_cmd(hardware, workload, csv_path, as_json, show_ops, **kwargs):
                f"generate {r.scenario.generate}, {r.scenario.dtype}, tp {r.scenario.tp}, pp {r.scenario.pp})")
     echo_table([{"metric": label, "value": _fmt(k, r.summary.get(k), dim)} for k, label, dim in _SHOWN
                 if k in r.summary])
-    if show_ops and not df.empty:
-        click.echo("")
-        view = df.groupby(["phase", "kind"], sort=False).agg(time_s=("total_s", "sum")).reset_index()
-        tot = view.groupby("phase")["time_s"].transform("sum")
-        view["share"] = (100 * view["time_s"] / tot).map(lambda v: f"{v:.1f}%")
-        view["time"] = view["time_s"].map(lambda v: format_quantity(v, "time"))
-        click.echo("time per pass by operator kind (decode: one step at the mean context):")
-        echo_table(view[["phase", "kind", "time", "share"]].to_dict("records"))
+    if show_ops:
+        # time per pass by operator kind and phase (plain Python: the table needs no pandas)
+        total: dict = {}
+        for row in r.op_rows():
+            key = (row["phase"], row["kind"])
+            total[key] = total.get(key, 0.0) + row["total_s"]
+        per_phase: dict = {}
+        for (phase, _), t in total.items():
+            per_phase[phase] = per_phase.get(phase, 0.0) + t
+        if total:
+            click.echo("")
+            click.echo("time per pass by operator kind (decode: one step at the mean context):")
+            echo_table([{"phase": phase, "kind": kind, "time": format_quantity(t, "time"),
+                         "share": f"{100 * t / per_phase[phase]:.1f}%" if per_phase[phase] else "-"}
+                        for (phase, kind), t in total.items()])
     for n in r.notes:
         click.echo(f"note: {n}")
 

@@ -312,7 +312,13 @@ class Result:
 
     @property
     def ops(self):
+        """One row per operator and phase, as a pandas DataFrame (see ``op_rows``)."""
         import pandas as pd
+        return pd.DataFrame(self.op_rows())
+
+    def op_rows(self) -> list[dict]:
+        """One dict per operator and phase: shape, FLOPs, bytes per memory level, time per
+        pass, total time and binding resource (no pandas needed)."""
         rows = []
         phases = self._phases if isinstance(self._phases, dict) else _describe(*self._phases)
         for phase, ph in phases.items():
@@ -330,7 +336,7 @@ class Result:
                 row["total_s"] = float(sh.sum()) / ph["steps"]
                 row["bound"] = _label(pr.names[int(np.argmax(sh))], levels)
                 rows.append(row)
-        return pd.DataFrame(rows)
+        return rows
 
     def to_dict(self) -> dict:
         return dict(self.summary)
