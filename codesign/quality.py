@@ -54,7 +54,7 @@ A user row shadows built-in rows with the same family, model, method, setting
 and metric.
 
 A measured proxy (GEMM error of a quantized kernel from the kernel runner,
-``codesign.validate.quant``) may complement this table later; it is not used here.
+``codesign.quantize``) may complement this table later; it is not used here.
 """
 from __future__ import annotations
 
@@ -72,6 +72,7 @@ from typing import Literal
 from .compression import Compression, normalize_sparsity
 from .errors import CodesignError
 from .io import data_dir
+from .quantize import measured_gemm_error
 from .workload.schema import ModelSpec
 
 Status = Literal["table", "interpolated", "composed", "no-data"]
@@ -373,7 +374,6 @@ def estimate_quality(model: ModelSpec, compression: Compression | None = None, *
 # -- measured numeric proxy ----------------------------------------------------------
 @lru_cache(maxsize=64)
 def _measured(bits: int, group_size: int | None, act_bits: int | None) -> tuple[float, float]:
-    from .validate.quant import measured_gemm_error
     r = measured_gemm_error(bits, group_size, act_bits=act_bits)
     return r["rel_error"], r["sqnr_db"]
 
@@ -381,7 +381,7 @@ def _measured(bits: int, group_size: int | None, act_bits: int | None) -> tuple[
 def measured_gemm_proxy(compression: Compression | None) -> dict:
     """Relative output error and SQNR of one GEMM quantized as ``compression`` says (symmetric
     round-to-nearest on Student-t weights with outlier channels, k=4096; see
-    codesign.validate.quant), measured with the kernel runner's numerics. A method-free
+    codesign.quantize), measured with the kernel runner's numerics. A method-free
     lower bound on what quantization does to a layer's output: GPTQ/AWQ reduce it, the
     table above says by how much in perplexity. Integer weight formats only; 16-bit -> 0."""
     c = compression

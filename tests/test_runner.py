@@ -277,7 +277,7 @@ def test_validate_runs_end_to_end_on_three_kernels(calibrated, tmp_path, monkeyp
 # -- quantization numerics -----------------------------------------------------------
 
 def test_quantized_gemm_error_falls_with_bits_and_smaller_groups():
-    from codesign.validate.quant import measured_gemm_error
+    from codesign.quantize import measured_gemm_error
     kw = dict(k=1024, n=128, m=32)
     e = {(b, g): measured_gemm_error(b, g, **kw)["rel_error"] for b in (8, 4) for g in (None, 128, 32)}
     assert e[(8, None)] < e[(4, None)] and e[(8, 128)] < e[(4, 128)]
@@ -288,7 +288,7 @@ def test_quantized_gemm_error_falls_with_bits_and_smaller_groups():
 
 
 def test_quantized_gemm_matches_uniform_noise_closed_form_on_gaussian_weights():
-    from codesign.validate.quant import measured_gemm_error
+    from codesign.quantize import measured_gemm_error
     for bits in (8, 4):
         r = measured_gemm_error(bits, 64, k=1024, n=128, m=64, dist="gaussian", outlier_frac=0.0)
         assert r["sqnr_db"] == pytest.approx(r["predicted_sqnr_db"], abs=0.5)
@@ -300,7 +300,7 @@ def test_quantized_gemm_matches_uniform_noise_closed_form_on_gaussian_weights():
 
 
 def test_quantization_bad_input():
-    from codesign.validate.quant import measured_gemm_error
+    from codesign.quantize import measured_gemm_error
     with pytest.raises(CodesignError, match="group_size 48 must divide"):
         measured_gemm_error(4, 48, k=1024)
     with pytest.raises(CodesignError, match="bits must be between"):

@@ -74,7 +74,6 @@ def validate(hardware, backend, device, threads, dtype, shapes, csv_path, plot_p
     """
     from ..errors import CodesignError
     from ..hardware import load_hardware
-    from ..validate.compare import plot
     from ..validate.compare import validate as run
     from .common import check_writable
     check_writable(csv_path, plot_path)
@@ -90,7 +89,8 @@ def validate(hardware, backend, device, threads, dtype, shapes, csv_path, plot_p
     if csv_path:
         df.to_csv(csv_path, index=False)
     if plot_path and len(df):
-        plot(df, plot_path)
+        from .. import plots
+        plots.save(plots.validation(df), plot_path)
     if as_json:
         echo_json({**rep, "rows": df.to_dict("records")})
         return

@@ -4,13 +4,12 @@
   kernel with cold inputs and time it (``run_op``, ``run_block``, ``check_op``).
 - :mod:`.calibrate`: measure this machine and write a hardware spec (``codesign calibrate``).
 - :mod:`.compare`: engine prediction vs measurement on real model shapes (``codesign validate``).
-- :mod:`.quant`: output error / SQNR of int8 / int4 quantized GEMMs (``measured_gemm_error``).
 
 PyTorch and matplotlib are imported only when used.
 """
 from __future__ import annotations
 
-__all__ = ["run_op", "run_block", "check_op", "check_block", "calibrate", "validate", "measured_gemm_error"]
+__all__ = ["run_op", "run_block", "check_op", "check_block", "calibrate", "validate"]
 
 
 def __getattr__(name):
@@ -23,7 +22,4 @@ def __getattr__(name):
     if name == "validate":
         from .compare import validate
         return validate
-    if name == "measured_gemm_error":
-        from .quant import measured_gemm_error
-        return measured_gemm_error
     raise AttributeError(name)

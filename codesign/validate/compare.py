@@ -216,33 +216,3 @@ def summarize(df, blocks) -> dict:
         out["overall_mape_pct"] = float("nan")
     out["blocks"] = blocks.to_dict("records") if len(blocks) else []
     return out
-
-
-def plot(df, path) -> None:
-    """Predicted vs measured, log-log: ``codesign.plots.validation`` when it exists, else a simple scatter."""
-    try:
-        from .. import plots
-    except ImportError:
-        plots = None
-    if plots is not None and hasattr(plots, "validation"):
-        fig = plots.validation(df)
-        plots.save(fig, path) if hasattr(plots, "save") else fig.savefig(path)
-        return
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6.5, 6))
-    for kind, g in df.groupby("kind"):
-        ax.scatter(g["measured_s"] * 1e6, g["predicted_s"] * 1e6, label=kind, s=18)
-    lo = max(1e-2, float(min(df["measured_s"].min(), df["predicted_s"].min())) * 1e6 / 1.5)
-    hi = float(max(df["measured_s"].max(), df["predicted_s"].max())) * 1e6 * 1.5
-    xs = np.array([lo, hi])
-    ax.plot(xs, xs, "k-", lw=0.8)
-    for f in (0.75, 1.25):
-        ax.plot(xs, xs * f, "k:", lw=0.6)
-    ax.set(xscale="log", yscale="log", xlim=(lo, hi), ylim=(lo, hi), xlabel="measured (us)",
-           ylabel="predicted (us)", title=f"predicted vs measured ({len(df)} kernels; dotted: +-25%)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)

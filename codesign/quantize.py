@@ -31,7 +31,7 @@ import math
 
 import numpy as np
 
-from ..errors import CodesignError
+from .errors import CodesignError
 
 
 def realistic_weights(k: int, n: int, *, dist: str = "student_t", dof: float = 5.0, outlier_frac: float = 0.005,
