@@ -53,6 +53,8 @@ _TABLE = (
     _m("energy_j", "Energy per batch", "energy/batch", "energy", "minimize", "summary", "J"),
     _m("energy_per_token_j", "Energy per token", "energy/token", "energy", "minimize", "summary", "mJ/token", 1e3),
     _m("avg_power_w", "Average power per device", "avg power/device", "power", "minimize", "summary", "W"),
+    _m("peak_power_w", "Peak power per device (the busiest phase)", "peak power/device", "power", "minimize",
+       "summary", "W"),
     _m("memory_bytes", "Memory per device", "memory/device", "bytes", "minimize", "summary", "GiB", _GIB),
     _m("weight_bytes", "Weights per device", "weights/device", "bytes", "minimize", "summary", "GiB", _GIB),
     _m("kv_bytes", "KV cache per device", "KV cache/device", "bytes", "minimize", "summary", "GiB", _GIB),

@@ -212,3 +212,14 @@ def test_every_device_gives_finite_results_or_one_clear_error():
                     for k in ("ttft_s", "tpot_s", "e2e_latency_s", "energy_per_token_j", "memory_bytes"):
                         assert math.isfinite(s[k]) and s[k] >= 0, (hw.name, wl, sc, c, k)
                     assert s["e2e_latency_s"] > 0
+
+
+def test_peak_power_is_the_busiest_phase():
+    """Peak power: the prefill of a big batch runs a board near its limit, while the request
+    average (decode-dominated) sits well below it; neither passes the limit."""
+    r = evaluate("h100-sxm", "llama-3.1-8b", Scenario(batch=32, prompt=2048, generate=64))
+    limit = load_hardware("h100-sxm").power.tdp
+    assert r["avg_power_w"] < r["peak_power_w"] <= limit * 1.001
+    assert r["peak_power_w"] > 0.85 * limit
+    small = evaluate("h100-sxm", "llama-3.1-8b", Scenario(batch=1, prompt=128, generate=128))
+    assert small["peak_power_w"] < r["peak_power_w"]

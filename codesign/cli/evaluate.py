@@ -25,7 +25,7 @@ _OTHER_ROWS = {"fits": "fits", "bound": "bound", "quality_status": "quality sour
                "quant_gemm_sqnr_db": "GEMM SQNR dB (measured)"}
 _SHOWN = [(k, _OTHER_ROWS[k], None) if k in _OTHER_ROWS else (k, METRICS[k].short, METRICS[k].dimension)
           for k in ("ttft_s", "tpot_s", "prefill_tokens_per_s", "decode_tokens_per_s", "throughput_tokens_per_s",
-                    "e2e_latency_s", "energy_per_token_j", "avg_power_w", "memory_bytes", "capacity_bytes", "fits",
+                    "e2e_latency_s", "energy_per_token_j", "avg_power_w", "peak_power_w", "memory_bytes", "capacity_bytes", "fits",
                     "min_devices", "bound", "cost_per_mtok_usd", "quality_ppl_increase_pct", "quality_status",
                     "quant_gemm_sqnr_db")]
 

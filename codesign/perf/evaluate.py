@@ -295,6 +295,15 @@ def _power_limit(ph: _Phase, p: dict) -> np.ndarray:
     return factor
 
 
+def phase_power(ph: _Phase, p: dict) -> np.ndarray:
+    """Board power of a device while it runs the phase (after any power-limit stretch): static
+    + (busy x kernel time + activity energy of its stage) / phase time. Prefill's is the peak
+    a board must supply; a request's average (``avg_power_w``) hides it behind decode."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dyn = p["power.busy"] * ph.kernels + ph.stage_energy
+        return np.where(ph.time > 0, p["power.static"] + dyn / ph.time, p["power.static"])
+
+
 # ---------------------------------------------------------------- result
 @dataclass
 class Result:
@@ -571,6 +580,8 @@ def _evaluate_group(spec, model, sc, comps, overrides, op_name, decode_spec, dec
                                      + pw_["power.busy"] * mb * share * ph_["phase"].kernels)
     per_token = energy / max(gen_tokens, 1) if gen_tokens else energy / max(sc.batch * sc.prompt, 1)
     avg_power = energy / np.maximum(e2e, 1e-30) / devices
+    peak_power = np.max([phase_power(ph_["phase"], p if name == "prefill" else dp_) for name, ph_ in phases.items()],
+                        axis=0) if phases else np.zeros(D)
     if (throttle > 1.005).any():
         notes.add(f"power-limited: modelled power exceeds the TDP, so the clock drops and the phase takes up to "
                   f"{(throttle.max() - 1) * 100:.0f}% longer")
@@ -593,7 +604,8 @@ def _evaluate_group(spec, model, sc, comps, overrides, op_name, decode_spec, dec
         "decode_tokens_per_s": _per_second(sc.batch, tpot),
         "decode_tokens_per_s_per_request": _per_second(1.0, tpot),
         "throughput_tokens_per_s": gen_tokens / np.maximum(e2e, 1e-30),
-        "energy_j": energy, "energy_per_token_j": per_token, "avg_power_w": avg_power, "throttle": throttle,
+        "energy_j": energy, "energy_per_token_j": per_token, "avg_power_w": avg_power,
+        "peak_power_w": peak_power, "throttle": throttle,
         "memory_bytes": w + kv + act, "weight_bytes": w, "kv_bytes": kv, "activation_bytes": act,
         "capacity_bytes": cap * np.ones(D), "fits": fits, "min_devices": need, "devices": np.full(D, devices),
         "kv_transfer_s": kv_xfer, "cost_per_mtok_usd": cost, "bound": bound,
