@@ -67,3 +67,48 @@ def test_h200_big_gemm_lands_near_what_a_700w_card_sustains():
     t = op_times(load_hardware("h200"), [_gemm_op(8192, 8192, 8192)], dtype="bf16")
     tflops = 2 * 8192 ** 3 / t["time_s"].iloc[0] / 1e12
     assert 730 < tflops < 800            # measured ~764 TFLOP/s at 700 W (shared/evidence)
+
+
+# A derived chip equal to its base spec (a study design at the base values: its area, so its TDP,
+# unchanged) on compute-bound prefill (16 x 4096 tokens of Llama-3.1-8B) draws within 15 % of the
+# base chip's TDP (issue 17). B200/GB200 reach 84 %: their GEMMs are L2-bound in the engine because
+# b200.yaml's L2 bandwidth is an estimate scaled from H200 (the engine predicts ~1.16 PFLOP/s on
+# these GEMMs against 1.75 measured), so the chip never reaches the power its matrix peak is priced at;
+# that is a spec/traffic figure, not the board-power model, and the strict xfail says when it changes.
+FULL_LOAD = ["h100-sxm", "h100-pcie", "h200", "a100-80gb", "v100-sxm2", "l4", "l40s", "rtx-4090", "mi300x",
+             "tpu-v4", "tpu-v5e", "tpu-v5p", "tpu-v6e", "gaudi2", "gaudi3",
+             pytest.param("b200", marks=pytest.mark.xfail(strict=True, reason="L2-bound GEMMs (estimated L2 bandwidth)"))]
+
+
+def _full_load_study(name, space=None):
+    from codesign.search import study_from_dict
+    base = load_hardware(name)
+    cores = base.compute.cores
+    return study_from_dict({
+        "name": "full-load", "hardware": name,
+        "space": space or {"compute.cores": {"type": "int", "low": cores, "high": cores + 1}},
+        "workloads": [{"workload": "llama-3.1-8b", "batch": 16, "prompt": 4096, "generate": 1}],
+        "objectives": ["ttft_s", "power_w"]})
+
+
+@pytest.mark.parametrize("name", FULL_LOAD)
+def test_derived_chip_at_full_load_draws_near_its_tdp(name):
+    from codesign.search.metrics import Evaluator
+    st = _full_load_study(name)
+    params = st.space.baseline_params()
+    hw, _ = st.space.design(params)
+    tdp = load_hardware(name).power.tdp
+    assert hw.power.tdp == pytest.approx(tdp)                 # same design, same derived TDP
+    m = Evaluator(st)([params])[0].metrics
+    for key in ("power_w", "peak_power_w"):         # one phase: the request average is the busiest phase
+        assert 0.85 * tdp <= m.get(key, m["power_w"]) <= tdp * 1.001, key
+
+
+def test_a_larger_derived_chip_draws_near_its_larger_tdp():
+    """More SMs: a larger die, so a proportionally larger derived TDP, which full load still reaches."""
+    from codesign.search.metrics import Evaluator
+    st = _full_load_study("h100-sxm", {"compute.cores": {"type": "int", "low": 100, "high": 144}})
+    hw, _ = st.space.design({"compute.cores": 144})
+    assert hw.power.tdp > 700
+    power = Evaluator(st)([{"compute.cores": 144}])[0].metrics["power_w"]
+    assert 0.85 * hw.power.tdp <= power <= hw.power.tdp * 1.001

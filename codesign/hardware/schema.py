@@ -199,6 +199,9 @@ class HardwareSpec(Frozen):
     year: int | None = Field(default=None, ge=1990, le=2100)
     process_node: Node | None = None
     die_area: Area | None = None
+    # replicated blocks (SMs, L2 slices, HBM sites) fused off for yield: units on the die / units
+    # enabled - 1; the area model prices them (default 0.15 for a gpu, 0 otherwise)
+    spare_fraction: float | None = Field(default=None, ge=0, lt=1)
     price: Money | None = None
     notes: str | None = None
     compute: Compute
