@@ -79,10 +79,13 @@ def _requests(rate, requests, duration, burstiness, prompt_dist, output_dist, tr
               help="What a preempted sequence's KV cache does: dropped and recomputed, or swapped to host memory.")
 @click.option("--scheduler-steps", type=int, default=1, show_default=True,
               help="Decode steps per scheduling round (vLLM --num-scheduler-steps).")
-@click.option("--draft", default=None, help="Speculative decoding: the draft model (library name or file).")
-@click.option("--spec-tokens", type=int, default=4, show_default=True, help="Draft tokens per step (with --draft).")
-@click.option("--acceptance", type=float, default=0.7, show_default=True,
-              help="Chance each draft token is accepted (with --draft).")
+@click.option("--draft", default=None,
+              help="Speculative decoding: a draft model (library name or file), or 'mtp' for the model's own "
+                   "multi-token-prediction module (DeepSeek-V3).")
+@click.option("--spec-tokens", type=int, default=None,
+              help="Draft tokens per step (with --draft; default 4, or the MTP module count).")
+@click.option("--acceptance", type=float, default=None,
+              help="Chance each draft token is accepted (with --draft; default 0.7, or 0.85 for mtp).")
 @click.option("--router", type=click.Choice(["least-loaded", "round-robin"]), default="least-loaded", show_default=True)
 @click.option("--decode-hardware", default=None, help="Decode pool device (disaggregated; default: --hardware).")
 @click.option("--decode-replicas", type=int, default=1, show_default=True, help="Decode engines (disaggregated).")
@@ -124,6 +127,7 @@ def serve_cmd(hardware, workload, runtime, dtype, tp, pp, ep, replicas, policy, 
       codesign serve -H h100-sxm,a100-80gb -w llama-3.1-8b --rates 2,4,8,16 --slo-ttft 2 --plot load.png
     """
     from ..serve import Policy, draft_engine, engines, make_requests, simulate
+    from ..workload import load_workload
     check_writable(csv_path, plot_path)
     if plot_path:
         from .plot import _check_out
@@ -137,9 +141,16 @@ def serve_cmd(hardware, workload, runtime, dtype, tp, pp, ep, replicas, policy, 
             raise CodesignError(f"expected seconds > 0, got {v}", field=name)
     sc = build_scenario({"runtime": runtime, "dtype": dtype, "tp": tp, "pp": pp, "ep": ep}, batch=1)
     comp = build_compression(kwargs)
+    if draft:
+        from ..serve.api import MTP_ACCEPTANCE
+        if spec_tokens is None:
+            spec_tokens = load_workload(workload).mtp_layers if draft == "mtp" else 4
+        if acceptance is None:
+            acceptance = MTP_ACCEPTANCE if draft == "mtp" else 0.7
     pol = Policy(name=policy, max_num_seqs=max_num_seqs, max_num_batched_tokens=max_batched_tokens, chunk=chunk,
                  block_size=block_size, memory_utilization=memory_utilization, prefix_hit=prefix_hit, router=router,
-                 scheduler_steps=scheduler_steps, speculative_k=spec_tokens if draft else 0, acceptance=acceptance,
+                 scheduler_steps=scheduler_steps, speculative_k=spec_tokens if draft else 0,
+                 acceptance=acceptance if acceptance is not None else 0.7,
                  preemption=preemption)
     if decode_hardware and policy != "disaggregated":
         raise CodesignError("--decode-hardware needs --policy disaggregated", field="--decode-hardware")

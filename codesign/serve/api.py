@@ -5,6 +5,7 @@ from ..compression import Compression
 from ..errors import CodesignError
 from ..perf.steps import StepCost, step_cost
 from ..workload.scenario import Scenario
+from ..workload.schema import ModelSpec
 from .metrics import ServeResult
 from .sim import Policy, simulate
 from .traffic import Requests
@@ -22,13 +23,34 @@ def engines(hardware, workload, scenario: Scenario | None = None, compression: C
     return cost, dec
 
 
+MTP_ACCEPTANCE = 0.85   # DeepSeek-V3 report (arXiv 2412.19437, sec. 5.4.3): the 2nd token is accepted 85-90%
+
+
+def mtp_draft(model: ModelSpec) -> ModelSpec:
+    """The model's multi-token-prediction module as a draft model: ``mtp_layers`` blocks of
+    the same shape (MoE blocks for DeepSeek-V3) sharing the main model's embedding and head."""
+    if not model.mtp_layers:
+        raise CodesignError(f"{model.name} has no multi-token-prediction module (mtp_layers): name a draft model",
+                            field="--draft")
+    moe = model.moe.model_copy(update={"first_dense": 0}) if model.moe else None
+    return model.model_copy(update={"name": f"{model.name}-mtp", "num_layers": model.mtp_layers, "mtp_layers": 0,
+                                    "moe": moe})
+
+
 def draft_engine(cost: StepCost, draft, max_context: int | None = None) -> StepCost:
     """The draft model's step costs on the target's devices (same runtime and parallelism).
     Both models share the memory: the draft's weights come out of the KV budget, and every
-    cached token holds both models' keys and values (the target's capacity shrinks)."""
+    cached token holds both models' keys and values (the target's capacity shrinks).
+    ``draft="mtp"``: the target's own multi-token-prediction module (its embedding and LM
+    head are the target's, so their bytes are not counted twice)."""
+    shared = 0.0
+    if draft == "mtp":
+        draft = mtp_draft(cost.model)
+        # embedding table + LM head (16-bit), split over the tensor-parallel ranks
+        shared = 2 * draft.vocab_size * draft.hidden_size * 2.0 / cost.scenario.tp
     d = step_cost(cost.spec, draft, cost.scenario, None, max_tokens=cost.max_tokens, max_seqs=cost.max_seqs,
                   max_context=max_context or cost.max_context)
-    budget = cost.kv_capacity_tokens * cost.kv_bytes_per_token - d.weight_bytes
+    budget = cost.kv_capacity_tokens * cost.kv_bytes_per_token - max(d.weight_bytes - shared, 0.0)
     tokens = int(budget // (cost.kv_bytes_per_token + d.kv_bytes_per_token))
     if tokens < cost.max_tokens:
         raise CodesignError(f"the draft {d.model.name} leaves no room for the KV cache on {cost.spec.name}",

@@ -213,6 +213,7 @@ def _deepseek(c: _Config) -> dict:
         "position": "rope", "vocab_size": c.req("vocab_size"),
         "tied_embeddings": c.opt("tie_word_embeddings", False, bool),
         "max_position": c.opt("max_position_embeddings", None),
+        "mtp_layers": c.opt("num_nextn_predict_layers", 0),
         "mla": {"kv_lora_rank": c.req("kv_lora_rank"), "q_lora_rank": c.opt("q_lora_rank", None),
                 "qk_nope_head_dim": c.req("qk_nope_head_dim"), "qk_rope_head_dim": c.req("qk_rope_head_dim"),
                 "v_head_dim": c.req("v_head_dim")},

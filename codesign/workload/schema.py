@@ -73,6 +73,10 @@ class ModelSpec(Frozen):
     norms_per_layer: int | None = Field(default=None, gt=0)   # default: 1 if parallel_block else 2 (GPT-NeoX: 2)
     rotary_dim: int | None = Field(default=None, gt=0)        # partial RoPE: rotated dims per head (GPT-J 64); default: head_dim
     type_vocab_size: int = Field(default=0, ge=0)             # BERT token-type embeddings
+    # multi-token prediction modules (DeepSeek-V3: 1): each is one more transformer block that
+    # predicts a further token from the last hidden state; not part of the served model unless
+    # used as the draft of speculative decoding (codesign serve --draft mtp)
+    mtp_layers: int = Field(default=0, ge=0)
     pooler: bool = False                                      # BERT pooler dense layer
     moe: MoE | None = None
     mla: MLA | None = None
