@@ -314,3 +314,12 @@ def test_designs_leave_the_base_spec_untouched():
     hw = st.space.hardware({"compute.cores": 4, "compute.clock": 1.4e9, "memory.LPDDR4X.capacity": 2.0**30})
     assert hw.main_memory().capacity == 2**30 and st.base.main_memory().capacity != 2**30
     assert sum(o.error is None for o in outs) == 96
+
+
+def test_a_study_searching_compression_without_quality_says_so(tmp_path):
+    from codesign.search.runner import run_study
+    st = study()
+    assert any(d.target == "compression" for d in st.space.dims)
+    lines: list = []
+    run_study(st, parse_ref(None, st.name, tmp_path / "results"), progress=False, say=lines.append)
+    assert any("compressed designs look free" in line for line in lines)

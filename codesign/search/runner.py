@@ -375,6 +375,10 @@ def run_study(study: Study, ref: StorageRef, *, trials: int | None = None, timeo
     choice = choose_sampler(study, trials)
     say = say or (lambda line: None)
     say(choice.why)
+    used = set(study.objectives) | {c.metric for c in study.constraints}
+    if any(d.target == "compression" for d in study.space.dims) and "quality_ppl_increase_pct" not in used:
+        say("note: the study searches compression but neither optimises nor bounds quality_ppl_increase_pct, "
+            "so compressed designs look free: add it as an objective or a constraint")
     target = trials or study.spec.trials
     timeout = timeout if timeout is not None else study.spec.timeout_s
     if not batch and not study.spec.batch and ref.kind == "rdb":
