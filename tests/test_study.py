@@ -253,6 +253,9 @@ def test_quickstart_runs_and_exports(quick):
     for n in info["pareto"]:
         assert (out / "designs" / str(n) / "hardware.yaml").is_file()
         assert (out / "designs" / str(n) / "compression.yaml").is_file()
+    # an exported design is a spec that passes the strictest check (every figure sourced)
+    r = cli("hardware", "check", "--strict", *(out / "designs" / str(n) / "hardware.yaml" for n in info["pareto"]))
+    assert r.returncode == 0, r.stderr
 
 
 def test_exported_design_reevaluates_to_the_same_metrics(quick):

@@ -281,8 +281,8 @@ class HardwareSpec(Frozen):
             elif isinstance(obj, tuple) and obj and isinstance(obj[0], BaseModel):
                 for item in obj:
                     walk(item, f"{path}.{getattr(item, 'name', '?')}")
-            elif isinstance(obj, tuple) and not all(isinstance(x, (int, float)) for x in obj):
-                return                                   # e.g. holds: (weights, kv): not a figure
+            elif isinstance(obj, tuple) and (not obj or not all(isinstance(x, (int, float)) for x in obj)):
+                return                                   # e.g. holds: (weights, kv), or empty: not a figure
             elif isinstance(obj, (int, float, tuple)) and not isinstance(obj, bool) and obj is not None:
                 out.append(path)
         walk(self, "")
