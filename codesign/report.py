@@ -27,6 +27,7 @@ from pathlib import Path
 
 from .errors import CodesignError
 from .metrics import METRICS
+from .serve import Policy, engines, make_requests, simulate
 from .units import format_number, format_quantity
 
 DEFAULT_BATCHES = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -269,7 +270,6 @@ def serving_section(hardware: list[str], workload, scenario=None, compression=No
     """HTML: each device under the same Poisson traffic (lognormal 1024-token prompts, 256-token
     outputs) at each rate: tail latency and goodput against load, and the run at the middle rate."""
     from . import plots
-    from .serve import Policy, engines, make_requests, simulate
     sc = scenario.model_copy(update={"runtime": "vllm"}) if scenario and scenario.runtime == "generic" else scenario
     pol = Policy()
     rows, runs = [], {}

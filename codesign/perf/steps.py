@@ -37,8 +37,10 @@ import numpy as np
 
 from ..compression import Compression, effective_model
 from ..errors import CodesignError
+from ..hardware import load_hardware
 from ..hardware.schema import HardwareSpec
 from ..runtime import load_runtime
+from ..workload import load_workload
 from ..workload.graph import _phase_ops
 from ..workload.scenario import Scenario
 from ..workload.schema import ModelSpec
@@ -203,8 +205,6 @@ def step_cost(hardware, model, scenario: Scenario | None = None, compression: Co
     at most 131072); ``memory_utilization``: the share of device memory the engine may use
     (vLLM's gpu_memory_utilization, 0.9 by default), the KV cache gets what weights and the
     peak activations leave."""
-    from ..hardware import load_hardware
-    from ..workload import load_workload
     spec = load_hardware(hardware)
     base = load_workload(model)
     sc = scenario or Scenario()

@@ -36,6 +36,8 @@ from pydantic import ValidationError
 
 from ..compression import Compression
 from ..errors import CodesignError
+from ..perf.steps import step_cost
+from ..serve import Policy, find_max_rate, make_requests, simulate
 from .schema import SERVE_METRICS, SUMMARY_METRICS
 from .space import params_key
 
@@ -122,8 +124,6 @@ def serve_metrics(hw, wl, comp, serving: dict, price: float, want=None) -> dict:
     (codesign.serve) on the design's chip, priced at the design's price. Poisson traffic of
     ``requests`` requests, the same draw for every design (common random numbers). ``want``:
     the metrics the study uses (the max-rate bisection runs only when one of them needs it)."""
-    from ..perf.steps import step_cost
-    from ..serve import Policy, find_max_rate, make_requests, simulate
     sv = wl.serve
     pol = Policy(name=sv.policy, max_num_seqs=serving.get("max_num_seqs", sv.max_num_seqs),
                  max_num_batched_tokens=serving.get("max_batched_tokens", sv.max_batched_tokens))

@@ -31,6 +31,7 @@ sampled afresh). Trials owned by other hosts are left alone.
 """
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 import os
@@ -170,8 +171,6 @@ def stale_trials(ost, stale_after: float = STALE_AFTER_S) -> list:
     """RUNNING trials that no live worker will finish: a dead process on this host, or (on
     another host, or with no owner) asked more than ``stale_after`` seconds ago. Optuna's
     heartbeats exist only for RDB storages, so the trial's start time is the heartbeat here."""
-    import datetime as dt
-
     from optuna.trial import TrialState
     host = socket.gethostname()
     now = dt.datetime.now()
@@ -440,7 +439,6 @@ def run_study(study: Study, ref: StorageRef, *, trials: int | None = None, timeo
 
 def describe_trial(t) -> str:
     """'trial 12 (host:pid, running 14 min)'."""
-    import datetime as dt
     age = (dt.datetime.now() - t.datetime_start).total_seconds() if t.datetime_start else math.nan
     return f"trial {t.number} ({t.user_attrs.get('worker') or 'no owner'}, running {age / 60:.0f} min)"
 

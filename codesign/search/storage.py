@@ -33,11 +33,15 @@ reported as one line and the file is left untouched.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import json
 import os
+import shutil
+import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -230,12 +234,8 @@ def _snapshot(path: Path) -> Path:
     """A private copy of a journal for reading: the file itself is never opened for writing
     (Optuna's journal appends even when it only loads a study). An unfinished last line (a
     killed write) is left out of the copy, and the original keeps it."""
-    import atexit
-    import shutil
-    import tempfile
     data = path.read_bytes()
     if data and not data.endswith(b"\n"):
-        import warnings
         warnings.warn(f"{path}: the last journal line is unfinished (a killed write); read without it, the file "
                       "is left as it is", stacklevel=3)
         data = data[:data.rfind(b"\n") + 1]

@@ -50,6 +50,7 @@ import numpy as np
 
 from ..errors import CodesignError
 from ..perf.steps import StepCost
+from .metrics import ServeResult
 from .traffic import Requests
 
 POLICIES = ("static", "continuous", "chunked", "disaggregated")
@@ -430,7 +431,6 @@ def simulate(cost: StepCost, requests: Requests, policy: Policy | None = None, *
     and benchmark_serving --max-concurrency do). ``draft_cost``: the draft model's steps on
     the same devices, for ``policy.speculative_k`` > 0 (see codesign.serve.api.engines).
     Returns a :class:`codesign.serve.metrics.ServeResult`."""
-    from .metrics import ServeResult
     pol = policy or Policy()
     if replicas < 1 or decode_replicas < 1:
         raise CodesignError("replicas must be >= 1", field="--replicas")
