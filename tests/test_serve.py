@@ -301,3 +301,8 @@ def test_mtp_module_drafts_for_deepseek_v3():
     assert 1.4 < plain / spec < 2.0
     with pytest.raises(CodesignError, match="no multi-token-prediction"):
         draft_engine(step_cost(HW, MODEL, Scenario(), max_tokens=1024, max_seqs=16, max_context=4096), "mtp")
+
+
+def test_devices_are_busier_under_more_load(cost):
+    shares = [simulate(cost, _fixed(r, 300, 512, 64, seed=12), Policy()).summary["device_busy_share"] for r in (1, 8)]
+    assert 0 < shares[0] < shares[1] <= 1

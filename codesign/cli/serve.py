@@ -23,6 +23,7 @@ def _summary_lines(s: dict) -> list[tuple[str, str]]:
     out = [("requests completed", f"{s['completed']} of {s['requests']} in {format_quantity(s['duration_s'], 'time')}"),
            ("throughput", f"{s['throughput_req_per_s']:.3g} req/s, {s['output_tokens_per_s']:.4g} output tok/s"),
            ("mean decode batch", f"{s['mean_decode_batch']:.1f} sequences"),
+           ("devices busy (kernels)", f"{s['device_busy_share']:.0%} of the time"),
            ("KV cache occupancy", f"mean {s['kv_occupancy_mean']:.0%}, max {s['kv_occupancy_max']:.0%} "
                                   f"of {s['kv_capacity_tokens']:,} tokens"),
            ("preemptions", str(s["preemptions"])),

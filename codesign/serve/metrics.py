@@ -94,6 +94,8 @@ class ServeResult:
         static = sum(c.power["static"] * c.devices * r for c, r in pools) * span
         energy = static + log.energy
         s["devices"] = devices
+        # share of the devices' time spent in kernels (the rest: launch gaps, host work, idle)
+        s["device_busy_share"] = log.busy_device_s / (devices * span)
         s["energy_j"] = energy
         s["energy_per_token_j"] = energy / max(out_tokens, 1)
         s["avg_power_w"] = energy / span / devices

@@ -109,7 +109,7 @@ class _Log:
     steps: list = field(default_factory=list)          # (t_end, dur, decode seqs, prompt tokens, kv share, waiting, engine)
     itl: list = field(default_factory=list)            # (interval, sequences)
     energy: float = 0.0                                # activity + busy energy, J
-    busy_device_s: float = 0.0
+    busy_device_s: float = 0.0                          # device-seconds of kernels (all devices)
 
     def __post_init__(self):
         self.first = np.full(self.n, np.nan)
