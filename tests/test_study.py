@@ -333,6 +333,7 @@ def test_two_worker_processes_share_one_study(tmp_path, kind):
     ost = optuna_study(st, tmp_path, storage)
     done = [t for t in ost.get_trials() if t.state.name == "COMPLETE"]
     assert 40 <= rep.completed == len(done) <= 40 + 4
+    assert rep.new == rep.completed                               # every trial is this run's (its workers')
     owners = {t.user_attrs["worker"] for t in done}
     assert len(owners) == 2 and os.getpid() not in {int(o.rsplit(":", 1)[1]) for o in owners}
     assert len({json.dumps(t.params, sort_keys=True) for t in done}) > 8      # separate seeds, not copies

@@ -249,14 +249,23 @@ def _stored_outcome(t):
 
 
 def _tell(ost, t, o, **attrs) -> None:
-    for key, v in o.constraints.items():
-        t.set_constraint(key, v)
-    t.set_user_attr("metrics", o.metrics)
-    if o.error:
-        t.set_user_attr("error", o.error)
-    for key, v in attrs.items():
-        t.set_user_attr(key, v)
-    ost.tell(t, o.values)
+    """Tell ``o`` for trial ``t``; a trial another worker already finished is left as it is
+    (two processes can pop the same queued trial from an SQLite storage)."""
+    from optuna.exceptions import UpdateFinishedTrialError
+    try:
+        for key, v in o.constraints.items():
+            t.set_constraint(key, v)
+        t.set_user_attr("metrics", o.metrics)
+        if o.error:
+            t.set_user_attr("error", o.error)
+        for key, v in attrs.items():
+            t.set_user_attr(key, v)
+        ost.tell(t, o.values)
+    except UpdateFinishedTrialError:
+        pass
+    except ValueError as e:            # optuna: "Cannot tell a COMPLETE trial." (the same race)
+        if "Cannot tell a" not in str(e):
+            raise
 
 
 def _work(study: Study, ost, target: int, deadline: float | None, batch: int, on_batch=None, ev=None) -> int:
@@ -401,6 +410,7 @@ def run_study(study: Study, ref: StorageRef, *, trials: int | None = None, timeo
     bar_opts = dict(desc=study.name, disable=(not progress) if progress is not None else None, dynamic_ncols=True,
                     leave=False)
     tally = None
+    owners = {owner_tag()}       # the processes whose completed trials are this run's
     if choice.name == "exhaustive":
         from .exhaustive import ATTR, run_exhaustive
         from .metrics import Evaluator
@@ -422,12 +432,18 @@ def run_study(study: Study, ref: StorageRef, *, trials: int | None = None, timeo
                 with guard(ref):
                     _work(study, ost, target, deadline, batch, on_batch=bar.update)
             else:
-                _run_workers(study, ref, workers, target, timeout, batch, seed_base, probe, bar, choice.name)
+                owners = _run_workers(study, ref, workers, target, timeout, batch, seed_base, probe, bar,
+                                      choice.name)
         finally:
             bar.close()
     with guard(ref):
         rep = _report(study, probe, tally)
-    rep.update(name=study.name, storage=ref.label, new=rep["completed"] - start_done, seconds=time.monotonic() - t0,
+    # new: completed by this run's own processes (a concurrent run's trials are not ours)
+    with guard(ref):
+        new = (rep["completed"] - start_done if choice.name == "exhaustive" else
+               sum(1 for t in probe.get_trials(deepcopy=False) if t.state.name == "COMPLETE" and t.number >= n_all
+                   and t.user_attrs.get("worker") in owners))
+    rep.update(name=study.name, storage=ref.label, new=new, seconds=time.monotonic() - t0,
                interrupted_marked=marked, sampler=choice.name, why=choice.why)
     if choice.name != "exhaustive" and rep["completed"] < target:
         # the target counts RUNNING trials as on their way: name the ones that hold it back
@@ -507,3 +523,4 @@ def _run_workers(study, ref, workers, target, timeout, batch, seed_base, probe, 
     if bad:
         raise CodesignError(f"{len(bad)} of {workers} workers failed (exit codes "
                             f"{[procs[i].exitcode for i in bad]}); finished trials are kept — resume to continue")
+    return {f"{socket.gethostname()}:{p.pid}" for p in procs}
