@@ -323,3 +323,22 @@ def test_a_study_searching_compression_without_quality_says_so(tmp_path):
     lines: list = []
     run_study(st, parse_ref(None, st.name, tmp_path / "results"), progress=False, say=lines.append)
     assert any("compressed designs look free" in line for line in lines)
+
+
+def test_a_power_limit_caps_every_design(tmp_path):
+    """power_limit: every design's board is capped (its clock drops above the budget), so the
+    feasible ones peak at or under it, and a design whose static power alone exceeds it is
+    infeasible; the exported design carries the cap, so it re-evaluates the same."""
+    from codesign.search.metrics import Evaluator
+    base = study()
+    peaks = [o.metrics.get("peak_power_w") for o in Evaluator(base)([{"compute.cores": 4, "compute.clock": 1.4e9,
+                                                                     "memory.LPDDR4X.capacity": 32 * 2**30}])]
+    cap = 0.6 * peaks[0]
+    st = study(power_limit=f"{cap} W")
+    assert any(c.name == "peak_power_w.max" for c in st.constraints)
+    hw, ov = st.space.design({"compute.cores": 4, "compute.clock": 1.4e9, "memory.LPDDR4X.capacity": 32 * 2**30})
+    assert hw.power.limit == pytest.approx(cap) and ov["power.limit"] == pytest.approx(cap)
+    (o,) = Evaluator(st)([{"compute.cores": 4, "compute.clock": 1.4e9, "memory.LPDDR4X.capacity": 32 * 2**30}])
+    if o.feasible:
+        assert o.metrics["peak_power_w"] <= cap * 1.001
+    assert o.metrics["peak_power_w"] < peaks[0]

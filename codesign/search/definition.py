@@ -167,6 +167,10 @@ def _constraints(spec: StudySpec) -> tuple[Constraint, ...]:
             out.append(Constraint(f"{metric}.max", metric, "max", metric_value(metric, bound.max, metric)))
         if bound.min is not None:
             out.append(Constraint(f"{metric}.min", metric, "min", metric_value(metric, bound.min, metric)))
+    if spec.power_limit is not None and "peak_power_w.max" not in {c.name for c in out}:
+        # under the cap the clock drops, so the peak meets it, unless the static power alone is
+        # above it: such a chip cannot run within the budget at any clock
+        out.append(Constraint("peak_power_w.max", "peak_power_w", "max", spec.power_limit * 1.001))
     return tuple(out)
 
 

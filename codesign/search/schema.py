@@ -258,6 +258,9 @@ class StudySpec(_Strict):
     scale_with: dict[str, list[str]] | None = None
     compression: dict[str, DimensionSpec] = Field(default_factory=dict)
     serving: dict[str, DimensionSpec] = Field(default_factory=dict)    # SERVING_FIELDS
+    # every design runs capped at this board power (power.limit: its clock drops above it), the
+    # way a package or supply budget works, rather than designs above it being thrown away
+    power_limit: float | str | None = None
     workloads: list[WorkloadEntry] = Field(min_length=1)
     objectives: list[Objective] = Field(min_length=1)
     constraints: dict[str, Bound | bool] = Field(default_factory=dict)
@@ -291,6 +294,19 @@ class StudySpec(_Strict):
             if lo is not None and hi is not None and lo > hi:
                 raise ValueError(f"{metric}: empty range: min ({bound.min}) is above max ({bound.max})")
         return v
+
+    @field_validator("power_limit")
+    @classmethod
+    def _power_limit(cls, v):
+        if v is None:
+            return v
+        try:
+            w = parse_quantity(v, "power")
+        except UnitError as e:
+            raise ValueError(str(e)) from None
+        if not w > 0:
+            raise ValueError(f"expected a power above 0 such as '5 W', got {v!r}")
+        return w
 
     @field_validator("timeout")
     @classmethod

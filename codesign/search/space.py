@@ -166,6 +166,7 @@ class Space:
     area_fn: typing.Callable | None = field(default=None, repr=False, compare=False)
     base_area: float | None = None
     devices: dict = field(default_factory=dict, repr=False, compare=False)   # name -> spec (a hardware list)
+    power_limit: float | None = None          # W: every design's power.limit (the study's budget)
 
     def suggest(self, trial) -> dict:
         """Sample every active dimension on an Optuna trial (in dependency order)."""
@@ -253,6 +254,8 @@ class Space:
         if DEVICE in params and self.devices:         # a device chosen from the study's list, as it is
             return self.devices[params[DEVICE]], {}
         ov = self.overrides(params)
+        if self.power_limit is not None:              # the study's budget caps every design's board
+            ov = {**ov, "power.limit": self.power_limit}
         if not ov:
             return self.base, ov
         hw = hardware_from_dict(apply_overrides(self.base_data, ov))
@@ -534,7 +537,8 @@ def compile_space(study: StudySpec, base: HardwareSpec, file=None, devices=()) -
     area_fn, base_area = _area_fn(base)
     rules = _rules(study, base_data, hw_paths, file, area_fn is not None)
     return Space(base=base, base_data=base_data, dims=tuple(dims), rules=rules, hardware_paths=tuple(hw_paths),
-                 area_fn=area_fn, base_area=base_area, devices={d.name: d for d in devices})
+                 area_fn=area_fn, base_area=base_area, devices={d.name: d for d in devices},
+                 power_limit=study.power_limit)
 
 
 def _area_fn(base: HardwareSpec):
