@@ -286,8 +286,8 @@ def serving_section(hardware: list[str], workload, scenario=None, compression=No
               "TPOT p99": _quantity(r["tpot_p99_s"], "time"), "served req/s": f"{r['throughput_req_per_s']:.3g}",
               **({"goodput req/s": f"{r['goodput_req_per_s']:.3g}"} if "goodput_req_per_s" in r else {}),
               "energy/token": _quantity(r["energy_per_token_j"], "energy")} for r in rows]
-    slo = ", ".join(x for x in (f"TTFT <= {slo_ttft:g} s" if slo_ttft else "",
-                                f"TPOT <= {slo_tpot * 1e3:g} ms" if slo_tpot else "") if x)
+    slo = ", ".join(f"{name} <= {format_quantity(v, 'time')}" for name, v in (("TTFT", slo_ttft), ("TPOT", slo_tpot))
+                    if v)
     figs = [(plots.serve_rates(rows, slo_ttft=slo_ttft, slo_tpot=slo_tpot),
              "Offered load against p99 TTFT, p99 time per output token and goodput"
              + (f" (SLOs: {slo})" if slo else "") + "."),
