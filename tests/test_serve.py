@@ -189,6 +189,11 @@ def test_cli_serve(tmp_path, capsys):
     out = json.loads(r.output)
     assert out["completed"] == 200 and 0 <= out["slo_attainment"] <= 1
     assert (tmp_path / "r.csv").read_text().count("\n") == 201
+    r = CliRunner().invoke(main, ["serve", "-H", HW, "-w", MODEL, "--rate", "5", "--requests", "50",
+                                  "--timeline", str(tmp_path / "t.csv")])
+    assert r.exit_code == 0, r.output
+    head = (tmp_path / "t.csv").read_text().splitlines()
+    assert head[0].startswith("t_end_s,duration_s,decode_seqs,prompt_tokens,kv_occupancy") and len(head) > 50
 
     def fails(*args):
         with pytest.raises(SystemExit) as e:

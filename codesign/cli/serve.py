@@ -112,12 +112,14 @@ def _requests(rate, requests, duration, burstiness, prompt_dist, output_dist, tr
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False),
               help="Write a figure (.png/.svg/.pdf): latency CDFs and timelines, or rate curves with --rates.")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Write the per-request table here.")
+@click.option("--timeline", "timeline_path", type=click.Path(dir_okay=False),
+              help="Write the per-step timeline here (time, decode batch, prompt tokens, KV occupancy, queue).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def serve_cmd(hardware, workload, runtime, dtype, tp, pp, ep, replicas, policy, max_num_seqs, max_batched_tokens,
               chunk, block_size, memory_utilization, prefix_hit, preemption, scheduler_steps, draft, spec_tokens, acceptance,
               router, decode_hardware, decode_replicas, rate, concurrency, burstiness, requests, duration,
               prompt_dist, output_dist, trace, max_context, seed, slo_ttft, slo_tpot, percentile, find_max_rate,
-              rates, plot_path, csv_path, as_json, **kwargs):
+              rates, plot_path, csv_path, timeline_path, as_json, **kwargs):
     """Serve request traffic: latency percentiles, throughput, goodput under SLOs, energy, cost.
 
     \b
@@ -129,7 +131,7 @@ def serve_cmd(hardware, workload, runtime, dtype, tp, pp, ep, replicas, policy, 
     """
     from ..serve import Policy, draft_engine, engines, make_requests, simulate
     from ..workload import load_workload
-    check_writable(csv_path, plot_path)
+    check_writable(csv_path, plot_path, timeline_path)
     if plot_path:
         from .plot import _check_out
         _check_out(plot_path)
@@ -205,9 +207,11 @@ def serve_cmd(hardware, workload, runtime, dtype, tp, pp, ep, replicas, policy, 
     if rate_list:
         _echo_rates(rows, as_json, percentile)
         return
-    if csv_path:
+    if csv_path or timeline_path:
         import pandas as pd
-        pd.concat([res.requests.assign(hardware=k) for k, (_, res) in runs.items()]).to_csv(csv_path, index=False)
+        for path, table in ((csv_path, "requests"), (timeline_path, "steps")):
+            if path:
+                pd.concat([getattr(res, table).assign(hardware=k) for k, (_, res) in runs.items()]).to_csv(path, index=False)
     out = {k: dict(res.with_slo(slo_ttft, slo_tpot), hardware=k, workload=workload, runtime=sc.runtime,
                    replicas=replicas) for k, (_, res) in runs.items()}
     if as_json:
