@@ -42,14 +42,17 @@ def read_text(path) -> str:
         raise CodesignError(f"cannot read: {e.__class__.__name__}", file=path) from None
 
 
-def read_csv_table(path):
-    """A CSV file as a pandas DataFrame, or one clear error line naming the file."""
+def read_csv_table(path, max_bytes: int | None = None, max_rows: int | None = None):
+    """A CSV file as a pandas DataFrame, or one clear error line naming the file; ``max_bytes``
+    refuses a larger file before reading it, ``max_rows`` reads at most that many rows."""
     import pandas as pd
     path = Path(path)
     if not path.is_file():
         raise CodesignError("file not found", file=path)
+    if max_bytes is not None and path.stat().st_size > max_bytes:
+        raise CodesignError(f"the file is over {max_bytes / 2**20:.0f} MiB", file=path)
     try:
-        return pd.read_csv(path)
+        return pd.read_csv(path, nrows=max_rows)
     except (ValueError, UnicodeDecodeError) as e:
         raise CodesignError(f"cannot read as CSV ({type(e).__name__})", file=path) from None
 

@@ -90,17 +90,17 @@ def metric_value(metric: str, value, what: str) -> float:
         raise ValueError(f"{what}: {e}") from None
 
 
-def positive_time(v, example: str):
-    """Seconds from a number or a quantity ('2 s', '100 ms'); None stays None."""
+def positive(v, dimension: str, example: str):
+    """An SI value above 0 from a number or a quantity ('2 s', '5 W'); None stays None."""
     if v is None:
         return v
     try:
-        t = parse_quantity(v, "time")
+        x = parse_quantity(v, dimension)
     except UnitError as e:
         raise ValueError(str(e)) from None
-    if not t > 0:
-        raise ValueError(f"expected a positive time such as {example}, got {v!r}")
-    return t
+    if not x > 0:
+        raise ValueError(f"expected a {dimension} above 0 such as {example}, got {v!r}")
+    return x
 
 
 class _Strict(BaseModel):
@@ -178,7 +178,7 @@ class ServeSpec(_Strict):
     @field_validator("slo_ttft", "slo_tpot")
     @classmethod
     def _seconds(cls, v):
-        return positive_time(v, "'2 s' or '100 ms'")
+        return positive(v, "time", "'2 s' or '100 ms'")
 
 
 class WorkloadEntry(_Strict):
@@ -298,20 +298,12 @@ class StudySpec(_Strict):
     @field_validator("power_limit")
     @classmethod
     def _power_limit(cls, v):
-        if v is None:
-            return v
-        try:
-            w = parse_quantity(v, "power")
-        except UnitError as e:
-            raise ValueError(str(e)) from None
-        if not w > 0:
-            raise ValueError(f"expected a power above 0 such as '5 W', got {v!r}")
-        return w
+        return positive(v, "power", "'5 W'")
 
     @field_validator("timeout")
     @classmethod
     def _timeout(cls, v):
-        return positive_time(v, "'600 s'")
+        return positive(v, "time", "'600 s'")
 
     @model_validator(mode="after")
     def _devices(self):

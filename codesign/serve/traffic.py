@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CodesignError
+from ..io import read_csv_table
 
 MAX_REQUESTS = 2_000_000         # bounded memory: a run holds a few arrays of this length
 
@@ -92,16 +93,9 @@ def sample_lengths(spec: str | int, n: int, rng: np.random.Generator, where: str
     return x.astype(np.int64)
 
 
-def _read_csv(path: Path, where: str):
-    import pandas as pd
-    if not path.is_file():
-        raise CodesignError(f"no such file: {path}", field=where)
-    if path.stat().st_size > 200 * 2**20:
-        raise CodesignError(f"{path} is over 200 MiB", field=where)
-    try:
-        return pd.read_csv(path, nrows=MAX_REQUESTS + 1)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise CodesignError(f"{path}: not a readable CSV ({str(e)[:120]})", field=where) from None
+def _read_csv(path: Path):
+    """A trace or length table: at most 200 MiB and MAX_REQUESTS rows (bounded memory)."""
+    return read_csv_table(path, max_bytes=200 * 2**20, max_rows=MAX_REQUESTS + 1)
 
 
 def _numeric(df, col: str, path: Path, where: str) -> np.ndarray:
@@ -115,7 +109,7 @@ def _numeric(df, col: str, path: Path, where: str) -> np.ndarray:
 
 
 def _csv_column(path: Path, col: str | None, where: str) -> np.ndarray:
-    df = _read_csv(path, where)
+    df = _read_csv(path)
     if col is None:
         col = df.columns[0]
     if col not in df.columns:
@@ -129,7 +123,7 @@ def _csv_column(path: Path, col: str | None, where: str) -> np.ndarray:
 def load_trace(path, where: str = "--trace") -> Requests:
     """Requests from a CSV with columns arrival_s, prompt_tokens, output_tokens."""
     path = Path(path)
-    df = _read_csv(path, where)
+    df = _read_csv(path)
     need = ("arrival_s", "prompt_tokens", "output_tokens")
     missing = [c for c in need if c not in df.columns]
     if missing:
