@@ -34,6 +34,7 @@ import numpy as np
 from ..errors import CodesignError
 from ..io import data_dir
 from . import area as A
+from . import hardware_from_dict, load_hardware
 from .schema import HardwareSpec
 
 MIN_SCALE = 0.01          # a multiplier is an area ratio: kept positive (area grows with every knob)
@@ -86,7 +87,6 @@ def _slug(chip: str) -> str:
 
 def spec_from_columns(row: dict) -> HardwareSpec:
     """A minimal spec with the row's published figures (what the area model reads)."""
-    from . import hardware_from_dict
     peaks: dict[str, dict[str, str]] = {"matrix": {}, "vector": {}}
     for col, (section, dt, unit) in PEAK_COLUMNS.items():
         v = _num(row, col)
@@ -126,7 +126,6 @@ def spec_from_columns(row: dict) -> HardwareSpec:
 
 def die_spec(row: dict) -> HardwareSpec:
     if row.get("estimate_from") == "library":
-        from . import load_hardware
         return load_hardware(row["library_spec"])
     return spec_from_columns(row)
 
