@@ -38,7 +38,7 @@ class Compression(BaseModel):
     weight_bits: Literal[16, 8, 6, 4, 3, 2] | None = None       # None: scenario dtype
     weight_format: Literal["int", "fp8", "fp4", "nf4"] = "int"
     group_size: int | None = Field(default=None, gt=0)           # None: per-channel scales
-    act_bits: Literal[16, 8] | None = None
+    act_bits: Literal[16, 8, 4] | None = None    # 4: FP4 activations (NVFP4/MXFP4), with fp4 weights
     kv_bits: Literal[16, 8, 4] | None = None
     sparsity: str | None = None          # "2:4" / "N:M" structured, or a density like "0.5" (unstructured)
     prune_heads: float = Field(default=0.0, ge=0, lt=1)          # fraction of attention heads removed
@@ -59,6 +59,8 @@ class Compression(BaseModel):
             raise ValueError("weight_format fp8 needs weight_bits 8")
         if self.weight_format in ("fp4", "nf4") and self.weight_bits not in (None, 4):
             raise ValueError(f"weight_format {self.weight_format} needs weight_bits 4")
+        if self.act_bits == 4 and (self.weight_format != "fp4" or self.weight_bits != 4):
+            raise ValueError("act_bits 4 (FP4 activations) needs weight_bits 4 with weight_format fp4 (W4A4 on FP4 units)")
         return self
 
     @property
@@ -151,7 +153,9 @@ def kv_bytes_per_element(comp: Compression | None, dtype: str, head_dim: int) ->
 
 
 def act_bytes_per_element(comp: Compression | None, dtype: str) -> float:
-    """Activation bytes between kernels (8-bit when activations are quantized, SmoothQuant-style)."""
+    """Activation bytes between kernels (8-bit when activations are quantized, SmoothQuant-
+    style). FP4 activations are quantized inside the GEMM's prologue from 16-bit tensors
+    (TensorRT-LLM NVFP4), so between kernels they stay 16-bit."""
     if comp and comp.act_bits == 8:
         return 1.0
     return _WIDE[dtype]
@@ -161,12 +165,15 @@ def wanted_gemm_dtype(comp: Compression | None, dtype: str, quantized_matmul: st
     """(datatype the GEMMs want to run in, whether weights must be dequantized first).
 
     w8a8 runs on int8 (fp8 weights: fp8) matrix units; w4a8 runs int8 after unpacking;
+    fp4 weights with fp4 activations (W4A4) run on FP4 matrix units (Blackwell);
     weight-only formats (w4a16, w8a16) keep 16-bit compute and dequantize the weights in
     the kernel (Marlin/AWQ kernels), which costs vector work per weight, unless the
     runtime's ``quantized_matmul`` is ``int8``: it quantizes activations to 8 bits on the
     fly and multiplies on the int8 units (llama.cpp's MMQ kernels since mid-2024).
     """
     wb = comp.weight_bits if comp and comp.weight_bits else None
+    if comp and comp.act_bits == 4:          # W4A4 FP4 (NVFP4/MXFP4): both operands on the FP4 units
+        return "fp4", False
     if comp and comp.act_bits == 8 and wb and wb <= 8:
         if comp.weight_format == "fp8":
             return "fp8", False

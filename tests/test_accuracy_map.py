@@ -44,10 +44,58 @@ def test_max_throughput_search_picks_a_fitting_batch_at_least_as_fast_as_batch_1
     from codesign.workload import load_workload
     case = next(c for c in CASES if c.row == 2)     # H100, Llama-3.1-8B fp8, 128/128
     spec, model = core.spec_of(case), load_workload(case.workload)
-    best, b = core.max_throughput(spec, model, case.scenario, case.compression)
+    best, got = core.max_throughput(spec, model, case.scenario, case.compression)
     one = core._eval(spec, model, case.scenario, case.compression)
-    assert best["fits"] and b in [2 ** e for e in range(13)]
+    assert best["fits"] and got["batch"] in [2 ** e for e in range(13)]
     assert best["throughput_tokens_per_s"] >= one["throughput_tokens_per_s"]
+
+
+def test_tuned_layout_search_tries_every_split_and_keeps_the_best():
+    """An 8-device throughput row with no stated TP: the search over tp x replicas returns a
+    split of all 8 devices at least as fast as every fixed split it tried."""
+    from codesign.hardware import load_hardware
+    from codesign.workload import Scenario, load_workload
+    spec, model = load_hardware("h200"), load_workload("llama-3.1-8b")
+    sc = Scenario(batch=1, prompt=222, generate=294, tp=8)
+    best, got = core.max_throughput(spec, model, sc, None, layouts=True)
+    assert got["tp"] * got["dp"] == 8 and got["batch"] % got["dp"] == 0
+    for tp in (1, 2, 8):
+        fixed, _ = core.max_throughput(spec, model, sc.model_copy(update={"tp": tp, "dp": 8 // tp}), None)
+        assert best["throughput_tokens_per_s"] >= fixed["throughput_tokens_per_s"] * (1 - 1e-9)
+    # an 8B model fits one H200: replicas beat splitting every layer 8 ways
+    assert got["tp"] < 8
+
+
+def test_tpot_limit_caps_the_batch():
+    from codesign.hardware import load_hardware
+    from codesign.workload import Scenario, load_workload
+    spec, model = load_hardware("h100-sxm"), load_workload("llama-3.1-8b")
+    sc = Scenario(batch=1, prompt=871, generate=128)
+    free, got = core.max_throughput(spec, model, sc, None)
+    capped, got_c = core.max_throughput(spec, model, sc, None, tpot_limit=0.5 * free["tpot_s"])
+    assert capped["tpot_s"] <= 0.5 * free["tpot_s"] and got_c["batch"] < got["batch"]
+    assert capped["throughput_tokens_per_s"] < free["throughput_tokens_per_s"]
+
+
+def test_mlperf_rows_take_the_dataset_means_and_the_rows_own_output():
+    mp = load_map()
+    ds = mp["software"]["MLPerf Inference"]["datasets"]
+    case = next(c for c in CASES if c.row == 413)     # H200 x8 llama2-70b Offline, TP=1, 291.2 tokens/sample
+    assert case.scenario.prompt == ds["Llama-2-70B"]["prompt"] and case.scenario.generate == 291
+    assert (case.scenario.tp, case.scenario.dp) == (1, 8) and not case.tune_layout and not case.per_device
+    server = next(c for c in CASES if c.row == 450)   # llama3.1-8b Server: TPOT <= 100 ms
+    assert server.tpot_limit == pytest.approx(0.1) and server.tune_layout
+    assert any(s.row == 412 and "mean input" in s.reason for s in SKIPPED)     # GPT-J: no sourced mean input
+
+
+def test_beam_counts_and_per_device_rates_are_read_from_the_notes():
+    from codesign.accuracy.mapping import PER_DEVICE, _beams
+    assert _beams("Beam 1 (greedy)") == 1 and _beams("greedy") == 1
+    assert _beams("beam search width 4") == 4 and _beams("num_beams=4") == 4 and _beams("4 beams") == 4
+    assert _beams("beam search") is None
+    assert PER_DEVICE.search("-> 3014 out tok/s PER GPU")
+    for text in ("179 GB HBM3e per GPU", "TP=1 per GPU", "power_limit = 500 (W per GPU)"):
+        assert not PER_DEVICE.search(text), text
 
 
 def test_gemm_row_is_two_mnk_over_the_op_time():

@@ -10,15 +10,31 @@ from codesign.workload import Scenario
 
 
 def test_power_limit_stretches_to_exactly_the_tdp():
-    p = {"power.limit": np.array([700.0]), "power.static": np.array([126.0]), "power.busy": np.array([200.0])}
+    p = {"power.limit": np.array([700.0]), "power.static": np.array([126.0]), "power.busy": np.array([200.0]),
+         "power.gap_share": np.array([0.5])}
     time, gap, energy = np.array([1.0]), np.array([0.2]), np.array([500.0])
-    # 126 + (200 x 0.8 + 500) / 1 = 786 W > 700 W: T' = (160 + 500) / (700 - 126)
+    # 126 + (200 x (0.8 + 0.5 x 0.2) + 500) / 1 = 806 W > 700 W: T' = (180 + 500) / (700 - 126)
     f = power_limit(time, gap, energy, p)
-    assert f[0] == pytest.approx(660 / 574)
+    assert f[0] == pytest.approx(680 / 574)
     t2 = time * f
-    power = 126 + (200 * 0.8 + energy) / t2          # the dynamic energy stays, spread over T'
+    power = 126 + (200 * 0.9 + energy) / t2          # the dynamic energy stays, spread over T'
     assert power[0] == pytest.approx(700.0)
-    assert power_limit(time, gap, np.array([300.0]), p)[0] == 1.0        # 586 W: untouched
+    assert power_limit(time, gap, np.array([300.0]), p)[0] == 1.0        # 606 W: untouched
+
+
+def test_launch_gaps_draw_the_gap_share_of_busy_power():
+    """A launch-bound phase (same kernels, more gaps) draws static + busy x (kernel share +
+    gap share x gap fraction) + activity: between the static floor and the busy level."""
+    from codesign.perf.params import GAP_BUSY_SHARE, busy_energy
+    p = {"power.busy": np.array([200.0]), "power.gap_share": np.array([GAP_BUSY_SHARE["gpu"]])}
+    assert busy_energy(p, np.array([0.6]), np.array([0.4]))[0] == pytest.approx(200 * (0.6 + GAP_BUSY_SHARE["gpu"] * 0.4))
+    fast = evaluate("h100-sxm", "llama-3.1-8b", Scenario(batch=1, prompt=128, generate=64, runtime="pytorch-cudagraph"))
+    slow = evaluate("h100-sxm", "llama-3.1-8b", Scenario(batch=1, prompt=128, generate=64, runtime="pytorch-eager"))
+    sp = spec_params(load_hardware("h100-sxm"))
+    static, busy = sp["power.static"][0], sp["power.busy"][0]
+    assert slow["tpot_s"] > fast["tpot_s"]
+    # more of the eager step is gaps: lower power, but above static + the gap share of busy
+    assert static + GAP_BUSY_SHARE["gpu"] * busy < slow["avg_power_w"] < fast["avg_power_w"]
 
 
 def test_static_and_busy_defaults_follow_the_tdp_and_the_spec_wins():

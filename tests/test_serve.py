@@ -125,10 +125,10 @@ def test_disaggregation_moves_prefill_off_decode(cost):
 def test_energy_and_cost_add_up(cost):
     res = simulate(cost, _fixed(5.0, 500, 512, 64), Policy())
     s = res.summary
-    static = cost.power["static"] * s["duration_s"]
+    static = cost.power["power.static"] * s["duration_s"]
     assert s["energy_j"] > static
     assert s["avg_power_w"] == pytest.approx(s["energy_j"] / s["duration_s"], rel=1e-9)
-    assert cost.power["static"] < s["avg_power_w"] <= cost.power["limit"] * 1.0001
+    assert cost.power["power.static"] < s["avg_power_w"] <= cost.power["power.limit"] * 1.0001
 
 
 def test_find_max_rate_is_a_boundary(cost):

@@ -66,16 +66,32 @@ def _eval(spec, model, sc, comp, op=None, params=None) -> dict:
     return {k: (v[0] if hasattr(v, "__len__") and not isinstance(v, str) else v) for k, v in out.items()}
 
 
-def max_throughput(spec, model, sc, comp, op=None, params=None) -> tuple[dict | None, int | None]:
-    """The fitting power-of-two batch (<= 4096) with the highest throughput_tokens_per_s."""
-    best, best_b = None, None
-    for e in range(MAX_BATCH_EXP + 1):
-        out = _eval(spec, model, sc.model_copy(update={"batch": 2 ** e}), comp, op, params)
-        if not out["fits"]:
-            break
-        if best is None or out["throughput_tokens_per_s"] > best["throughput_tokens_per_s"]:
-            best, best_b = out, 2 ** e
-    return best, best_b
+def max_throughput(spec, model, sc, comp, op=None, params=None, layouts: bool = False,
+                   tpot_limit: float | None = None) -> tuple[dict | None, dict | None]:
+    """The fitting power-of-two batch (<= 4096) with the highest throughput_tokens_per_s, and
+    with ``layouts`` the best tensor-parallel x replica split of the devices as well (a
+    throughput benchmark's submitter tunes both). ``tpot_limit``: only batches whose mean
+    time per output token meets it (a latency-bounded run such as MLPerf Server, whose limit
+    is on the p99: the mean is a lenient stand-in). Returns the summary and the scenario
+    fields it chose (batch, and tp/dp)."""
+    best, best_set = None, None
+    splits = [(tp, sc.devices // tp) for tp in (1, 2, 4, 8, 16, 32, 64)
+              if sc.devices % tp == 0 and tp <= sc.devices] if layouts else [(sc.tp, sc.dp)]
+    for tp, dp in splits:
+        for e in range(MAX_BATCH_EXP + 1):
+            setting = {"batch": 2 ** e * (dp if layouts else 1), "tp": tp, "dp": dp, "pp": 1 if layouts else sc.pp}
+            try:
+                s2 = sc.model_copy(update=setting)
+                out = _eval(spec, model, s2, comp, op, params)
+            except (ValueError, CodesignError):        # tp that does not divide the heads
+                break
+            if not out["fits"]:
+                break
+            if tpot_limit is not None and out["tpot_s"] > tpot_limit:
+                break
+            if best is None or out["throughput_tokens_per_s"] > best["throughput_tokens_per_s"]:
+                best, best_set = out, setting
+    return best, best_set
 
 
 def read_metric(metric: str, out: dict, sc, per_device: bool = False):
@@ -96,12 +112,17 @@ def read_metric(metric: str, out: dict, sc, per_device: bool = False):
                   "avg_power_w": lambda: out["avg_power_w"]}[metric](), float)
 
 
+def _setting(batch) -> dict:
+    """Scenario fields a max-throughput search fixed: a batch, or a batch and a layout."""
+    return dict(batch) if isinstance(batch, dict) else {"batch": batch}
+
+
 def predict_values(case: Case, params: dict, batch: int | None = None) -> np.ndarray:
     """The metric for D parameter sets at once: ``params`` maps engine figures to arrays of
     length D (one vectorised evaluation). Rates and times only; a max-throughput row needs
     its ``batch`` (the fit keeps the one found at its start)."""
     from ..perf import evaluate_batch
-    sc = case.scenario if batch is None else case.scenario.model_copy(update={"batch": batch})
+    sc = case.scenario if batch is None else case.scenario.model_copy(update=_setting(batch))
     out = evaluate_batch(spec_of(case), _model(case.workload), sc, case.compression,
                          operating_point=case.operating_point, overrides=params)
     return read_metric(case.metric, out, sc, case.per_device)
@@ -119,12 +140,16 @@ def predict(case: Case, params: dict | None = None, batch: int | None = None) ->
     model = _model(case.workload)
     sc = case.scenario
     if case.search and batch is None:
-        out, b = max_throughput(spec, model, sc, case.compression, case.operating_point, params)
+        out, got = max_throughput(spec, model, sc, case.compression, case.operating_point, params, case.tune_layout,
+                                  case.tpot_limit)
         if out is None:
             return math.nan, "no batch fits", {}
-        return float(read_metric(case.metric, out, sc, case.per_device)), f"B={b} bound={out['bound']}", dict(out, batch=b)
+        sc = sc.model_copy(update=got)
+        lay = f" tp={got['tp']}x{got['dp']}" if case.tune_layout else ""
+        return (float(read_metric(case.metric, out, sc, case.per_device)), f"B={got['batch']}{lay} bound={out['bound']}",
+                dict(out, batch=got if case.tune_layout else got["batch"]))
     if batch is not None:
-        sc = sc.model_copy(update={"batch": batch})
+        sc = sc.model_copy(update=_setting(batch))
     out = _eval(spec, model, sc, case.compression, case.operating_point, params)
     detail = f"bound={out['bound']}" + ("" if out["fits"] else " DOES-NOT-FIT")
     if case.group == "ratio":   # the same scenario on the baseline device, uncompressed

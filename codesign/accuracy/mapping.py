@@ -42,14 +42,16 @@ METRICS = {
     "gemm_tflops": "gemm",
     "decode_throughput_ratio_vs_A100_bf16": "ratio", "energy_efficiency_ratio_vs_A100_bf16": "ratio",
 }
-# notes that say a throughput is per device ("out tok/s PER GPU", "per chip")
-PER_DEVICE = re.compile(r"\bper[- ](gpu|device|chip|accelerator|card)\b", re.I)
+# notes that say a throughput is per device ("3014 out tok/s PER GPU"; not "80 GB per GPU",
+# "TP=1 per GPU" or "500 W per GPU")
+PER_DEVICE = re.compile(r"(tok(?:en)?s?/s|throughput)\s+per[- ](gpu|device|chip|accelerator|card)\b", re.I)
 MATCH_ORDER = ("exact", "arch", "auto", "proxy")
 _KEYS = {
     "hardware": {"spec", "match", "why", "overrides", "operating_point", "skip"},
     "models": {"workload", "match", "why"},
     "precision": {"dtype", "compression", "match", "why"},
-    "software": {"batch", "lengths", "pp", "tg", "gemm", "match", "why", "ratio_baseline", "runtime", "skip"},
+    "software": {"batch", "lengths", "pp", "tg", "gemm", "match", "why", "ratio_baseline", "runtime", "skip",
+                 "datasets", "layout"},
     "rows": {"skip", "calibrated", "note"},
 }
 
@@ -74,6 +76,9 @@ class Case:
     runtime: str = "generic"
     why: tuple = field(default_factory=tuple)
     per_device: bool = False      # a throughput the source divided by its device count
+    tune_layout: bool = False     # max-throughput row on several devices with no stated TP: the
+    #                               search also picks tp x dp (as the submitter tuned it)
+    tpot_limit: float | None = None   # s: a max-throughput row measured under a TPOT limit (MLPerf Server)
 
     @property
     def group(self) -> str:
@@ -231,7 +236,10 @@ def auto_model(text: str) -> tuple[str, str] | None:
     """(workload, match) for a model name no mapping lists: the library name itself (suffixes
     such as -Instruct dropped), else one of the same family, major generation and size."""
     lib = library("workloads")
-    t = re.sub(_SUFFIXES, "", str(text).lower().strip().replace(" ", "-"))
+    raw = str(text).lower().strip().replace(" ", "-")
+    if raw in lib:                  # 'DeepSeek-V3': a library name that looks like a suffix
+        return raw, "exact"
+    t = re.sub(_SUFFIXES, "", raw)
     if t in lib:
         return t, "exact"
     key = _model_key(text)
@@ -251,6 +259,11 @@ def auto_precision(text: str) -> dict | None:
         return {"dtype": "bf16"}
     if t in ("fp32", "f32"):
         return {"dtype": "fp32"}
+    if t in ("fp4", "nvfp4"):     # Blackwell NVFP4: 4-bit weights and activations, a scale per 16
+        return {"dtype": "bf16", "compression": {"weight_bits": 4, "weight_format": "fp4", "act_bits": 4,
+                                                 "group_size": 16}}
+    if t == "mxfp4":              # MXFP4 checkpoints (gpt-oss experts): 4-bit weights, a scale per 32
+        return {"dtype": "bf16", "compression": {"weight_bits": 4, "weight_format": "fp4", "group_size": 32}}
     if t.startswith("fp8"):
         return {"dtype": "bf16", "compression": {"weight_bits": 8, "weight_format": "fp8", "act_bits": 8}}
     m = re.fullmatch(r"q(\d)_(0|1|k(_[sml])?)", t)
@@ -287,16 +300,41 @@ def _compression(fields, file: str, where: str):
                             field=f"{where}.compression") from None
 
 
+def _stated_layout(r: dict) -> dict:
+    """TP/PP/DP degrees the row states: 'TP=4', 'tp: 2', 'TP4' (not llama-bench's 'pp512' nor
+    a rate 'pp 51.4': a stated degree is at most 64 and written with '=', ':' or no space)."""
+    text = f"{r.get('software_framework', '')} {r.get('notes', '')}"
+    return {k: int(v) for k, v in re.findall(r"\b(tp|pp|dp)(?:\s*[=:]\s*)?(\d+)(?![\d.])", text.lower())
+            if int(v) <= 64}
+
+
+# 'num_beams 4', 'beam search width 4', '4 beams', 'beams=4'; 'Beam 1' is greedy decoding
+_BEAMS = re.compile(r"(?:num_beams|beams?(?:\s+search)?(?:\s+(?:width|size))?)\s*[=:]?\s*\(?(\d+)|(\d+)\s*beams\b", re.I)
+
+
+def _beams(text: str) -> int | None:
+    """Beams per request a row states (1 without beam search); None: beam search, count unstated."""
+    got = [int(a or b) for a, b in _BEAMS.findall(text)]
+    if got:
+        return max(got)
+    return None if re.search(r"beam", text, re.I) else 1
+
+
+def _tpot_limit(r: dict) -> float | None:
+    """A latency-bounded throughput run's TPOT limit in seconds ('TPOT<=200 ms' in the notes)."""
+    m = re.search(r"TPOT\s*<=\s*(\d+(?:\.\d+)?)\s*ms", r.get("notes") or "")
+    return float(m.group(1)) / 1e3 if m else None
+
+
 def _layout(r: dict, devices: int, runtime) -> dict:
     """Parallel layout of a multi-device row: TP/PP/DP stated in the row, else the runtime's
     layout (llama.cpp splits layers over devices = a pipeline without micro-batches)."""
-    text = f"{r.get('software_framework', '')} {r.get('notes', '')}"
-    # 'TP=4', 'tp: 2', 'TP4' (not llama-bench's 'pp512' nor a rate 'pp 51.4': a stated degree
-    # is at most 64 and written with '=', ':' or no space)
-    got = {k: int(v) for k, v in re.findall(r"\b(tp|pp|dp)(?:\s*[=:]\s*)?(\d+)(?![\d.])", text.lower())
-           if int(v) <= 64}
+    got = _stated_layout(r)
     if got:
-        return {k: got.get(k, 1) for k in ("tp", "pp", "dp")}
+        tp, pp = got.get("tp", 1), got.get("pp", 1)
+        # 'TP=1' on 8 devices: the rest are replicas (MLPerf's TP1 x 8 instances)
+        dp = got.get("dp", max(devices // (tp * pp), 1))
+        return {"tp": tp, "pp": pp, "dp": dp}
     if devices <= 1:
         return {"tp": 1, "pp": 1, "dp": 1}
     if runtime.layout == "pipeline":
@@ -401,6 +439,13 @@ def resolve_row(r: dict, mp: dict, runtime: str | None = None):
         lengths = dict(sw["tg"], generate=stated_out or sw["tg"]["generate"])
     elif "lengths" in sw:
         lengths = sw["lengths"]
+    elif r["model"] in (sw.get("datasets") or {}):
+        # a benchmark's dataset means (MLPerf); the row's own mean output wins
+        ds = sw["datasets"][r["model"]]
+        if "skip" in ds:
+            return skip(ds["skip"])
+        lengths = {"prompt": stated_in or ds["prompt"], "generate": stated_out or ds["generate"]}
+        why.append(ds.get("why"))
     else:
         lengths = {"prompt": _int(r.get("input_tokens")), "generate": _int(r.get("output_tokens"))}
         if lengths["generate"] is None and group == "prefill":
@@ -421,12 +466,15 @@ def resolve_row(r: dict, mp: dict, runtime: str | None = None):
     batch = 1 if search else _int(r.get("batch"))
     if batch is None:
         return skip(f"batch {r.get('batch')!r} is not a number")
-    if "beam" in f"{r.get('notes', '')} {r.get('software_framework', '')}".lower():
-        return skip("beam search is not modelled (each beam would be one more sequence in the batch)")
+    beams = _beams(f"{r.get('software_framework', '')} {r.get('notes', '')}")
+    if beams is None:
+        return skip("beam search with an unstated beam count")
     devices = _int(r.get("num_devices")) or 1
+    layout = _layout(r, devices, rt)
+    tune_layout = search and devices > 1 and sw.get("layout") == "tuned" and not _stated_layout(r)
     try:
         sc = Scenario(batch=batch, prompt=lengths["prompt"], generate=lengths["generate"], dtype=prec["dtype"],
-                      runtime=rt.name, **_layout(r, devices, rt))
+                      runtime=rt.name, beams=beams, **layout)
     except ValueError as e:
         return skip(f"not a valid scenario ({str(e).splitlines()[-1].strip()})")
     baseline = None
@@ -438,7 +486,8 @@ def resolve_row(r: dict, mp: dict, runtime: str | None = None):
             return skip(f"no baseline spec {baseline['spec']!r} in hardware_specs/")
         why.append(baseline.get("why"))
     return Case(**common, workload=got["workload"], scenario=sc, compression=comp, search=search, gemm=None,
-                baseline=baseline, match=match, why=tuple(w for w in why if w))
+                baseline=baseline, match=match, why=tuple(w for w in why if w), tune_layout=tune_layout,
+                tpot_limit=_tpot_limit(r) if search else None)
 
 
 def resolve_all(mp: dict | None = None, rows: list[dict] | None = None, runtime: str | None = None):

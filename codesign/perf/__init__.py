@@ -35,7 +35,7 @@ def op_times(hardware, ops, dtype: str = "bf16", compression=None, runtime=None)
     a = t["a"][:, 0].T                    # (N, J)
     # each kernel as a benchmark runs it, back to back: held to the board's power limit
     throttle = power_limit(t["overhead"][0] + a.max(-1), t["overhead"][0], t["energy_a"][0],
-                           {k: p[k][0] for k in ("power.limit", "power.static", "power.busy")})
+                           {k: p[k][0] for k in ("power.limit", "power.static", "power.busy", "power.gap_share")})
     best = a.max(-1) * throttle + t["overhead"][0] * (throttle - 1)
     levels = [m.name for m in spec.memory]
     rows = []

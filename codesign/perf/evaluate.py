@@ -17,7 +17,7 @@ Several devices (Megatron-LM / GPipe conventions):
 
 Memory per device = weights + KV cache (prompt + generated tokens) + peak activations.
 Energy = FLOPs x energy/op + bytes x energy/byte per level (activity) + static board power x time
-+ busy power x kernel time, per device; a phase whose power would pass the TDP is stretched
++ busy power x kernel time + a share of busy power over the gaps, per device; a phase whose power would pass the TDP is stretched
 (the clock drops; ``throttle`` says by how much).
 Neglected: link energy, host-side scheduling, the prefill/decode interference of continuous
 batching.
@@ -46,7 +46,7 @@ from ..workload.graph import build_graph
 from ..workload.scenario import Scenario
 from ..workload.schema import ModelSpec
 from .engine import OpTable, Prices, envelope_sum, op_table, op_terms
-from .params import matrix_rate, spec_params
+from .params import busy_energy, matrix_rate, spec_params
 
 SECONDS_PER_YEAR = 365.25 * 24 * 3600
 AMORTIZATION_YEARS = 3.0          # device price spread over 3 years of service (assumption)
@@ -271,14 +271,15 @@ def power_limit(time, gap, energy, p: dict) -> np.ndarray:
     takes when its board power would exceed the power limit (the TDP unless the spec caps it
     lower): a factor >= 1 per design.
 
-    Power = static + (busy x kernel time + activity energy) / time. Above the limit the
-    clock drops until it fits: first order, the dynamic energy (busy power falls with the
-    clock as the kernels take longer, so its energy stays too) is spread over the longer
-    time T' = (busy x kernel time + E) / (limit - static). Neglected: the lower voltage at
-    the lower clock (dynamic energy falls with V^2) and the static power's own fall."""
-    limit, static, busy = p["power.limit"], p["power.static"], p["power.busy"]
+    Power = static + (busy energy + activity energy) / time (params.busy_energy: busy power
+    over kernel time, a share of it over the gaps). Above the limit the clock drops until it
+    fits: first order, the dynamic energy (busy power falls with the clock as the kernels
+    take longer, so its energy stays too) is spread over the longer time
+    T' = (busy energy + E) / (limit - static). Neglected: the lower voltage at the lower
+    clock (dynamic energy falls with V^2) and the static power's own fall."""
+    limit, static = p["power.limit"], p["power.static"]
     with np.errstate(divide="ignore", invalid="ignore"):
-        dynamic = busy * (time - gap) + energy
+        dynamic = busy_energy(p, time - gap, gap) + energy
         power = static + dynamic / time
         factor = np.where(np.isfinite(limit) & (power > limit) & (limit > static) & (time > 0),
                           dynamic / (limit - static) / time, 1.0)
@@ -300,7 +301,7 @@ def phase_power(ph: _Phase, p: dict) -> np.ndarray:
     + (busy x kernel time + activity energy of its stage) / phase time. Prefill's is the peak
     a board must supply; a request's average (``avg_power_w``) hides it behind decode."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        dyn = p["power.busy"] * ph.kernels + ph.stage_energy
+        dyn = busy_energy(p, ph.kernels, ph.gap) + ph.stage_energy
         return np.where(ph.time > 0, p["power.static"] + dyn / ph.time, p["power.static"])
 
 
@@ -570,14 +571,17 @@ def _evaluate_group(spec, model, sc, comps, overrides, op_name, decode_spec, dec
         ttft_seen = np.minimum(ttft, pipe_pre * (ph1.time + _pipeline_hop(spec, p, sc, sc.prompt, model, pr))
                                + p["runtime.request_overhead"] + tpot)
     # board power of every device over the request batch: static all the time, busy while
-    # kernels run (launch gaps and pipeline bubbles excluded), activity energy per op and byte
-    # (each device runs its stage's kernels once per microbatch: mb x (stage time - gaps))
+    # kernels run and a share of it in the gaps (launch gaps, host work, pipeline bubbles),
+    # activity energy per op and byte (each device runs its stage's kernels once per
+    # microbatch: mb x (stage time - gaps))
     energy = e_pre + e_dec + dp_["power.static"] * devices * kv_xfer
     for name, ph_ in phases.items():
         pw_ = p if name == "prefill" else dp_
         wall, share = (ttft, 1.0) if name == "prefill" else (dec_total, steps / max(steps, 1))
-        energy = energy + devices * (pw_["power.static"] * wall
-                                     + pw_["power.busy"] * mb * share * ph_["phase"].kernels)
+        ph = ph_["phase"]
+        # the device's gaps: the request's wall time less its kernels (at the clock they ran)
+        gaps = wall - mb * share * (ph.time - ph.gap)
+        energy = energy + devices * (pw_["power.static"] * wall + busy_energy(pw_, mb * share * ph.kernels, gaps))
     per_token = energy / max(gen_tokens, 1) if gen_tokens else energy / max(sc.batch * sc.prompt, 1)
     avg_power = energy / np.maximum(e2e, 1e-30) / devices
     peak_power = np.max([phase_power(ph_["phase"], p if name == "prefill" else dp_) for name, ph_ in phases.items()],

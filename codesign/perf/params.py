@@ -39,6 +39,11 @@ STATIC_FRACTION = {"gpu": 0.18, "tpu": 0.18, "npu": 0.2, "fpga": 0.25, "cpu": 0.
 # extra board power while kernels run, as a fraction of (TDP - static) (estimate from the
 # same H200 run: memory-bound decode drew ~430-530 W = static + busy + ~150 W of HBM/L2 traffic)
 BUSY_FRACTION = {"gpu": 0.35, "tpu": 0.35, "npu": 0.35, "fpga": 0.3, "cpu": 0.35}
+# share of that busy power still drawn in the short gaps inside a running job (kernel launch
+# gaps, host work between decode steps, pipeline bubbles): DVFS moves clocks and voltage on
+# millisecond scales (NVIDIA's boost algorithm samples power every few ms), so the board stays
+# at its running clock through microsecond gaps; only idle SMs' clock gating saves their part
+GAP_BUSY_SHARE = {"gpu": 0.5, "tpu": 0.5, "npu": 0.5, "fpga": 0.5, "cpu": 0.5}
 GEMM_COMPUTE_SHARE = 0.9
 INT_LANES_PER_SM = 64       # NVIDIA SMs since Volta issue 64 INT32 operations per clock (CUDA C guide, arithmetic throughput)
 DEFAULT_KERNEL_OVERHEAD = {"gpu": 4e-6, "tpu": 2e-6, "npu": 20e-6, "fpga": 5e-6, "cpu": 2e-6}
@@ -127,6 +132,7 @@ def power_params(spec: HardwareSpec, p: dict) -> dict[str, float]:
         max(STATIC_FRACTION[spec.device_class] * tdp, out["power.idle"]) if tdp else out["power.idle"])
     busy = pw.busy if pw.busy is not None else (BUSY_FRACTION[spec.device_class] * (tdp - static) if tdp else 0.0)
     out["power.static"], out["power.busy"] = static, max(busy, 0.0)
+    out["power.gap_share"] = GAP_BUSY_SHARE[spec.device_class]
     # the rest of the budget at the sustained matrix rate, less the ~10% a large GEMM spends
     # moving its tiles through L2 and shared memory (priced per byte), so it lands on the TDP
     compute_w = GEMM_COMPUTE_SHARE * (tdp - static - busy) if tdp else 0.0
@@ -144,6 +150,14 @@ def power_params(spec: HardwareSpec, p: dict) -> dict[str, float]:
                 e = max(e, compute_w / float(sustained))
         out[f"power.energy_per_op.{dt}"] = e
     return out
+
+
+def busy_energy(p: dict, kernels, gaps):
+    """Energy above the static floor that is not activity (J): busy power over ``kernels``
+    seconds of kernels at full clock, and its gap share over ``gaps`` seconds of a running job
+    without a kernel. Time a power limit adds (the kernels run at a lower clock) is neither:
+    busy power falls with the clock there, so that energy stays what it was."""
+    return p["power.busy"] * (kernels + p["power.gap_share"] * np.maximum(gaps, 0.0))
 
 
 def runtime_params(spec: HardwareSpec, runtime) -> dict[str, float]:

@@ -30,7 +30,6 @@ allocates it); collective overlap with compute.
 from __future__ import annotations
 
 import bisect
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,7 +44,8 @@ from ..workload.graph import _phase_ops
 from ..workload.scenario import Scenario
 from ..workload.schema import ModelSpec
 from .engine import op_table, op_terms
-from .evaluate import _params, _pipeline_hop, _prices, capacity, footprint
+from .evaluate import _params, _pipeline_hop, _prices, capacity, footprint, power_limit
+from .params import busy_energy
 
 _ATTENTION = ("attention", "attn_score", "softmax", "attn_context")   # ops priced by context, not tokens
 
@@ -75,7 +75,8 @@ def _interp(xs: list, ys: list, x: float) -> float:
 @dataclass
 class Cost:
     """One step of an engine: wall seconds, device-seconds of kernels (summed over its
-    devices: busy power applies to them), activity joules over its devices."""
+    devices), and the joules above the static floor over its devices: activity, busy power
+    over the kernels, its gap share over the rest of the step (params.busy_energy)."""
     time: float
     kernels: float
     energy: float
@@ -96,7 +97,7 @@ class StepCost:
     max_context: int
     sequence_overhead: float          # s per sequence per step
     request_overhead: float           # s per request before it is queued (tokenise, ...)
-    power: dict                       # static, busy (W per device), limit
+    power: dict                       # power.static, .busy (W per device), .gap_share, .limit
     price: float                      # USD per device
     link_bw: float | None             # host link B/s (KV transfer in disaggregated serving)
     link_latency: float
@@ -151,14 +152,15 @@ class StepCost:
             t, k, e = t + at, k + ak, e + ae
         # board power of a device over its stage: above the limit the clock drops (see
         # evaluate.power_limit); then a pipeline runs its stages in turn, plus the hops
-        p = self.power
-        if p["limit"] < math.inf and t > 0:
-            dyn = p["busy"] * k + e
-            if p["static"] + dyn / t > p["limit"] > p["static"]:
-                t = dyn / (p["limit"] - p["static"])
+        gap = t - k
+        if t > 0:
+            t *= float(power_limit(t, gap, e, self.power))
+        stretched_kernels = t - gap
         t = t * self.pp + (self.pp - 1) * (self._hop[0] * T + self._hop[1])
         t += self.sequence_overhead * (decode_seqs + len(chunks))
         n = self.devices
+        # activity energy plus busy power over the kernels and its gap share over the rest
+        e += busy_energy(self.power, k, t - stretched_kernels)
         return Cost(t, k * n, e * n)
 
     def kv_transfer_time(self, tokens: int) -> float:
@@ -264,7 +266,7 @@ def step_cost(hardware, model, scenario: Scenario | None = None, compression: Co
     if pp > 1:
         per_tok = float(_pipeline_hop(spec, p, sc, 1, served, pr)[0] - _pipeline_hop(spec, p, sc, 0, served, pr)[0])
         hop = (per_tok, float(_pipeline_hop(spec, p, sc, 0, served, pr)[0]))
-    pw = {"static": float(p["power.static"][0]), "busy": float(p["power.busy"][0]), "limit": float(p["power.limit"][0])}
+    pw = {k: float(p[k][0]) for k in ("power.static", "power.busy", "power.gap_share", "power.limit")}
     return StepCost(
         spec=spec, model=served, scenario=sc, devices=sc.tp * sc.pp, kv_capacity_tokens=kv_tokens,
         kv_bytes_per_token=kv1, weight_bytes=w, max_tokens=max_tokens, max_seqs=max_seqs, max_context=max_context,

@@ -6,7 +6,7 @@ TTFT = first token - arrival; TPOT = (finish - first token) / (output tokens - 1
 inter-token latency (ITL) = the gap between consecutive tokens of a sequence (weighted by
 sequences); end-to-end = finish - arrival; queueing = first scheduled - arrival. Goodput
 (DistServe) = requests per second that meet every SLO. Energy = every device's static
-power over the run + busy power over kernel time + activity energy (the engine's board
+power over the run + busy power over kernel time (a share of it in a step's gaps) + activity energy (the engine's board
 power model); cost = the devices' price over 3 years of service for the run's time +
 electricity, per million output tokens.
 """
@@ -91,7 +91,7 @@ class ServeResult:
         # energy: static power of every device over the run + busy and activity energy of the steps
         pools = [(cost, replicas)] + ([(decode_cost or cost, decode_replicas)] if policy.name == "disaggregated" else [])
         devices = sum(c.devices * r for c, r in pools)
-        static = sum(c.power["static"] * c.devices * r for c, r in pools) * span
+        static = sum(c.power["power.static"] * c.devices * r for c, r in pools) * span
         energy = static + log.energy
         s["devices"] = devices
         # share of the devices' time spent in kernels (the rest: launch gaps, host work, idle)

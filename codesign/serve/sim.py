@@ -251,9 +251,8 @@ class _Engine:
         costs = [cost] + ([self.draft.step(decode_seqs=n_dec, decode_ctx_sum=ctx_sum)] * k if k else [])
         advance = self._accepted(n_dec, k) if n_dec else None
         self.plan = (chunks, n_dec, advance)
-        busy = self.cost.power["busy"]
         for c in costs:
-            self.log.energy += c.energy + busy * c.kernels
+            self.log.energy += c.energy
             self.log.busy_device_s += c.kernels
         wait, self.swap_s = self.swap_s, 0.0        # swaps are copies over the host link before the step
         return sum(c.time for c in costs) + wait
