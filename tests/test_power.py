@@ -128,3 +128,21 @@ def test_a_larger_derived_chip_draws_near_its_larger_tdp():
     assert hw.power.tdp > 700
     power = Evaluator(st)([{"compute.cores": 144}])[0].metrics["power_w"]
     assert 0.85 * hw.power.tdp <= power <= hw.power.tdp * 1.001
+
+
+def test_a_captured_decode_step_keeps_the_board_busy_through_its_launch_cost():
+    """decode_graphs: the per-kernel decode cost is device-side (no host gap), so the same
+    step time draws busy power over all of it: same TPOT, more power, by exactly the gap's
+    missing (1 - gap share) x busy power."""
+    from codesign.hardware import load_hardware
+    from codesign.perf import evaluate_batch
+    from codesign.workload import load_workload
+    spec = load_hardware("h100-sxm")
+    sc = Scenario(batch=8, prompt=128, generate=256, runtime="vllm")
+    out = evaluate_batch(spec, load_workload("llama-3.1-8b"), sc, overrides={"runtime.decode_graphs": np.array([0.0, 1.0])})
+    assert out["tpot_s"][0] == pytest.approx(out["tpot_s"][1])
+    assert out["avg_power_w"][1] > out["avg_power_w"][0]
+    p = spec_params(spec, runtime="vllm")
+    # the extra energy is bounded by the whole decode time at the missing share of busy power
+    extra = (out["energy_j"][1] - out["energy_j"][0])
+    assert 0 < extra < (1 - p["power.gap_share"][0]) * p["power.busy"][0] * out["tpot_s"][0] * 255

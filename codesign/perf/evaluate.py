@@ -260,6 +260,8 @@ def _run_phase(spec, p, ops, pr, wtot, kvtot, steps: int, pp: int, terms=None) -
     traffic = np.matmul(traffic_op, cnt * n_eff).T                      # (D, L)
     flops = np.full(time.shape, (tab.cols["flops"] * n_eff + tab.cols["d_flops"] * c_sum) @ cnt)
     gap = (t["overhead"] * n_eff * count).sum(-1)
+    if steps:       # a captured decode step: its per-kernel cost is device-side, the board stays busy
+        gap = gap * (1.0 - p["runtime.decode_graphs"])
     return _Phase(time=time, energy=energy, stage_energy=stage_energy, gap=gap, kernels=time - gap, flops=flops, traffic=traffic,
                   per_op_time=per_op,
                   per_op_traffic=traffic_op, per_op_share=share * count, tab=tab,

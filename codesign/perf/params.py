@@ -172,6 +172,7 @@ def runtime_params(spec: HardwareSpec, runtime) -> dict[str, float]:
     return {"runtime.gemm": t.gemm, "runtime.vector": t.vector, "runtime.memory": t.memory,
             "runtime.latency_factor": t.latency_factor, "runtime.launch": launch,
             "runtime.launch_decode": rt.decode_launch_overhead if rt.decode_launch_overhead is not None else launch,
+            "runtime.decode_graphs": float(rt.decode_graphs),
             "runtime.separate_dequant": float(rt.prefill_dequant == "separate"),
             "runtime.half_accumulate": float(rt.gemm_accumulate == "fp16"),
             "runtime.dequant_ops": rt.dequant_ops, "runtime.dequant": t.dequant,

@@ -108,6 +108,7 @@ class StepCost:
     _attn_launch: tuple = (0.0, 0.0)  # launch cost of the attention kernels (prefill, decode graph)
     _hop: tuple = (0.0, 0.0)          # pipeline hop per token and fixed, per stage boundary
     pp: int = 1
+    decode_graphs: bool = False       # decode-only steps replay a graph: their launch cost is device-side
 
     # ---------------------------------------------------------------- lookups
     def _tokens(self, T: float, decode: bool):
@@ -150,6 +151,8 @@ class StepCost:
         if decode_seqs:
             at, ak, ae = self._decode_attention(decode_seqs, decode_ctx_sum / decode_seqs)
             t, k, e = t + at, k + ak, e + ae
+        if decode_only and self.decode_graphs:
+            k = t
         # board power of a device over its stage: above the limit the clock drops (see
         # evaluate.power_limit); then a pipeline runs its stages in turn, plus the hops
         gap = t - k
@@ -278,4 +281,4 @@ def step_cost(hardware, model, scenario: Scenario | None = None, compression: Co
         _tok_dec=(t_dec, gd[0].tolist(), gd[1].tolist(), gd[2].tolist()),
         _prompt_attn=(p_grid, f_time, fa[1].tolist(), fa[2].tolist()),
         _dec_attn=(b_grid, c_grid, a_time, da[1].reshape(nb, nc).tolist(), da[2].reshape(nb, nc).tolist()),
-        _attn_launch=(launch_pre, launch_dec), _hop=hop, pp=pp)
+        _attn_launch=(launch_pre, launch_dec), _hop=hop, pp=pp, decode_graphs=rt.decode_graphs)

@@ -53,6 +53,11 @@ class Runtime(Frozen):
     launch_overhead: Time | None = None
     # per-kernel cost in decode steps (CUDA graphs, a compiled engine); None = launch_overhead
     decode_launch_overhead: Time | None = None
+    # decode steps replay a captured graph (CUDA graphs) or a native engine's back-to-back
+    # launches: the host never lets the GPU queue drain, so the per-kernel decode cost is
+    # device-side (dependent-launch latency, kernel ramp and tail) and the board stays at
+    # busy power through it; False: eager host dispatch, real gaps (params.GAP_BUSY_SHARE)
+    decode_graphs: bool = False
     # host work the accelerator waits for: once per request batch before its first token
     # (tokenise, schedule, first sampling), and per sequence in every decode step (batch
     # bookkeeping, sampling, detokenising); None = none
