@@ -141,7 +141,7 @@ def _synthetic_csv(tmp_path, truth):
             for model in ("Llama-2-7B", "Llama-3.2-1B"):
                 rows.append(dict(hardware=hw, num_devices=1, software_framework="synthetic", model=model,
                                  weight_precision="fp16", batch=b, input_tokens=p, output_tokens=g, metric=metric,
-                                 value=1.0, source=f"example.org/source-{i % 2}", runtime="synthetic-stack"))
+                                 value=1.0, source=f"example-{i % 2}.org/source-{i % 2}", runtime="synthetic-stack"))
     path = tmp_path / "synthetic.csv"
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols)
@@ -180,6 +180,27 @@ def test_fit_recovers_known_figures_from_synthetic_data(tmp_path, synthetic_runt
     assert fr.start_mape > 0.2 and fr.in_sample_mape < 0.01
     for k, v in truth.items():
         assert fr.values[k] == pytest.approx(v, rel=0.05), (k, fr.values)
+
+
+def test_every_publisher_weighs_the_same_in_the_fit():
+    from types import SimpleNamespace
+
+    from codesign.accuracy.fit import publisher_weights
+    rows = [SimpleNamespace(source="github.com/big/repo x.md")] * 9 + [SimpleNamespace(source="example.org/small")]
+    w = publisher_weights(rows)
+    assert w.mean() == pytest.approx(1.0)
+    assert (w[:9] ** 2).sum() == pytest.approx(w[9] ** 2)      # nine rows of one publisher = one row of another
+
+
+def test_cross_validation_refits_only_what_the_shipped_profile_fitted():
+    from codesign.accuracy.fit import shipped_params
+    from codesign.runtime import load_runtime
+    vllm = load_runtime("vllm")
+    assert set(shipped_params("vllm", "gpu")) == {p.split(".")[-1].replace("decode_launch_overhead", "launch_decode")
+                                                  .replace("sequence_overhead", "sequence")
+                                                  .replace("request_overhead", "request") for p in vllm.fitted}
+    assert shipped_params("vllm", "tpu") == ()          # no tpu figures fitted: shipped as is
+    assert shipped_params("generic", "gpu") == ()
 
 
 def test_fit_refuses_what_the_data_cannot_support(tmp_path, synthetic_runtime):
@@ -254,3 +275,18 @@ def test_host_overheads_add_to_ttft_and_to_each_step():
                                     "runtime.sequence_overhead": np.array([0.0, 50e-6])})
     assert out["ttft_s"][1] - out["ttft_s"][0] == pytest.approx(0.01)
     assert out["tpot_s"][1] - out["tpot_s"][0] == pytest.approx(16 * 50e-6)
+
+
+@pytest.mark.parametrize("gemm,kept", [(0.5, True), (1.0, False)])
+def test_fit_keeps_figures_only_when_they_beat_the_unfitted_ones_out_of_sample(tmp_path, synthetic_runtime, gemm, kept):
+    """--fresh --out writes fitted figures only when leave-one-publisher-out beats the
+    unfitted figures: data made with the neutral gemm (1.0) leaves nothing to gain."""
+    import yaml
+    path = _synthetic_csv(tmp_path, {"gemm": gemm})
+    out = tmp_path / "fitted.yaml"
+    r = _cli("fit", "--measurements", str(path), "--runtime", "synthetic-stack", "--class", "gpu", "--fresh",
+             "--params", "gemm", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    data = yaml.safe_load(out.read_text())
+    assert ("gemm" in (data.get("tuning") or {}).get("gpu", {})) is kept
+    assert ("not kept" in r.stdout) is (not kept)

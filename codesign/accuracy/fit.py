@@ -16,6 +16,7 @@ figures that cannot be fitted without it fall back to the runtime's neutral valu
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -154,15 +155,17 @@ def fit_runtime(cases, runtime: str, cls: str, params=DEFAULT_PARAMS,
 
     steps = np.maximum(1e-3 * np.abs(lo - hi), 1e-9)
 
+    w = publisher_weights(rows)
+
     def resid(x):
-        return log_err(_predict_all(rows, from_x(x), batches)[:, None])[:, 0]
+        return w * log_err(_predict_all(rows, from_x(x), batches)[:, None])[:, 0]
 
     def jac(x):
         # forward differences, every perturbed set in the same vectorised evaluation
         h = np.where(x + steps <= hi, steps, -steps)
         sets = [from_x(x)] + [from_x(x + h[j] * np.eye(len(use))[j]) for j in range(len(use))]
         r = log_err(_predict_sets(rows, sets, batches))
-        return (r[:, 1:] - r[:, :1]) / h
+        return w[:, None] * (r[:, 1:] - r[:, :1]) / h
 
     x0 = np.clip(to_x(base), lo, hi)
     sol = least_squares(resid, x0, jac=jac, bounds=(lo, hi), loss="soft_l1", f_scale=0.1, x_scale=scale,
@@ -171,6 +174,15 @@ def fit_runtime(cases, runtime: str, cls: str, params=DEFAULT_PARAMS,
     y = _predict_all(rows, vals, batches)
     return FitResult(runtime, cls, {n: vals[n] for n in use}, dropped, [c.row for c in rows],
                      sorted({c.source for c in rows}), float(np.mean(np.abs(y / meas - 1))), start_mape)
+
+
+def publisher_weights(rows) -> np.ndarray:
+    """Residual weights that give every publisher the same total squared weight (a row's
+    weight ~ 1 / sqrt(its publisher's rows), mean 1): the figures are for publishers not
+    yet seen, so one publisher's many rows of one setup must not outvote the rest."""
+    n_pub = Counter(publisher(c.source) for c in rows)
+    w = np.array([n_pub[publisher(c.source)] ** -0.5 for c in rows])
+    return w / w.mean()
 
 
 def neutral_values() -> dict:
@@ -200,7 +212,7 @@ def neutral_for(runtime: str) -> dict:
 
 def _fit_or_neutral(train, rt: str, cls: str, params, cache: dict) -> dict:
     """Neutral figures updated with a fit on ``train`` (cached by the rows it would use)."""
-    key = (rt, cls, tuple(sorted(c.row for c in fittable(train) if c.runtime == rt and device_class(c) == cls)))
+    key = (rt, cls, tuple(params), tuple(sorted(c.row for c in fittable(train) if c.runtime == rt and device_class(c) == cls)))
     if key not in cache:
         vals = neutral_for(rt)
         try:
@@ -211,9 +223,28 @@ def _fit_or_neutral(train, rt: str, cls: str, params, cache: dict) -> dict:
     return cache[key]
 
 
-def cross_validate(cases, params=DEFAULT_PARAMS, progress=None) -> dict:
+def shipped_params(runtime: str, cls: str) -> tuple[str, ...]:
+    """The figures ``runtime``'s YAML carries fitted for device class ``cls`` (fit names):
+    what its shipped profile was fitted on, so cross-validation refits exactly those."""
+    from ..runtime.fitted import TOP_LEVEL
+    top = {v: k for k, v in TOP_LEVEL.items()}
+    fitted = load_runtime(runtime).fitted
+    out = []
+    for path in fitted:
+        parts = path.split(".")
+        if path in top:
+            out.append(top[path])
+        elif len(parts) == 3 and parts[0] == "tuning" and parts[1] in (cls, "default"):
+            out.append(parts[2])
+    # top-level figures are shared by every class: refit them only where the class has its own
+    return tuple(dict.fromkeys(out)) if any(p.startswith(f"tuning.{cls}.") for p in fitted) else ()
+
+
+def cross_validate(cases, params=None, progress=None) -> dict:
     """Leave-one-publisher-out predictions: row id -> (predicted value, figures used). Each
-    publisher's rows are predicted by runtimes refitted on the other publishers only."""
+    publisher's rows are predicted by runtimes refitted on the other publishers only:
+    ``params`` for every runtime, or by default the figures each runtime's shipped profile
+    has fitted (none: its unfitted figures, as shipped)."""
     groups = sorted({(c.runtime, device_class(c)) for c in fittable(cases)})
     folds = sorted({publisher(c.source) for c in cases})
     out: dict = {}
@@ -225,7 +256,12 @@ def cross_validate(cases, params=DEFAULT_PARAMS, progress=None) -> dict:
             held = [c for c in test if c.runtime == rt and device_class(c) == cls]
             if not held:
                 continue
-            vals = _fit_or_neutral(train, rt, cls, params, cache)
+            names = params if params is not None else shipped_params(rt, cls)
+            if not names:       # nothing fitted in the shipped profile: its figures need no data
+                for c in held:
+                    out[c.row] = (predict(c)[0], {})
+                continue
+            vals = _fit_or_neutral(train, rt, cls, names, cache)
             over = {PARAMS[k][0]: v for k, v in vals.items()}
             for c in held:
                 out[c.row] = (predict(c, over)[0], vals)
