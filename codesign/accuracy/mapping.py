@@ -187,6 +187,18 @@ def _key_tokens(toks: set[str]) -> set[str]:
     return {t for t in toks if re.search(r"\d", t) and not re.fullmatch(r"\d+(gb|gib|w)|\d{1,2}", t)}
 
 
+# words that, right after a model number, name a different product ('M4 Max' is not an M4,
+# a '4070 Ti' not a 4070); elsewhere they mean nothing ('700 W max', 'Mac mini')
+TIERS = {"max", "pro", "ultra", "ti", "super", "xtx", "nano", "nx", "plus"}
+
+
+def _tiers(text: str) -> set[str]:
+    """Tier words that directly follow a model number in ``text``."""
+    words = re.findall(r"[a-z0-9]+", str(text).lower())
+    keys = _key_tokens(set(words))
+    return {b for a, b in zip(words, words[1:]) if a in keys and b in TIERS}
+
+
 def auto_hardware(text: str) -> tuple[str, str] | None:
     """(spec name, reason) for a device name no mapping lists: the library spec sharing its
     model number (H100, 4090, RK3588, ...) and most other words; variants (PCIe vs SXM)
@@ -199,6 +211,8 @@ def auto_hardware(text: str) -> tuple[str, str] | None:
     for name, stoks in _spec_words(tuple(sorted((k, str(v)) for k, v in library("hardware_specs").items()))):
         if not (keys & _key_tokens(stoks)):
             continue
+        if _tiers(text) != _spec_tiers(name):      # an M4 is not an M4 Max, a 4070 not a 4070 Ti
+            continue
         score = (len(keys & stoks), len(toks & stoks), -len(stoks - toks))
         if best is None or score > best[0]:
             best = (score, name, stoks)
@@ -207,6 +221,14 @@ def auto_hardware(text: str) -> tuple[str, str] | None:
     variant = {"pcie", "sxm", "sxm4", "sxm5", "nvl"}
     clash = (toks & variant) and (best[2] & variant) and not (toks & best[2] & variant)
     return best[1], "proxy" if clash else "auto"
+
+
+@lru_cache(maxsize=None)
+def _spec_tiers(name: str) -> frozenset:
+    """Tier words of a library spec: after a model number in its file name or display name."""
+    from ..hardware import load_hardware
+    spec = load_hardware(name)
+    return frozenset(_tiers(name.replace("-", " ")) | _tiers(spec.display_name or ""))
 
 
 @lru_cache(maxsize=4)
