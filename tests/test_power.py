@@ -146,3 +146,34 @@ def test_a_captured_decode_step_keeps_the_board_busy_through_its_launch_cost():
     # the extra energy is bounded by the whole decode time at the missing share of busy power
     extra = (out["energy_j"][1] - out["energy_j"][0])
     assert 0 < extra < (1 - p["power.gap_share"][0]) * p["power.busy"][0] * out["tpot_s"][0] * 255
+
+
+def test_a_faster_clock_costs_voltage():
+    """V/f: energy per operation ~ V^2 with V linear in f (floored), busy power ~ V^2 f,
+    leakage ~ V; a spec stated at a nominal clock and run faster pays all three."""
+    from codesign.perf.params import VF_FLOOR, VF_INTERCEPT, voltage_ratio
+    assert voltage_ratio(1.0) == pytest.approx(1.0)
+    assert voltage_ratio(0.5) == pytest.approx(VF_INTERCEPT + (1 - VF_INTERCEPT) * 0.5)
+    assert voltage_ratio(0.1) == pytest.approx(VF_FLOOR)
+    base = load_hardware("rk3588-npu")
+    fast = load_hardware("rk3588-npu", overrides={"compute.clock": f"{base.compute.clock * 1.4 / 1e9} GHz",
+                                                  "compute.nominal_clock": f"{base.compute.clock / 1e9} GHz"})
+    p0, p1 = spec_params(base), spec_params(fast)
+    v = voltage_ratio(1.4)
+    for k in [k for k in p0 if k.startswith("power.energy_per_op.")]:
+        assert p1[k][0] == pytest.approx(p0[k][0] * v ** 2)
+    assert p1["power.busy"][0] == pytest.approx(p0["power.busy"][0] * v ** 2 * 1.4)
+    assert p1["power.static"][0] == pytest.approx(p0["power.static"][0] * v)
+
+
+def test_a_study_design_at_another_clock_carries_the_base_clock_as_nominal():
+    from codesign.search import load_study
+    st = load_study("studies/quickstart.yaml")
+    params = st.space.baseline_params()
+    base_clock = st.base.compute.clock
+    hi = dict(params, **{"compute.clock": 1.4e9})
+    hw, ov = st.space.design(hi)
+    assert hw.compute.nominal_clock == pytest.approx(base_clock) and hw.compute.clock == pytest.approx(1.4e9)
+    # same chip at the base clock: no voltage change, nothing recorded
+    hw0, ov0 = st.space.design(dict(params, **{"compute.clock": base_clock}))
+    assert "compute.nominal_clock" not in ov0 or hw0.compute.nominal_clock == pytest.approx(hw0.compute.clock)

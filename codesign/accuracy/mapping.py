@@ -22,7 +22,7 @@ from __future__ import annotations
 import csv
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 from ..errors import CodesignError
@@ -223,7 +223,7 @@ def auto_hardware(text: str) -> tuple[str, str] | None:
     return best[1], "proxy" if clash else "auto"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _spec_tiers(name: str) -> frozenset:
     """Tier words of a library spec: after a model number in its file name or display name."""
     from ..hardware import load_hardware

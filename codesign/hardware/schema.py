@@ -126,6 +126,10 @@ class FPGAResources(Frozen):
 
 class Compute(Frozen):
     clock: Frequency | None = None
+    # the clock the spec's power figures (TDP, energy per operation) are stated at, when the
+    # chip runs at another one (a derived design, an overclocked board): voltage follows the
+    # clock (perf.params.at_clock); None = clock
+    nominal_clock: Frequency | None = None
     cores: int | None = Field(default=None, gt=0)   # SMs / TensorCores / AIE tiles / NPU or CPU cores
     matrix: MatrixUnits | None = None
     vector: VectorUnits

@@ -104,6 +104,8 @@ def spec_params(spec: HardwareSpec, operating_point: str | None = None, runtime=
             p[f"interconnect.{which}.latency"] = link.latency
             p[f"interconnect.{which}.efficiency"] = link.efficiency or DEFAULT_LINK_EFF
     p.update(power_params(spec, p))
+    if c.nominal_clock and c.clock and c.nominal_clock != c.clock:
+        p = at_clock(p, c.nominal_clock)
     p["price"] = spec.price if spec.price is not None else np.nan
     p.update(runtime_params(spec, runtime))
     out = {k: np.atleast_1d(np.asarray(v, dtype=float)) for k, v in p.items()}
@@ -180,6 +182,36 @@ def runtime_params(spec: HardwareSpec, runtime) -> dict[str, float]:
             "runtime.dequant_integer": float(rt.dequant_units == "integer"),
             "runtime.request_overhead": rt.request_overhead or 0.0,
             "runtime.sequence_overhead": rt.sequence_overhead or 0.0}
+
+
+# voltage against clock over a DVFS range, relative to the spec's base point: V/V0 = a + (1 - a) f/f0
+# (linear V-f, the usual first-order fit of the alpha-power law over a DVFS range: Sakurai &
+# Newton, IEEE JSSC 1990); a = 0.4 puts half clock at 0.7 V0 (estimate: GPU and mobile DVFS
+# tables run ~0.65-0.75 of the top voltage at half the top clock), floored at 0.6 V0 (near-
+# threshold operation is not a DVFS point)
+VF_INTERCEPT = 0.4
+VF_FLOOR = 0.6
+
+
+def voltage_ratio(clock_ratio):
+    """V/V0 at f/f0 on the linear V-f curve (>= VF_FLOOR)."""
+    return np.maximum(VF_INTERCEPT + (1.0 - VF_INTERCEPT) * np.asarray(clock_ratio, float), VF_FLOOR)
+
+
+def at_clock(p: dict, nominal_clock: float) -> dict:
+    """Power figures of a chip running at ``compute.clock`` when they were stated at
+    ``nominal_clock``: switching energy per operation ~ C V^2, the clock-tree/fabric (busy)
+    power ~ C V^2 f, leakage (static) ~ V (Weste & Harris, CMOS VLSI Design, sec. 5.1-5.3).
+    Without it a faster clock would cost no energy per operation and every study front would
+    sit at its top clock. Neglected: leakage's own rise with V (DIBL) and temperature."""
+    s = p["compute.clock"] / nominal_clock
+    v = voltage_ratio(s)
+    p = dict(p)
+    for k in [k for k in p if k.startswith("power.energy_per_op.")]:
+        p[k] = p[k] * v ** 2
+    p["power.busy"] = p["power.busy"] * v ** 2 * s
+    p["power.static"] = p["power.static"] * v
+    return p
 
 
 def at_operating_point(spec: HardwareSpec, p: dict, name: str) -> dict:

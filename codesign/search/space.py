@@ -34,6 +34,10 @@ of its drivers is searched and its target exists in the base spec:
   power density. Without this a bigger chip would idle at the base chip's power and
   every study would simply max out cores and clock.
 
+- voltage <- compute.clock: a design at another clock than the base carries the base clock
+  as compute.nominal_clock, so its energy per operation, busy and static power follow the
+  V-f curve (perf.params.at_clock): a faster clock costs energy, a slower one saves it.
+
 Neglected: peaks scale linearly (no change in achieved efficiency, NoC or power
 limits with size), off-chip bandwidth never follows the clock, static power of the
 board/DRAM (part of ``power.idle``) is scaled with the die as well (an overestimate
@@ -256,6 +260,10 @@ class Space:
         ov = self.overrides(params)
         if self.power_limit is not None:              # the study's budget caps every design's board
             ov = {**ov, "power.limit": self.power_limit}
+        base_clock = read_path(self.base_data, "compute.clock")
+        if "compute.clock" in ov and base_clock and not read_path(self.base_data, "compute.nominal_clock"):
+            # the base's power figures are stated at its clock: another clock costs voltage
+            ov = {**ov, "compute.nominal_clock": base_clock}
         if not ov:
             return self.base, ov
         hw = hardware_from_dict(apply_overrides(self.base_data, ov))
