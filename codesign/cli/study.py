@@ -66,6 +66,12 @@ def _go(st, sref, trials, timeout, workers, batch, progress, fail_stale=None):
         click.echo(f"hypervolume of the front: {rep.hypervolume:.4f} (objectives scaled by {rep.hv_basis}; "
                    f"reference point: the nadir + {MARGIN:.0%} of each range)")
     click.echo(f"storage: {rep.storage}")
+    if rep.credibility:
+        shown = sorted(rep.credibility.items())[:3]
+        click.echo(f"note: {len(rep.credibility)} of the {rep.pareto} front designs are outside the chips that exist "
+                   f"(study export lists each design's reasons), e.g.")
+        for number, notes in shown:
+            click.echo(f"  trial {number}: {'; '.join(notes)}")
     if rep.running_elsewhere:
         shown = "; ".join(rep.running_elsewhere[:3]) + (" ..." if len(rep.running_elsewhere) > 3 else "")
         click.echo(f"note: {rep.completed} of the {trials or st.spec.trials} trials are complete; "

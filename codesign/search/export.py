@@ -23,6 +23,7 @@ from pathlib import Path
 import yaml
 
 from ..compression import Compression
+from ..hardware.credibility import credibility_notes
 from ..hardware.schema import HardwareSpec
 from .definition import Study
 
@@ -148,6 +149,9 @@ def export_study(study: Study, ost, out: Path) -> dict:
         info = {"study": study.name, "trial": t.number, "params": dict(t.params),
                 "objectives": dict(zip(study.objectives, t.values)), "metrics": metrics,
                 "evaluate": [eval_command(str(d / "hardware.yaml"), w, comp) for w in study.workloads]}
+        if study.varies_hardware:
+            # densities beyond any known chip of the class (hardware.credibility); [] = inside
+            info["outside_known_chips"] = credibility_notes(study.space.hardware(t.params))
         _dump(d / "design.yaml", info, "")
         written.append(t.number)
     return {"trials": len(df), "pareto": written, "folder": str(out)}

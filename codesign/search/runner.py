@@ -228,6 +228,7 @@ class RunReport:
     exhaustive: dict | None = None   # the enumeration's statistics (exhaustive.Tally)
     failure: str | None = None  # one line when nothing could be scored (the CLI then exits non-zero)
     running_elsewhere: list = field(default_factory=list)   # RUNNING trials that kept it short of the target
+    credibility: dict = field(default_factory=dict)   # front trial number -> notes (outside known chips)
 
     @property
     def trials_per_s(self) -> float:
@@ -443,14 +444,34 @@ def run_study(study: Study, ref: StorageRef, *, trials: int | None = None, timeo
         new = (rep["completed"] - start_done if choice.name == "exhaustive" else
                sum(1 for t in probe.get_trials(deepcopy=False) if t.state.name == "COMPLETE" and t.number >= n_all
                    and t.user_attrs.get("worker") in owners))
+    with guard(ref):
+        cred = front_credibility(study, probe)
     rep.update(name=study.name, storage=ref.label, new=new, seconds=time.monotonic() - t0,
-               interrupted_marked=marked, sampler=choice.name, why=choice.why)
+               interrupted_marked=marked, sampler=choice.name, why=choice.why, credibility=cred)
     if choice.name != "exhaustive" and rep["completed"] < target:
         # the target counts RUNNING trials as on their way: name the ones that hold it back
         with guard(ref):
             rep["running_elsewhere"] = [describe_trial(t) for t in probe.get_trials(deepcopy=False)
                                         if t.state.name == "RUNNING"]
     return RunReport(**rep)
+
+
+def front_credibility(study: Study, ost) -> dict[int, list[str]]:
+    """Pareto-front designs outside the envelope of known chips (hardware.credibility):
+    trial number -> notes. Empty when the study does not derive hardware."""
+    if not study.varies_hardware:
+        return {}
+    from ..hardware.credibility import credibility_notes
+    from .export import unique_front
+    out = {}
+    for t in unique_front(ost):
+        try:
+            notes = credibility_notes(study.space.hardware(t.params))
+        except (CodesignError, ValueError):
+            continue
+        if notes:
+            out[t.number] = notes
+    return out
 
 
 def describe_trial(t) -> str:
