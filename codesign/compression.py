@@ -136,6 +136,7 @@ def weight_bytes_per_element(comp: Compression | None, dtype: str) -> float:
         bits += (16 + zero) / comp.group_size if comp.group_size else 0.0
     dens = density(comp)
     if dens < 1:
+        assert comp is not None and comp.sparsity is not None     # density < 1 only with sparsity
         if ":" in comp.sparsity:
             m = int(comp.sparsity.partition(":")[2])
             bits = dens * (bits + math.ceil(math.log2(m)))
@@ -154,10 +155,13 @@ def kv_bytes_per_element(comp: Compression | None, dtype: str, head_dim: int) ->
 
 def act_bytes_per_element(comp: Compression | None, dtype: str) -> float:
     """Activation bytes between kernels (8-bit when activations are quantized, SmoothQuant-
-    style). FP4 activations are quantized inside the GEMM's prologue from 16-bit tensors
-    (TensorRT-LLM NVFP4), so between kernels they stay 16-bit."""
+    style). FP4 activations are written 4-bit with an 8-bit scale per 16 values by the kernel
+    before the GEMM (TensorRT-LLM's NVFP4 fuses the quantization into the norm/activation
+    epilogue): 0.5 + 1/16 bytes."""
     if comp and comp.act_bits == 8:
         return 1.0
+    if comp and comp.act_bits == 4:
+        return 0.5 + 1.0 / 16
     return _WIDE[dtype]
 
 
@@ -179,6 +183,7 @@ def wanted_gemm_dtype(comp: Compression | None, dtype: str, quantized_matmul: st
             return "fp8", False
         return "int8", wb < 8
     if wb and wb < 16:
+        assert comp is not None                 # wb comes from comp
         if quantized_matmul == "int8" and comp.weight_format != "fp8":
             return "int8", wb < 8
         return ("bf16" if dtype in ("fp8", "int8") else dtype), True

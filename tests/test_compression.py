@@ -149,3 +149,22 @@ def test_cli_compression_file_and_flag_override(tmp_path):
     f.write_text("weight_bits: 5\n")
     r = run()
     assert r.returncode == 2 and str(f) in r.stderr and "weight_bits" in r.stderr
+
+
+def test_fp4_weights_and_activations_run_on_fp4_units_where_there_are_some():
+    """W4A4 FP4 (NVFP4): both operands 4-bit on Blackwell's FP4 units, 4-bit activations with
+    an 8-bit scale per 16 between kernels; Hopper has no FP4 units and falls back to FP8."""
+    from codesign.compression import Compression, act_bytes_per_element, wanted_gemm_dtype
+    from codesign.perf import evaluate
+    from codesign.workload import Scenario
+    c = Compression(weight_bits=4, weight_format="fp4", act_bits=4, group_size=16)
+    assert wanted_gemm_dtype(c, "bf16") == ("fp4", False)
+    assert act_bytes_per_element(c, "bf16") == pytest.approx(0.5 + 1 / 16)
+    with pytest.raises(ValueError, match="act_bits 4"):
+        Compression(weight_bits=4, act_bits=4)                 # int4 weights: no W4A4 path
+    sc = Scenario(batch=64, prompt=2048, generate=1)
+    fp4 = evaluate("b200", "llama-3.1-8b", sc, c)
+    fp8 = evaluate("b200", "llama-3.1-8b", sc, Compression(weight_bits=8, weight_format="fp8", act_bits=8))
+    assert fp4["ttft_s"] < fp8["ttft_s"]                       # compute-bound prefill at twice the rate
+    hopper = evaluate("h100-sxm", "llama-3.1-8b", sc, c)
+    assert any("fp4 not supported" in n for n in hopper.notes)
