@@ -190,13 +190,16 @@ def wanted_gemm_dtype(comp: Compression | None, dtype: str, quantized_matmul: st
     return dtype, False
 
 
-def resolve_dtype(wanted: str, available: tuple[str, ...]) -> tuple[str, str | None]:
-    """The datatype actually run, and a note when it had to fall back."""
+def resolve_dtype(wanted: str, available: tuple[str, ...], rates: dict | None = None) -> tuple[str, str | None]:
+    """The datatype actually run, and a note when it had to fall back: the first fallback
+    the units support, or with ``rates`` (peak per datatype) the fastest of them, so a host
+    that emulates fp16 in software (a calibrated CPU: fp16 GEMMs at 1/200 of fp32) runs fp32."""
     if wanted in available or not available:
         return wanted, None
-    for alt in _FALLBACK.get(wanted, ()):
-        if alt in available:
-            return alt, f"{wanted} not supported by the matrix units: ran {alt}"
+    alts = [a for a in _FALLBACK.get(wanted, ()) if a in available]
+    if alts:
+        alt = max(alts, key=lambda a: float((rates or {}).get(a, 0.0))) if rates else alts[0]
+        return alt, f"{wanted} not supported by the matrix units: ran {alt}"
     alt = available[0]
     hint = " (the model must be quantized to run here)" if alt.startswith("int") and not wanted.startswith("int") else ""
     return alt, f"{wanted} not supported by the matrix units: ran {alt}{hint}"

@@ -168,3 +168,15 @@ def test_fp4_weights_and_activations_run_on_fp4_units_where_there_are_some():
     assert fp4["ttft_s"] < fp8["ttft_s"]                       # compute-bound prefill at twice the rate
     hopper = evaluate("h100-sxm", "llama-3.1-8b", sc, c)
     assert any("fp4 not supported" in n for n in hopper.notes)
+
+
+def test_a_fallback_datatype_is_the_fastest_the_units_support():
+    """After `calibrate`, a host whose NumPy emulates fp16 (0.45 GFLOP/s against 97 for fp32)
+    runs a bf16 scenario in fp32, not in its slowest datatype."""
+    from codesign.compression import resolve_dtype
+    from codesign.perf import evaluate
+    from codesign.workload import Scenario
+    assert resolve_dtype("bf16", ("fp32", "fp16"))[0] == "fp16"                  # no rates: the first fallback
+    assert resolve_dtype("bf16", ("fp32", "fp16"), {"fp16": 4.5e8, "fp32": 9.7e10})[0] == "fp32"
+    r = evaluate("docs/validation/host-epyc-2vcpu-numpy.yaml", "qwen2.5-0.5b", Scenario(prompt=64, generate=8))
+    assert any("ran fp32" in n for n in r.notes)

@@ -78,12 +78,13 @@ def _prices(spec: HardwareSpec, p: dict, model: ModelSpec, sc: Scenario, comps, 
     rows = []
     for comp in uniq:
         want, deq = wanted_gemm_dtype(comp, sc.dtype, rt.quantized_matmul if rt is not None else "activation")
-        gdt, note = resolve_dtype(want, mdt) if mdt else (_vec_dtype(spec, want), None)
+        rates = spec.compute.matrix.peak if spec.compute.matrix is not None else None
+        gdt, note = resolve_dtype(want, mdt, rates) if mdt else (_vec_dtype(spec, want), None)
         if note:
             notes.add(note)
         # attention products run in the activation datatype (8-bit with SmoothQuant-style W8A8)
         a_want = ("fp8" if comp.weight_format == "fp8" else "int8") if comp and comp.act_bits == 8 else sc.dtype
-        adt, note = resolve_dtype(a_want, mdt) if mdt else (_vec_dtype(spec, a_want), None)
+        adt, note = resolve_dtype(a_want, mdt, rates) if mdt else (_vec_dtype(spec, a_want), None)
         if note:
             notes.add(note)
         speed, note = sparse_speedup(comp, spec)
