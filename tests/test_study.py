@@ -510,6 +510,38 @@ def test_killing_the_parent_stops_the_workers(tmp_path, sig):
     assert not [k for k in kids if _alive(k)]
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_ctrl_c_with_workers_is_one_line_and_leaves_no_worker(tmp_path):
+    """Ctrl-C at a terminal reaches the whole process group: the parent says 'aborted' once,
+    the workers leave without a traceback each (issue 15)."""
+    path = make(tmp_path, sampler={"name": "random", "seed": 9})
+    journal = tmp_path / "int.journal"
+    proc = subprocess.Popen([sys.executable, "-m", "codesign.cli", "study", "run", str(path), "--trials", "100000",
+                             "--workers", "2", "--storage", str(journal), "--no-progress"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    kids: set[int] = set()
+    try:
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 120 and not _any_completed(journal):
+            kids |= _children(proc.pid)
+            time.sleep(0.2)
+        kids |= _children(proc.pid)
+        assert len(kids) >= 2, "workers did not start"
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+    text = err.decode()
+    assert "Traceback" not in text, text
+    assert [ln for ln in text.splitlines() if ln.strip()] == ["aborted"], text
+    t1 = time.monotonic()
+    while time.monotonic() - t1 < 5 and any(_alive(k) for k in kids):
+        time.sleep(0.1)
+    assert not [k for k in kids if _alive(k)]
+
+
 def test_reading_commands_never_write_the_journal(tmp_path):
     """status, best, export and report read a snapshot: the journal stays byte for byte, even
     with an unfinished last line (a killed writer's), which only a run repairs (issue 15, item 8)."""

@@ -365,6 +365,12 @@ def _worker_entry(raw: dict, file: str | None, ref: StorageRef, index: int, targ
             barrier.abort()              # let the others start instead of waiting for this one
         print(f"error: worker {index}: {e}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        # Ctrl-C reaches every process of the group: the parent says it once; a worker leaves
+        # quietly (its running trial is marked FAIL by the next run, as after a kill)
+        if barrier is not None:
+            barrier.abort()
+        os._exit(130)
     except BaseException:
         if barrier is not None:
             barrier.abort()
