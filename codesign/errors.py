@@ -4,13 +4,15 @@ The CLI prints ``str(err)`` as a single line and exits with status 2.
 """
 from __future__ import annotations
 
+import os
+
 
 class CodesignError(Exception):
     """Bad input: ``file: field: message`` on one line."""
 
     exit_code = 2
 
-    def __init__(self, message: str, file: str | None = None, field: str | None = None):
+    def __init__(self, message: str, file: str | os.PathLike[str] | None = None, field: str | None = None):
         self.message = message
         self.file = str(file) if file is not None else None
         self.field = field

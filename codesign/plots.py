@@ -25,18 +25,26 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from itertools import combinations
 from pathlib import Path
 from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import CodesignError
 from .metrics import METRICS
 
+if TYPE_CHECKING:
+    from optuna.importance import BaseImportanceEvaluator
+    from optuna.trial import FrozenTrial
+
+    from .perf import Result
+
 # ---------------------------------------------------------------------------- style
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
-STYLE = MappingProxyType({
+STYLE: MappingProxyType[str, Any] = MappingProxyType({
     "palette": OKABE_ITO,                 # categorical colours, in order of use
     "hatches": ("", "//", "..", "xx", "\\\\", "++"),   # when categories outnumber the palette
     "muted": "#9A9A9A",                   # dominated / infeasible / background data
@@ -184,7 +192,7 @@ def _log_ticks(axis):
         axis.set_minor_formatter(NullFormatter())
 
 
-def _results(results) -> list[tuple[str, object]]:
+def _results(results) -> list[tuple[str, Result]]:
     """(label, Result) pairs from a Result, a list of them, or a {label: Result} mapping."""
     if hasattr(results, "summary") and hasattr(results, "ops"):
         results = [results]
@@ -277,10 +285,10 @@ def _metadata(fmt):
 
 
 # ---------------------------------------------------------------------------- roofline
-def _ceilings(spec, dtypes):
+def _ceilings(spec, dtypes) -> list[tuple[str, float]]:
     """[(label, FLOP/s)]: matrix peaks for ``dtypes``, then vector peaks; datatypes with the
     same peak share one line ('matrix bf16/fp16')."""
-    out = []
+    out: list[tuple[str, float]] = []
     for unit, peak_of in (("matrix", spec.matrix_peak), ("vector", spec.compute.vector.peak.get)):
         same: dict[float, list[str]] = {}
         for dt in dtypes:
@@ -329,7 +337,8 @@ def roofline(results, *, level: str | None = None, phases=("prefill", "decode"),
     dev_col = _colours([lab for lab, _ in pairs])
     kinds = list(dict.fromkeys(k for _, r in pairs for k in r.ops["kind"]))
     kind_col = _colours([k for k in ALL_KINDS if k in kinds] + [k for k in kinds if k not in ALL_KINDS])
-    devices, xs_all, ys_all, skipped = [], [], [], 0
+    devices: list[dict[str, Any]] = []
+    xs_all, ys_all, skipped = [], [], 0
     for lab, r in pairs:
         spec = r.hardware
         ops = r.ops[r.ops["phase"].isin(phases)]
@@ -805,9 +814,9 @@ def pareto_mask(values, directions) -> np.ndarray:
     keep = np.ones(len(v), bool)
     for start in range(0, len(v), 512):       # chunks: 512 x n x k booleans at a time
         blk = v[start:start + 512]
-        le = (v[None, :, :] <= blk[:, None, :]).all(-1)
-        lt = (v[None, :, :] < blk[:, None, :]).any(-1)
-        keep[start:start + 512] = ~(le & lt).any(1)
+        le = np.all(v[None, :, :] <= blk[:, None, :], axis=-1)
+        lt = np.any(v[None, :, :] < blk[:, None, :], axis=-1)
+        keep[start:start + 512] = ~np.any(le & lt, axis=1)
     return keep & np.isfinite(np.asarray(values, float)).all(1)
 
 
@@ -960,6 +969,15 @@ def _spearman(x, y) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
+def _signed_objective(i: int, sign: float) -> Callable[[FrozenTrial], float]:
+    """optuna.importance target: ``sign`` x objective ``i`` of a trial."""
+    def target(tr: FrozenTrial) -> float:
+        values = tr.values
+        assert values is not None       # importance evaluators only see completed trials
+        return sign * values[i]
+    return target
+
+
 def param_importance(trials, objectives=None, *, directions=None) -> tuple[dict, str]:
     """({objective: {param: importance}}, method). An optuna Study gets fANOVA
     (optuna.importance, needs scikit-learn) or, without scikit-learn, Optuna 5's default
@@ -972,6 +990,7 @@ def param_importance(trials, objectives=None, *, directions=None) -> tuple[dict,
 
         import optuna
         from optuna.importance import FanovaImportanceEvaluator, PedAnovaImportanceEvaluator
+        ev: BaseImportanceEvaluator
         try:
             import sklearn  # noqa: F401  (fANOVA's random forest)
             ev, method = FanovaImportanceEvaluator(seed=0), "fANOVA (optuna.importance)"
@@ -991,7 +1010,7 @@ def param_importance(trials, objectives=None, *, directions=None) -> tuple[dict,
                 # PED-ANOVA takes lower as better: negate maximised objectives (fANOVA is sign-blind)
                 sign = -1.0 if trials.directions[i].name == "MAXIMIZE" else 1.0
                 out[_bare(n)] = dict(optuna.importance.get_param_importances(
-                    trials, evaluator=ev, target=lambda tr, i=i, sign=sign: sign * tr.values[i]))
+                    trials, evaluator=ev, target=_signed_objective(i, sign)))
         return out, method
     t = _as_trials(trials, objectives, directions)
     df = t.df[t.feasible]

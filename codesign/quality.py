@@ -363,10 +363,11 @@ def estimate_quality(model: ModelSpec, compression: Compression | None = None, *
     parts = [_lookup(model, setting, metric, table, prefer, name) for name, setting in comps]
     rows = tuple(r for p in parts for r in p.rows)
     notes = "; ".join(p.note for p in parts)
-    if any(p.value is None for p in parts):
+    values = [p.value for p in parts if p.value is not None]
+    if len(values) < len(parts):
         missing = ", ".join(name for (name, _), p in zip(comps, parts) if p.value is None)
         return QualityEstimate(None, "no-data", rows, f"no data for {missing} ({notes})", metric)
-    factor = math.prod(1.0 + p.value / 100.0 for p in parts)
+    factor = math.prod(1.0 + v / 100.0 for v in values)
     return QualityEstimate(100.0 * (factor - 1.0), "composed", rows,
                            f"composed multiplicatively (independent errors assumed): {notes}", metric)
 

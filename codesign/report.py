@@ -24,11 +24,18 @@ import html
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .errors import CodesignError
 from .metrics import METRICS
 from .serve import Policy, engines, make_requests, simulate
 from .units import format_number, format_quantity
+
+if TYPE_CHECKING:
+    import optuna
+    import pandas as pd
+
+    from .search.definition import Study
 
 DEFAULT_BATCHES = (1, 2, 4, 8, 16, 32, 64, 128)
 DEFAULT_CONTEXTS = (128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
@@ -71,12 +78,12 @@ def sweep_results(hardware, workload, scenario, compression=None, *, over: str =
 @dataclass
 class StudyTrials:
     """What the study plots need: the trials table, objectives and their directions."""
-    trials: object                 # pandas DataFrame
+    trials: pd.DataFrame
     objectives: list
     directions: list
     name: str
-    study: object = None           # codesign.search.Study when loaded from a study
-    optuna_study: object = None    # optuna.Study when loaded from storage
+    study: Study | None = None                  # when loaded from a study
+    optuna_study: optuna.Study | None = None    # when loaded from storage
 
 
 def load_trials(study: str | None = None, storage: str | None = None, trials_csv=None, objectives=None,
@@ -103,6 +110,7 @@ def load_trials(study: str | None = None, storage: str | None = None, trials_csv
     from .search.export import trials_frame
     from .search.runner import open_optuna_study, resolve_study
     from .search.storage import guard
+    assert study is not None        # exactly one of study / trials_csv, checked above
     st, sref = resolve_study(study, storage, results_dir)
     ost = open_optuna_study(st, sref, create=False)
     with guard(sref):
@@ -365,7 +373,7 @@ def study_report(st: StudyTrials, *, references: dict | None = None, fmt: str = 
     front = front.sort_values(t.columns[0], ascending=t.directions[0].startswith("min"))
     rows = []
     for _, r in front.head(max_rows).iterrows():
-        row = {"trial": int(r["number"])}
+        row: dict[str, Any] = {"trial": int(r["number"])}
         for c, n in zip(t.columns, t.names):
             row[plots.metric_label(n)] = float(r[c]) * plots._metric_info(n)[2]
         for p in pcols:                           # 'params_x' (Optuna) or 'params.x' (study export)

@@ -88,7 +88,7 @@ def _common(f):
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Write the per-operator table here.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (summary + notes).")
 @click.option("--ops/--no-ops", "show_ops", default=True, help="Show the per-operator breakdown.")
-def eval_cmd(hardware, workload, csv_path, as_json, show_ops, **kwargs):
+def eval_cmd(hardware, workload, csv_path, as_json, show_ops, **kwargs) -> None:
     """Evaluate one model scenario on one device: TTFT, time per token, tokens/s, energy, fit."""
     check_writable(csv_path)
     r = _eval(hardware, workload, kwargs, measure=True)

@@ -47,6 +47,7 @@ def list_hardware() -> list[HardwareSpec]:
 def _step(node, key: str, path: str, file):
     """The child of ``node`` at ``key``, copied and put back in its place: ``node`` is already a
     copy, so the input mapping is never changed (copy-on-write along the override's path)."""
+    i: int | str                # list index or mapping key
     if isinstance(node, list):
         for i, item in enumerate(node):
             if isinstance(item, dict) and item.get("name") == key:

@@ -28,6 +28,7 @@ import re
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -96,6 +97,7 @@ def spec_from_columns(row: dict) -> HardwareSpec:
     if not peaks["vector"]:
         # TPU v1 is integer-only and publishes no vector rate: one 32-bit lane per MXU column
         # (256 int8 activation lanes) stands in so the schema holds; a few mm^2 at most (estimate)
+        assert clock is not None, f"{row['chip']}: clock_ghz is needed without a vector peak"
         peaks["vector"]["int8"] = f"{256 * clock} GOP/s"
     cores = int(_num(row, "units_enabled") or 1)
     memory: list[dict] = []
@@ -190,7 +192,8 @@ def fit(dies, cal: A.ClassCalibration) -> A.ClassCalibration:
         candidates.append(p)
     feasible = [np.maximum(p, MIN_SCALE) for p in candidates]
     best = min(feasible, key=lambda p: _sse(x, y, p))
-    return replace(cal, **{n: float(v) for n, v in zip(names, best)})
+    fitted: dict[str, Any] = {n: float(v) for n, v in zip(names, best)}     # multiplier fields by name
+    return replace(cal, **fitted)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import re
 from functools import lru_cache
 
 from ..io import data_dir
-from .schema import HardwareSpec
+from .schema import Dtype, HardwareSpec
 
 # column -> (how to read the spec's figure in the column's unit, tolerance)
 _COLUMNS = {
@@ -28,7 +28,7 @@ _COLUMNS = {
 }
 
 
-def _peak(s: HardwareSpec, dtype: str, vector_first: bool = False):
+def _peak(s: HardwareSpec, dtype: Dtype, vector_first: bool = False):
     vec = s.compute.vector.peak.get(dtype)
     return vec if (vector_first and vec) else (s.matrix_peak(dtype) or vec)
 

@@ -259,6 +259,7 @@ class HardwareSpec(Frozen):
         if c.matrix is not None and dtype in c.matrix.peak:
             return c.matrix.peak[dtype]
         if c.fpga is not None and dtype in c.fpga.ops_per_dsp_cycle:
+            assert c.clock is not None, "compute.fpga needs compute.clock"   # checked in _check for an FPGA
             return c.fpga.dsp * c.clock * c.fpga.ops_per_dsp_cycle[dtype]
         return None
 

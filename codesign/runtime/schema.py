@@ -14,7 +14,7 @@ from ..workload.ops import VECTOR_KINDS
 
 DeviceClass = Literal[DEVICE_CLASSES]  # type: ignore[valid-type]
 VectorKind = Literal[VECTOR_KINDS]  # type: ignore[valid-type]
-TuningKey = Literal[DEVICE_CLASSES + ("default",)]  # type: ignore[valid-type]
+TuningKey = Literal[DeviceClass, "default"]
 # how much a stack can beat the spec's sustained efficiencies (a spec states one library's
 # large-kernel figure; a multiplier above 1 says this stack's kernels do better)
 MAX_MULTIPLIER = 2.0

@@ -1,6 +1,8 @@
 """One call from names to a served run: step-cost tables for the engine(s), then the loop."""
 from __future__ import annotations
 
+from typing import TypedDict
+
 from ..compression import Compression
 from ..errors import CodesignError
 from ..perf.steps import StepCost, step_cost
@@ -11,13 +13,21 @@ from .sim import Policy, simulate
 from .traffic import Requests
 
 
+class _EngineLimits(TypedDict):
+    """The engine limits step_cost takes from a Policy."""
+    max_tokens: int
+    max_seqs: int
+    max_context: int | None
+    memory_utilization: float
+
+
 def engines(hardware, workload, scenario: Scenario | None = None, compression: Compression | None = None,
             policy: Policy | None = None, decode_hardware=None, max_context: int | None = None
             ) -> tuple[StepCost, StepCost | None]:
     """The step-cost tables of the engine (and of the decode pool's, for disaggregation)."""
     pol = policy or Policy()
-    kw = dict(max_tokens=pol.max_num_batched_tokens, max_seqs=pol.max_num_seqs, max_context=max_context,
-              memory_utilization=pol.memory_utilization)
+    kw = _EngineLimits(max_tokens=pol.max_num_batched_tokens, max_seqs=pol.max_num_seqs, max_context=max_context,
+                       memory_utilization=pol.memory_utilization)
     cost = step_cost(hardware, workload, scenario, compression, **kw)
     dec = step_cost(decode_hardware, workload, scenario, compression, **kw) if decode_hardware else None
     return cost, dec

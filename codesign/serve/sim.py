@@ -143,7 +143,8 @@ class _Engine:
         self.rem = np.zeros(0, dtype=np.int64)
         self.blocks = np.zeros(0, dtype=np.int64)
         self.busy = False
-        self.plan = None
+        # the planned step: (prompt chunks [(entry, q)], decode sequences, tokens each gains)
+        self.plan: tuple[list, int, np.ndarray | None] | None = None
         self.last_emit = math.nan          # end of the last step that gave the running decodes a token
         self.static_left = 0               # decode steps left in a static batch
         self.multi_left = 0                # decode steps left of a multi-step schedule
@@ -167,7 +168,7 @@ class _Engine:
 
     def _admit(self, budget: int, chunk_cap: int | None, reserve_output: bool) -> tuple[list, int]:
         """Move waiting requests (FCFS) into prefill while tokens, sequences and blocks allow."""
-        new = []
+        new: list[list[int]] = []
         seqs = len(self.ids) + len(self.prefill)
         while self.waiting and seqs < self.max_seqs and budget > 0:
             rid = self.waiting[0]
@@ -248,7 +249,10 @@ class _Engine:
         # in one pass (its KV cache read once, its token-linear ops on (k + 1) x B rows)
         cost = self.cost.step(chunks=[(e[1] + e[3], q) for e, q in chunks], decode_seqs=n_dec, decode_ctx_sum=ctx_sum,
                               extra_tokens=k * n_dec)
-        costs = [cost] + ([self.draft.step(decode_seqs=n_dec, decode_ctx_sum=ctx_sum)] * k if k else [])
+        costs = [cost]
+        if k:
+            assert self.draft is not None       # k > 0 only with a draft engine
+            costs += [self.draft.step(decode_seqs=n_dec, decode_ctx_sum=ctx_sum)] * k
         advance = self._accepted(n_dec, k) if n_dec else None
         self.plan = (chunks, n_dec, advance)
         for c in costs:
@@ -326,6 +330,7 @@ class _Engine:
     # ---------------------------------------------------------------- effects
     def end_step(self, t: float, dur: float, on_prefilled) -> list:
         """Apply the planned step at its end ``t``; returns the requests that finished."""
+        assert self.plan is not None            # plan_step planned this step
         chunks, n_dec, advance = self.plan
         self.plan = None
         log = self.log
@@ -357,6 +362,7 @@ class _Engine:
                 for rid in ids[fresh & old].tolist():
                     log.itl.append((t - log.last_tok[rid], 1))
                 log.last_tok[ids] = t
+                assert advance is not None      # plan_step sets it whenever n_dec > 0
                 adv = np.minimum(advance, self.rem[:n_dec])
                 log.generated[ids] += adv
                 self.ctx[:n_dec] += adv

@@ -33,6 +33,7 @@ from __future__ import annotations
 import datetime as _dt
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -197,7 +198,7 @@ class Calibrator:
         caches = host.caches()
         if not caches:
             raise CodesignError("cannot read the cache sizes from /sys/devices/system/cpu/cpu0/cache")
-        levels = []
+        levels: list[dict[str, Any]] = []
         dram = self.budget.bw_dram
         levels.append({"name": "DRAM", "kind": "ddr", "capacity": host.memory_bytes(),
                        "bandwidth": self.read_bandwidth((dram // 2, dram), "DRAM"), "efficiency": 1.0})

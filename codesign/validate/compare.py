@@ -20,12 +20,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from dataclasses import replace as _replace
+from typing import TYPE_CHECKING, Literal, TypedDict, cast
 
 import numpy as np
 
 from ..errors import CodesignError
 from ..workload.ops import LINK_KINDS, Op
 from .runner import layer_ops, plan_layer, run_block, run_op, runnable_op
+
+if TYPE_CHECKING:
+    from ..workload.scenario import Dtype
 
 DRIFT_WARN = 0.10
 # columns every consumer of the validation table may rely on (codesign.plots.validation)
@@ -40,7 +44,7 @@ class ShapeSet:
     context: int               # prompt tokens (prefill) or cached tokens (decode)
     batch: int = 1
     tp: int = 1
-    attention: str = "fused"
+    attention: Literal["fused", "unfused"] = "fused"
     block: bool = False        # also run the whole layer
     names: tuple = ()          # only these op names (empty: all)
     layer_only: bool = False   # skip embedding / final norm / LM head
@@ -105,8 +109,17 @@ def shape_ops(s: ShapeSet, dtype: str = "fp32") -> tuple[tuple[Op, ...], tuple[O
     return tuple(run), layer
 
 
-def _scenario_dtype(dtype: str) -> str:
-    return dtype if dtype in ("fp32", "bf16", "fp16", "int8") else "fp32"
+def _scenario_dtype(dtype: str) -> Dtype:
+    return cast("Dtype", dtype) if dtype in ("fp32", "bf16", "fp16", "int8") else "fp32"
+
+
+class _RunOptions(TypedDict, total=False):
+    """Keyword arguments shared by run_op / run_block calls."""
+    backend: str
+    device: str
+    dtype: str
+    threads: int
+    max_time: float
 
 
 def _signature(op: Op) -> tuple:
@@ -119,7 +132,7 @@ def _reference_set(backend: str, device: str, threads: int) -> float:
     g = Op(name="ref_gemm", kind="gemm", phase="prefill", m=384, n=384, k=384, flops=2 * 384**3)
     a = Op(name="ref_add", kind="elementwise", phase="prefill", impl="add", elements=2**20,
            act_in_elems=2 * 2**20, act_out_elems=2**20)
-    kw = dict(backend=backend, device=device, threads=threads, max_time=0.3)
+    kw = _RunOptions(backend=backend, device=device, threads=threads, max_time=0.3)
     return sum(run_op(o, **kw).seconds for o in (g, a))
 
 
@@ -136,8 +149,9 @@ def validate(hardware, *, backend: str = "numpy", device: str = "cpu", dtype: st
     if isinstance(shapes, str) and shapes not in SHAPE_SETS:
         raise CodesignError(f"shapes must be one of {', '.join(SHAPE_SETS)}, got {shapes!r}", field="shapes")
     ref0 = _reference_set(backend, device, threads)
-    rows, block_rows, seen = [], [], set()
-    kw = dict(backend=backend, device=device, dtype=dtype, threads=threads, max_time=max_time)
+    rows, block_rows = [], []
+    seen: set[tuple] = set()
+    kw = _RunOptions(backend=backend, device=device, dtype=dtype, threads=threads, max_time=max_time)
     for s in sets:
         try:
             ops, layer = shape_ops(s, dtype)

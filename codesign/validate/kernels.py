@@ -38,6 +38,7 @@ import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -232,7 +233,7 @@ def _ref_softmax(x):
 
 def reference(op: Op, *xs: np.ndarray) -> np.ndarray:
     """The op's mathematics in float64 on canonical inputs, written independently of the kernels."""
-    xs = [np.asarray(x, dtype=np.int64 if np.asarray(x).dtype.kind == "i" else np.float64) for x in xs]
+    xs = tuple(np.asarray(x, dtype=np.int64 if np.asarray(x).dtype.kind == "i" else np.float64) for x in xs)
     kind, g = op.kind, kv_group(op)
     if kind == "gemm":
         x, w = xs
@@ -380,6 +381,7 @@ class NumpyBackend:
         if dtype == "int8" and kind != "gemm":
             raise CodesignError(f"op {op.name!r}: int8 is supported for gemm only (got {kind})", field="dtype")
         note = ""
+        fn: Callable[..., Any]          # the kernel: operand arrays -> result
         if kind == "gemm":
             if dtype == "int8":
                 fn = lambda x, w: np.matmul(x, w, dtype=np.int32)   # noqa: E731

@@ -304,7 +304,7 @@ class Block:
             self.kernels[name] = self.b.kernel(op, dtype)
 
     def _weights(self, count: int) -> list[dict]:
-        sets = [dict() for _ in range(count)]
+        sets: list[dict[str, list]] = [dict() for _ in range(count)]
         for name, kern in self.kernels.items():
             for i in _bound(kern):
                 arrs = self.b.alloc(kern, kern.operands[i], count, self.rng)

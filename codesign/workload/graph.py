@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TypedDict
 
 from .ops import Op
 from .scenario import Scenario
@@ -58,6 +59,13 @@ def _dims(model: ModelSpec, tp: int) -> _Dims:
     return _Dims(h=model.hidden_size, hd=model.hd, q_heads=math.ceil(model.num_heads / tp),
                  kv_heads=math.ceil(model.kv_heads / tp), ffn=math.ceil(model.ffn_size / tp),
                  vocab=math.ceil(model.vocab_size / tp))
+
+
+class _PhaseFields(TypedDict):
+    """Op fields every attention operator of one call shares."""
+    phase: str
+    count: int
+    context: int
 
 
 def _gemm(name, phase, count, m, k, n, batch=1, bias=0, weights=True, tags=()) -> Op:
@@ -105,7 +113,7 @@ def _attention(model: ModelSpec, d: _Dims, phase: str, count: int, requests: int
     kv_read = requests * per_token * ctx if decode else 0.0
     kv_in = 0.0 if decode else requests * ctx * d.kv_heads * hd * 2   # prefill: K/V are fresh activations
     score_elems = requests * d.q_heads * q_len * ctx
-    base = dict(phase=phase, count=count, context=context if decode else 0)
+    base = _PhaseFields(phase=phase, count=count, context=context if decode else 0)
     if fused:
         return [Op(name="attention", kind="attention", impl="fused", batch=batch, m=m, n=ctx, k=hd,
                    flops=4.0 * requests * d.q_heads * q_len * eff_ctx * hd,
@@ -166,6 +174,7 @@ def _moe(model: ModelSpec, d: _Dims, sc: Scenario, phase: str, count: int, token
     arrive by all-to-all). Of T·k choices over E experts, the expected number of distinct
     experts hit is E·(1 - (1 - k/E)^T); each hit expert's weights are read once."""
     moe = model.moe
+    assert moe is not None          # only MoE layers come here (model.moe_layers() > 0)
     E, k, h = moe.num_experts, moe.top_k, model.hidden_size
     ops = [_gemm("router", phase, count, tokens, h, E, tags=("moe",)),
            _vector("router_softmax", "softmax", phase, count, tokens * E, impl="softmax", flops_per=5,
@@ -208,6 +217,7 @@ def _mla(model: ModelSpec, d: _Dims, sc: Scenario, phase: str, count: int, reque
     kv_lora_rank + rope for scores and kv_lora_rank for values (DeepSeek-V2, sec. 2.1.3).
     Tensor parallelism splits the heads; the down-projections and the cache are replicated."""
     a, h, tokens = model.mla, d.h, requests * q_len
+    assert a is not None            # only called when model.mla is set
     heads = d.q_heads
     nope, rope, v, r = a.qk_nope_head_dim, a.qk_rope_head_dim, a.v_head_dim, a.kv_lora_rank
     ops: list[Op] = []

@@ -322,7 +322,8 @@ def hf_config_to_dict(config: dict, file="config.json", name: str | None = None)
         raise c.error("model_type", f"unsupported model_type {model_type!r}; supported: "
                                     f"{', '.join(SUPPORTED_MODEL_TYPES)}")
     data = _FAMILIES[model_type](c)
-    origin = config.get("_name_or_path") if isinstance(config.get("_name_or_path"), str) else ""
+    name_or_path = config.get("_name_or_path")
+    origin = name_or_path if isinstance(name_or_path, str) else ""
     label = origin.rstrip("/").split("/")[-1] or Path(str(file)).resolve().parent.name
     data["name"] = name or _slug(label) or _slug(model_type)
     data["display_name"] = label or model_type
