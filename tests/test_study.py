@@ -243,7 +243,7 @@ def test_quickstart_runs_and_exports(quick):
     out = tmp / "export"
     df = pd.read_csv(out / "trials.csv")
     assert len(df) == 20 and set(df["state"]) == {"COMPLETE"}
-    assert {"params.compute.cores", "tpot_s", "energy_per_token_j", "constraints.power_w.max"} <= set(df.columns)
+    assert {"params.compute.cores", "tpot_s", "energy_per_token_j", "constraints.peak_power_w.max"} <= set(df.columns)
     pq = pd.read_parquet(out / "trials.parquet")
     assert len(pq) == 20 and list(pq["number"]) == list(df["number"])
     pareto = pd.read_csv(out / "pareto.csv")
