@@ -5,12 +5,8 @@ checked explicitly; the modules they import are analysed for their types but the
 own errors are not reported (``--follow-imports=silent``), so one module that is not
 clean yet does not fail the others. When a module becomes clean, add it here.
 
-Not clean yet (``mypy codesign`` still reports errors in them): codesign.perf,
-codesign.perf.evaluate, codesign.perf.params, codesign.hardware.area,
-codesign.accuracy.core, codesign.accuracy.fit, codesign.accuracy.mapping,
-codesign.search.definition, codesign.search.exhaustive, codesign.search.metrics,
-codesign.search.runner, codesign.search.samplers, codesign.search.schema,
-codesign.search.space, codesign.search.storage.
+Not clean yet: none. Every module of the package (``codesign`` and all its submodules)
+is listed, so ``mypy codesign`` reports no errors either.
 """
 import importlib.util
 import subprocess
@@ -25,6 +21,9 @@ CLEAN_MODULES = (
     "codesign",
     "codesign.accuracy",
     "codesign.accuracy.bands",
+    "codesign.accuracy.core",
+    "codesign.accuracy.fit",
+    "codesign.accuracy.mapping",
     "codesign.assess",
     "codesign.cli",
     "codesign.cli.__main__",
@@ -40,13 +39,17 @@ CLEAN_MODULES = (
     "codesign.compression",
     "codesign.errors",
     "codesign.hardware",
+    "codesign.hardware.area",
     "codesign.hardware.area_fit",
     "codesign.hardware.credibility",
     "codesign.hardware.crosscheck",
     "codesign.hardware.schema",
     "codesign.io",
     "codesign.metrics",
+    "codesign.perf",
     "codesign.perf.engine",
+    "codesign.perf.evaluate",
+    "codesign.perf.params",
     "codesign.perf.steps",
     "codesign.plots",
     "codesign.quality",
@@ -56,8 +59,16 @@ CLEAN_MODULES = (
     "codesign.runtime.fitted",
     "codesign.runtime.schema",
     "codesign.search",
+    "codesign.search.definition",
+    "codesign.search.exhaustive",
     "codesign.search.export",
     "codesign.search.front",
+    "codesign.search.metrics",
+    "codesign.search.runner",
+    "codesign.search.samplers",
+    "codesign.search.schema",
+    "codesign.search.space",
+    "codesign.search.storage",
     "codesign.serve",
     "codesign.serve.api",
     "codesign.serve.metrics",

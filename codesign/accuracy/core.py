@@ -122,6 +122,7 @@ def predict_values(case: Case, params: dict, batch: int | None = None) -> np.nda
     length D (one vectorised evaluation). Rates and times only; a max-throughput row needs
     its ``batch`` (the fit keeps the one found at its start)."""
     from ..perf import evaluate_batch
+    assert case.scenario is not None        # rates and times of a model row (a GEMM row has no scenario)
     sc = case.scenario if batch is None else case.scenario.model_copy(update=_setting(batch))
     out = evaluate_batch(spec_of(case), _model(case.workload), sc, case.compression,
                          operating_point=case.operating_point, overrides=params)
@@ -139,11 +140,13 @@ def predict(case: Case, params: dict | None = None, batch: int | None = None) ->
         return 2.0 * M * N * K / float(t["time_s"].iloc[0]) / 1e12, f"bound={t['bound'].iloc[0]}", {}
     model = _model(case.workload)
     sc = case.scenario
+    assert sc is not None       # every row but a GEMM one has its scenario
     if case.search and batch is None:
         out, got = max_throughput(spec, model, sc, case.compression, case.operating_point, params, case.tune_layout,
                                   case.tpot_limit)
         if out is None:
             return math.nan, "no batch fits", {}
+        assert got is not None      # found together with out
         sc = sc.model_copy(update=got)
         lay = f" tp={got['tp']}x{got['dp']}" if case.tune_layout else ""
         return (float(read_metric(case.metric, out, sc, case.per_device)), f"B={got['batch']}{lay} bound={out['bound']}",
@@ -155,6 +158,7 @@ def predict(case: Case, params: dict | None = None, batch: int | None = None) ->
     if case.group == "ratio":   # the same scenario on the baseline device, uncompressed
         from ..hardware import load_hardware
         bl = case.baseline
+        assert bl is not None       # resolve_row gives every ratio row its baseline
         base = _eval(load_hardware(bl["spec"]), model, sc.model_copy(update={"dtype": bl["dtype"]}), None)
         if case.metric.startswith("decode_throughput"):
             return out["decode_tokens_per_s"] / base["decode_tokens_per_s"], detail, out
@@ -176,6 +180,7 @@ def describe(c: Case) -> str:
     if c.gemm:
         return f"M={c.gemm[0]} N={c.gemm[1]} K={c.gemm[2]} {c.gemm[3]}"
     s = c.scenario
+    assert s is not None        # every row but a GEMM one has its scenario
     comp = c.compression.model_dump(exclude_defaults=True) if c.compression else {}
     b = "max" if c.search else s.batch
     lay = "".join(f" {k}={getattr(s, k)}" for k in ("tp", "pp", "dp") if getattr(s, k) > 1)

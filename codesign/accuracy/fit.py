@@ -276,7 +276,8 @@ def cross_validate(cases, params=None, progress=None) -> dict:
 def loso_for(cases, runtime: str, cls: str, params) -> float:
     """Leave-one-publisher-out MAPE of one runtime on one class (refit without each publisher)."""
     rows = [c for c in fittable(cases) if c.runtime == runtime and device_class(c) == cls]
-    errs, cache = [], {}
+    errs: list[float] = []
+    cache: dict = {}
     for held_out in sorted({publisher(c.source) for c in rows}):
         vals = _fit_or_neutral([c for c in cases if publisher(c.source) != held_out], runtime, cls, params, cache)
         over = {PARAMS[k][0]: v for k, v in vals.items()}

@@ -24,9 +24,14 @@ import re
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ..errors import CodesignError
 from ..io import data_dir, library, read_text, read_yaml
+
+if TYPE_CHECKING:
+    from ..compression import Compression
+    from ..workload.scenario import Scenario
 
 DEFAULT_MAP = "accuracy-map.yaml"
 DEFAULT_CSV = "published-measurements.csv"
@@ -65,8 +70,8 @@ class Case:
     hw_overrides: tuple           # ((dotted path, value), ...)
     operating_point: str | None
     workload: str | None          # None for a GEMM row
-    scenario: object | None       # codesign Scenario (names the runtime)
-    compression: object | None
+    scenario: Scenario | None     # names the runtime; None for a GEMM row
+    compression: Compression | None
     search: bool                  # max-throughput search over the batch
     gemm: tuple | None            # (M, N, K, dtype)
     baseline: dict | None         # ratio rows: the A100 side
@@ -385,10 +390,10 @@ def resolve_row(r: dict, mp: dict, runtime: str | None = None):
         return skip(f"value {r.get('value')!r} is not a number")
     hw = mp["hardware"].get(r["hardware"])
     if hw is None:
-        got = auto_hardware(r["hardware"]) or auto_hardware(r.get("hw_ref", ""))
-        if got is None:
+        auto_hw = auto_hardware(r["hardware"]) or auto_hardware(r.get("hw_ref", ""))
+        if auto_hw is None:
             return skip(f"hardware {r['hardware']!r}: no library spec matches its model number")
-        hw = {"spec": got[0], "match": got[1], "why": f"resolved by model number to {got[0]}"}
+        hw = {"spec": auto_hw[0], "match": auto_hw[1], "why": f"resolved by model number to {auto_hw[0]}"}
     if "skip" in hw:
         return skip(hw["skip"])
     if hw["spec"] not in library("hardware_specs"):
@@ -400,7 +405,7 @@ def resolve_row(r: dict, mp: dict, runtime: str | None = None):
         return skip(f"hardware {r['hardware']!r} ran on its {stated}, but the nearest spec {hw['spec']} is "
                     f"the {spec.device_class}")
     sw_key = next((k for k in mp["software"] if r.get("software_framework", "").startswith(k)), None)
-    sw = mp["software"][sw_key] if sw_key else {"match": "auto"}
+    sw: dict[str, Any] = mp["software"][sw_key] if sw_key else {"match": "auto"}
     if "skip" in sw:
         return skip(sw["skip"])
     rt_name = (runtime or (r.get("runtime") or "").strip() or sw.get("runtime")
@@ -437,9 +442,9 @@ def resolve_row(r: dict, mp: dict, runtime: str | None = None):
         if not shape:
             return skip("GEMM shape MxNxK not found in the model column")
         M, N, K = (int(x) for x in shape.groups())
-        why = (hw.get("why"), prec.get("why"), sw.get("why"), extra.get("note"))
+        gemm_why = (hw.get("why"), prec.get("why"), sw.get("why"), extra.get("note"))
         return Case(**common, workload=None, scenario=None, compression=None, search=False,
-                    gemm=(M, N, K, prec["dtype"]), baseline=None, match=match, why=tuple(w for w in why if w))
+                    gemm=(M, N, K, prec["dtype"]), baseline=None, match=match, why=tuple(w for w in gemm_why if w))
     cands = mp["models"].get(r["model"])
     wl_lib = library("workloads")
     got = next((c for c in cands or () if c["workload"] in wl_lib), None)
@@ -499,7 +504,7 @@ def resolve_row(r: dict, mp: dict, runtime: str | None = None):
                       runtime=rt.name, beams=beams, **layout)
     except ValueError as e:
         return skip(f"not a valid scenario ({str(e).splitlines()[-1].strip()})")
-    baseline = None
+    baseline: dict | None = None
     if group == "ratio":
         baseline = sw.get("ratio_baseline")
         if not baseline:
@@ -515,7 +520,8 @@ def resolve_row(r: dict, mp: dict, runtime: str | None = None):
 def resolve_all(mp: dict | None = None, rows: list[dict] | None = None, runtime: str | None = None):
     mp = mp or load_map()
     rows = rows if rows is not None else read_rows()
-    cases, skipped = [], []
+    cases: list[Case] = []
+    skipped: list[Skip] = []
     for r in rows:
         got = resolve_row(r, mp, runtime)
         (cases if isinstance(got, Case) else skipped).append(got)

@@ -61,7 +61,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ..errors import CodesignError
-from .schema import OFFCHIP_KINDS, HardwareSpec
+from .schema import OFFCHIP_KINDS, Dtype, HardwareSpec
 
 # -- process nodes -------------------------------------------------------------------
 
@@ -112,7 +112,7 @@ NODES: tuple[NodeParams, ...] = (
 REFERENCE_NODE = 7   # where the GA100-derived constants were measured
 
 
-def node_params(node_nm: float) -> NodeParams:
+def node_params(node_nm: float | None) -> NodeParams:
     """Parameters at ``node_nm``: a table node, or log-log interpolation between its neighbours."""
     if node_nm is None:
         raise CodesignError("required by the area/cost model (e.g. '7 nm')", field="process_node")
@@ -164,7 +164,7 @@ MAC_TRANSISTORS = {
 }
 
 
-def datapath_transistors(peaks: dict[str, float], clock_hz: float) -> float:
+def datapath_transistors(peaks: dict[Dtype, float], clock_hz: float) -> float:
     """Transistors of a multi-format datapath: max over shared formats + a separate fp64 path.
 
     MACs per format = peak / (2 x clock) (an FMA is two operations).
@@ -196,8 +196,8 @@ _GA100 = {"cores": 476.25, "noc": 76.44, "l2": 119.31, "hbm_phy": 58.0, "hbm_ctr
           "other": 40.0, "sms": 128, "stacks": 6}
 # One GA100 SM per clock (A100 whitepaper): 1024 fp16 / 512 tf32 / 2048 int8 / 64 fp64 tensor
 # FMAs, 64 fp32 + 32 fp64 + 256 fp16 vector FMAs, 192 KiB L1/shared memory.
-_GA100_SM_TENSOR = {"fp16": 2048.0, "tf32": 1024.0, "int8": 4096.0, "fp64": 128.0}   # ops/clk
-_GA100_SM_VECTOR = {"fp32": 128.0, "fp64": 64.0, "fp16": 512.0}
+_GA100_SM_TENSOR: dict[Dtype, float] = {"fp16": 2048.0, "tf32": 1024.0, "int8": 4096.0, "fp64": 128.0}   # ops/clk
+_GA100_SM_VECTOR: dict[Dtype, float] = {"fp32": 128.0, "fp64": 64.0, "fp16": 512.0}
 CORE_CONTROL_TRANSISTORS = (
     (_GA100["cores"] / _GA100["sms"] - sram_mm2(192 * 1024, _N7)) * _N7.logic_mtr_mm2 * 1e6
     - datapath_transistors(_GA100_SM_TENSOR, 1.0) - datapath_transistors(_GA100_SM_VECTOR, 1.0))

@@ -6,9 +6,15 @@ kernels (the kernel runner's view: operands start in main memory).
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 import numpy as np
 
 from .evaluate import Result, evaluate, evaluate_batch, footprint
+
+if TYPE_CHECKING:
+    from ..workload.scenario import Dtype
+    from ..workload.schema import ModelSpec
 
 __all__ = ["evaluate", "evaluate_batch", "op_times", "Result", "footprint"]
 
@@ -27,8 +33,9 @@ def op_times(hardware, ops, dtype: str = "bf16", compression=None, runtime=None)
     ops = tuple(ops)
     p = spec_params(spec, runtime=runtime)
     notes: set = set()
-    sc = Scenario(dtype=dtype)
-    pr = _prices(spec, p, _Dummy(), sc, ([compression], np.zeros(1, dtype=int)), notes)
+    sc = Scenario(dtype=cast("Dtype", dtype))      # pydantic checks the name
+    # _prices reads only the model's head dim (hd) here, which _Dummy stands in for
+    pr = _prices(spec, p, cast("ModelSpec", _Dummy()), sc, ([compression], np.zeros(1, dtype=int)), notes)
     tab = op_table(ops)
     big = np.array([np.inf])       # standalone kernels: weights and KV start in main memory
     t = op_terms(spec, p, tab, pr, big, big)

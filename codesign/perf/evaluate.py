@@ -136,6 +136,7 @@ def footprint(model: ModelSpec, sc: Scenario, w_bytes, a_bytes, kv_bytes, table_
     per_layer_linear = (L - n_moe) * dense_layer / L
     if n_moe:
         moe = model.moe
+        assert moe is not None      # moe_layers() is 0 without a MoE block
         expert = model._ffn_params(model.expert_ffn)
         attn_etc = model.layer_params(True) - (moe.num_experts + moe.shared_experts) * expert
         experts_dev = moe.num_experts * expert / (sc.ep if sc.ep > 1 else tp)
@@ -281,6 +282,11 @@ def power_limit(time, gap, energy, p: dict) -> np.ndarray:
     T' = (busy energy + E) / (limit - static). Neglected: the lower voltage at the lower
     clock (dynamic energy falls with V^2) and the static power's own fall."""
     limit, static = p["power.limit"], p["power.static"]
+    if isinstance(time, float):     # one serving step (perf.steps): the same formula in plain floats
+        dyn = busy_energy(p, time - gap, gap) + energy
+        if time > 0 and math.isfinite(limit) and limit > static and static + dyn / time > limit:
+            return np.asarray(max(dyn / (limit - static) / time, 1.0))
+        return np.asarray(1.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         dynamic = busy_energy(p, time - gap, gap) + energy
         power = static + dynamic / time
@@ -422,6 +428,7 @@ def evaluate_batch(hardware: HardwareSpec, model: ModelSpec, scenario: Scenario,
             for k, v in r.items():
                 if np.ndim(v):
                     res[k][idx] = v
+        assert res is not None      # two groups or more: the loop filled it
         return res
     served = effective_model(model, uniq[0])
     return _evaluate_group(hardware, served, scenario, (uniq, index), overrides or {}, operating_point,
@@ -473,7 +480,7 @@ def _params(spec, overrides, operating_point, runtime=None):
     return {k: np.broadcast_to(v, (D,)) for k, v in p.items()}, D
 
 
-def _evaluate_group(spec, model, sc, comps, overrides, op_name, decode_spec, decode_op, keep):
+def _evaluate_group(spec, model, sc, comps, overrides, op_name, decode_spec, decode_op, keep) -> dict:
     from ..hardware import load_hardware
     notes: set = set()
     rt = load_runtime(sc.runtime)
@@ -492,7 +499,7 @@ def _evaluate_group(spec, model, sc, comps, overrides, op_name, decode_spec, dec
         comps = (uniq, np.zeros(D, dtype=int))
     if D == 1 and not overrides:   # the common single evaluation: price once per (spec, model, scenario, comp)
         pr, pnotes = _cached(("prices", id(spec), op_name, id(model), sc, uniq[0]), (spec, model),
-                             lambda: (_prices(spec, p, model, sc, comps, n := set(), rt), n))
+                             lambda: (_prices(spec, p, model, sc, comps, n := set[str](), rt), n))
         notes |= pnotes
     else:
         pr = _prices(spec, p, model, sc, comps, notes, rt)
@@ -620,8 +627,8 @@ def _evaluate_group(spec, model, sc, comps, overrides, op_name, decode_spec, dec
         "notes": "; ".join(sorted(notes)),
     }
     if keep:
-        for ph in phases.values():
-            ph["dtype"] = "?"
+        for entry in phases.values():
+            entry["dtype"] = "?"
         out["_notes"] = sorted(notes)
         out["_phases"] = (phases, spec, dspec, sc, pr, dpr)     # described lazily by Result.ops
     return out

@@ -10,6 +10,8 @@ Defaults for figures a spec leaves out are engine-wide estimates, listed here on
 """
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 
 from ..hardware.schema import DTYPE_BITS, HardwareSpec
@@ -81,8 +83,10 @@ def spec_params(spec: HardwareSpec, operating_point: str | None = None, runtime=
     p["compute.vector.efficiency"] = c.vector.efficiency or DEFAULT_VECTOR_EFF
     # integer lanes (unpacking quantised weights): a stated int32 vector peak, else on GPUs
     # 64 INT32 lanes per SM per clock (NVIDIA Volta..Blackwell), else the fp32 vector peak
-    if "int32" in c.vector.peak:
-        p["compute.integer"] = c.vector.peak["int32"]
+    # the schema's Dtype keys have no "int32": read the peaks as plain str-keyed figures
+    vector_peak = cast("dict[str, float]", c.vector.peak)
+    if "int32" in vector_peak:
+        p["compute.integer"] = vector_peak["int32"]
     elif spec.device_class == "gpu" and c.cores and c.clock:
         p["compute.integer"] = INT_LANES_PER_SM * c.cores * c.clock
     else:
@@ -138,8 +142,9 @@ def power_params(spec: HardwareSpec, p: dict) -> dict[str, float]:
     # the rest of the budget at the sustained matrix rate, less the ~10% a large GEMM spends
     # moving its tiles through L2 and shared memory (priced per byte), so it lands on the TDP
     compute_w = GEMM_COMPUTE_SHARE * (tdp - static - busy) if tdp else 0.0
+    energy_per_op = cast("dict[str, float]", pw.energy_per_op)    # read with the str datatypes below
     for dt in set(spec.matrix_dtypes()) | set(c.vector.peak):
-        e = pw.energy_per_op.get(dt)
+        e = energy_per_op.get(dt)
         if e is None:
             e = DEFAULT_ENERGY_PER_OP_16BIT * (DTYPE_BITS[dt] / 16) ** 1.5
         if compute_w > 0:
@@ -159,7 +164,8 @@ def busy_energy(p: dict, kernels, gaps):
     seconds of kernels at full clock, and its gap share over ``gaps`` seconds of a running job
     without a kernel. Time a power limit adds (the kernels run at a lower clock) is neither:
     busy power falls with the clock there, so that energy stays what it was."""
-    return p["power.busy"] * (kernels + p["power.gap_share"] * np.maximum(gaps, 0.0))
+    gaps = max(gaps, 0.0) if isinstance(gaps, float) else np.maximum(gaps, 0.0)     # floats: a serving step
+    return p["power.busy"] * (kernels + p["power.gap_share"] * gaps)
 
 
 def runtime_params(spec: HardwareSpec, runtime) -> dict[str, float]:

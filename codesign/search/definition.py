@@ -15,6 +15,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from ..errors import CodesignError
 from ..hardware import hardware_from_dict, load_hardware
@@ -22,7 +23,7 @@ from ..hardware.schema import HardwareSpec
 from ..io import read_yaml, resolve, validate
 from ..workload import Scenario, load_workload, workload_from_dict
 from ..workload.schema import ModelSpec
-from .schema import StudySpec, metric_value
+from .schema import Bound, StudySpec, metric_value
 from .space import Space, compile_space
 
 
@@ -163,6 +164,7 @@ def _constraints(spec: StudySpec) -> tuple[Constraint, ...]:
         if metric == "fits":
             out.append(Constraint("fits", "fits", "fits"))
             continue
+        assert isinstance(bound, Bound)     # the schema allows a bare bool only for 'fits'
         if bound.max is not None:
             out.append(Constraint(f"{metric}.max", metric, "max", metric_value(metric, bound.max, metric)))
         if bound.min is not None:
@@ -170,7 +172,8 @@ def _constraints(spec: StudySpec) -> tuple[Constraint, ...]:
     if spec.power_limit is not None and "peak_power_w.max" not in {c.name for c in out}:
         # under the cap the clock drops, so the peak meets it, unless the static power alone is
         # above it: such a chip cannot run within the budget at any clock
-        out.append(Constraint("peak_power_w.max", "peak_power_w", "max", spec.power_limit * 1.001))
+        power_limit = cast(float, spec.power_limit)     # SI watts after validation
+        out.append(Constraint("peak_power_w.max", "peak_power_w", "max", power_limit * 1.001))
     return tuple(out)
 
 

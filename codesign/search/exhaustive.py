@@ -73,7 +73,9 @@ def count_designs(space: Space, cap: int | None = None) -> int:
         if not d.active(params):
             return count(i + 1, params)
         if d.name not in controllers:        # its value changes nothing downstream: multiply
-            return d.level_count() * count(i + 1, params)
+            n = d.level_count()
+            assert n is not None             # callers count only discrete spaces (no continuous_dims)
+            return n * count(i + 1, params)
         total = 0
         for v in d.levels():
             params[d.name] = v
@@ -158,7 +160,7 @@ class Tally:
 class Front:
     """The non-dominated feasible designs seen so far (costs: minimised objective values)."""
 
-    def __init__(self, directions):
+    def __init__(self, directions) -> None:
         self.directions = tuple(directions)
         self.params: list[dict] = []
         self.outcomes: list[Outcome] = []

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 from pydantic import ValidationError
@@ -40,6 +41,9 @@ from ..perf.steps import step_cost
 from ..serve import Policy, find_max_rate, make_requests, simulate
 from .schema import SERVE_METRICS, SUMMARY_METRICS
 from .space import params_key
+
+if TYPE_CHECKING:
+    from ..hardware.schema import HardwareSpec
 
 NUMERIC_SUMMARY = tuple(SUMMARY_METRICS) + ("cost_per_mtok_usd",)
 
@@ -173,7 +177,7 @@ def _short(e: BaseException) -> str:
 class _Chip:
     """The hardware side of a design, built once per call for all the designs that differ
     only in compression (an enumerated space repeats each chip once per compression)."""
-    hw: object = None
+    hw: HardwareSpec | None = None
     p: dict | None = None            # engine figures (spec_params) of this chip
     batchable: bool = False
     design: dict = field(default_factory=dict)
@@ -184,7 +188,7 @@ class _Chip:
 class _Design:
     params: dict
     chip: _Chip
-    comp: object = None
+    comp: Compression | None = None
     serving: dict = field(default_factory=dict)   # tp, pp, batch, replicas, ... this design sets
     per_wl: list = field(default_factory=list)   # one summary dict per workload
     error: str | None = None
@@ -193,7 +197,7 @@ class _Design:
 class Evaluator:
     """Scores design points for one study. Keeps a cache: discrete spaces repeat points."""
 
-    def __init__(self, study):
+    def __init__(self, study) -> None:
         from ..perf.params import spec_params
         self.study = study
         self._spec_params = spec_params
@@ -298,6 +302,7 @@ class Evaluator:
             if wl.serve is not None:
                 for d in designs:
                     if d.error is None and len(d.per_wl) == j + 1:
+                        assert d.chip.p is not None     # no error: its chip was built, figures and all
                         try:
                             d.per_wl[j].update(serve_metrics(d.chip.hw, wl, d.comp, d.serving, d.chip.p["price"][0],
                                                          self._used()))
@@ -310,9 +315,10 @@ class Evaluator:
         chips = list({id(d.chip): d.chip for d in group}.values())
         slot = {id(c): i for i, c in enumerate(chips)}
         index = np.array([slot[id(d.chip)] for d in group])
+        figures = cast("list[dict]", [c.p for c in chips])   # designs here have no error: chips built, figures set
         over = {}
         for k in base_p:
-            col = np.array([float(c.p[k][0]) for c in chips])[index]
+            col = np.array([float(f[k][0]) for f in figures])[index]
             if k == "price" or not np.array_equal(col, np.broadcast_to(base_p[k], col.shape), equal_nan=True):
                 over[k] = col
         comps = [d.comp for d in group]

@@ -40,6 +40,7 @@ import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
+from typing import Literal, cast
 
 from ..errors import CodesignError
 from .definition import Study, load_study, study_from_dict
@@ -84,7 +85,9 @@ def open_optuna_study(study: Study, ref: StorageRef, seed_offset: int = 0, creat
                                 file=ref.label)
         if create:
             ost = optuna.create_study(study_name=study.name, storage=storage, sampler=sampler_obj,
-                                      directions=list(study.directions), load_if_exists=True)
+                                      # each sense is "minimize" or "maximize" (schema.Objective)
+                                      directions=cast("list[Literal['minimize', 'maximize']]", list(study.directions)),
+                                      load_if_exists=True)
         else:                 # reading: load, never create or annotate (nothing is written)
             ost = optuna.load_study(study_name=study.name, storage=storage, sampler=sampler_obj)
         attrs = ost.user_attrs

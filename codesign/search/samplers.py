@@ -63,6 +63,7 @@ def choose_sampler(study, trials: int | None = None) -> Choice:
             raise CodesignError(f"exhaustive search needs a discrete space, but dimension {cont[0].name!r} is "
                                 "continuous: give it a 'step' or choices, or use sampler auto",
                                 file=study.file, field="sampler.name")
+        assert n is not None      # no continuous dimension: counted above
         if n > limit:
             raise CodesignError(f"the space has more than {limit:,} designs (sampler.options.max_designs): use larger "
                                 "steps, fewer choices or sampler auto", file=study.file, field="sampler.name")

@@ -40,7 +40,7 @@ die_cost_usd, chip_cost_usd, power_w, cost_per_mtok_usd, quality_ppl_increase_pc
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -356,4 +356,4 @@ class StudySpec(_Strict):
 
     @property
     def timeout_s(self) -> float | None:
-        return self.timeout  # already SI seconds after validation
+        return cast("float | None", self.timeout)  # already SI seconds after validation

@@ -111,6 +111,7 @@ class Dim:
         step = self.discrete_step
         if step is None:
             return None
+        assert self.low is not None and self.high is not None   # a numeric dimension always has its bounds
         # Optuna's rule (FloatDistribution/IntDistribution with a step): low + k*step <= high
         return int(math.floor((self.high - self.low) / step + 1e-9)) + 1
 
@@ -121,6 +122,7 @@ class Dim:
         step, n = self.discrete_step, self.level_count()
         if n is None:
             raise CodesignError(f"dimension {self.name!r} is continuous (no 'step')")
+        assert self.low is not None and step is not None   # numeric and discrete (level_count is not None)
         if self.kind == "int":
             return [int(self.low) + k * int(step) for k in range(n)]
         top = self.distribution().high          # Optuna trims a range that the step does not divide
@@ -215,8 +217,10 @@ class Space:
                     if hit:
                         out[d.name] = hit[0]
                         break
-                elif isinstance(v, (int, float)) and not isinstance(v, bool) and d.low <= v <= d.high and (
-                        d.step is None or abs((v - d.low) / d.step - round((v - d.low) / d.step)) < 1e-9):
+                elif (isinstance(v, (int, float)) and not isinstance(v, bool)
+                      and d.low is not None and d.high is not None      # always set on a numeric dimension
+                      and d.low <= v <= d.high
+                      and (d.step is None or abs((v - d.low) / d.step - round((v - d.low) / d.step)) < 1e-9)):
                     out[d.name] = v
                     break
         return out
@@ -310,7 +314,7 @@ def _scale(v, f):
 
 def read_path(data: dict, path: str):
     """Value at a dotted path of a spec mapping (memory levels by name); None if absent."""
-    node = data
+    node: typing.Any = data
     for key in path.split("."):
         if isinstance(node, list):
             node = next((i for i in node if isinstance(i, dict) and i.get("name") == key), None)
@@ -423,7 +427,7 @@ def compile_space(study: StudySpec, base: HardwareSpec, file=None, devices=()) -
     hw_paths: list[str] = []
     converters: dict[str, typing.Callable] = {}
 
-    def bad(where: str, msg: str):
+    def bad(where: str, msg: str) -> typing.NoReturn:
         raise CodesignError(msg, file=file, field=where)
 
     def adapter_for(path: str, where: str) -> TypeAdapter:
@@ -454,13 +458,13 @@ def compile_space(study: StudySpec, base: HardwareSpec, file=None, devices=()) -
             for label, group in ds.choices.items():
                 if not isinstance(group, dict) or not group:
                     bad(f"{where}.choices.{label}", "expected a mapping of spec paths to values")
-                conv = {}
+                group_si = {}
                 for path, v in group.items():
                     w = f"{where}.choices.{label}.{path}"
-                    conv[path] = _convert(adapter_for(path, w), v, w, bad)
+                    group_si[path] = _convert(adapter_for(path, w), v, w, bad)
                     hw_paths.append(path)
-                check_sample(conv, f"{where}.choices.{label}")
-                values.append(conv)
+                check_sample(group_si, f"{where}.choices.{label}")
+                values.append(group_si)
             dims.append(Dim(name=key, target="preset", kind="categorical", choices=tuple(ds.choices),
                             values=tuple(values), when=()))
             converters[key] = lambda v: v
@@ -546,7 +550,7 @@ def compile_space(study: StudySpec, base: HardwareSpec, file=None, devices=()) -
     rules = _rules(study, base_data, hw_paths, file, area_fn is not None)
     return Space(base=base, base_data=base_data, dims=tuple(dims), rules=rules, hardware_paths=tuple(hw_paths),
                  area_fn=area_fn, base_area=base_area, devices={d.name: d for d in devices},
-                 power_limit=study.power_limit)
+                 power_limit=typing.cast("float | None", study.power_limit))   # SI watts after validation
 
 
 def _area_fn(base: HardwareSpec):
@@ -573,6 +577,7 @@ def _convert(adapter, v, where, bad):
 
 def _numeric_or_choice(name, target, ds: DimensionSpec, conv, where, bad) -> Dim:
     if ds.type == "categorical":
+        assert ds.choices is not None   # the schema gives every categorical dimension its choices
         values = [conv(c, f"{where}.choices[{i}]") for i, c in enumerate(ds.choices)]
         choices = [_encode(v) for v in values]
         if len(set(map(repr, choices))) != len(choices):

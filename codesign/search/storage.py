@@ -44,8 +44,12 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from ..errors import CodesignError
+
+if TYPE_CHECKING:
+    import optuna.storages.journal
 
 JOURNAL_FILE = "study.journal"
 SQLITE_FILE = "study.db"
@@ -155,10 +159,17 @@ class JournalBackend:
     the last fsync is older than ``sync_every`` seconds.
     """
 
-    def __new__(cls, path: str, lock: FlockLock, sync_every: float = 1.0):
-        import optuna
+    # a factory: __new__ returns an instance of a subclass of optuna's backend, defined inside
+    # it to keep optuna a lazy import; mypy's rule that __new__ returns its own class cannot say so
+    def __new__(  # type: ignore[misc]
+            cls, path: str, lock: FlockLock, sync_every: float = 1.0) -> optuna.storages.journal.JournalFileBackend:
+        import optuna.storages.journal  # loaded by ``import optuna`` already; named for the type checker
 
         class _Backend(optuna.storages.journal.JournalFileBackend):
+            _cs_lock: FlockLock        # set right after construction (below)
+            _cs_every: float
+            _cs_synced: float
+
             def append_logs(self, logs):
                 text = "\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n"
                 with _locked(self._cs_lock):
@@ -170,7 +181,9 @@ class JournalBackend:
                             os.fsync(f.fileno())
                             self._cs_synced = now
 
-        backend = _Backend(path, lock_obj=lock)
+        # FlockLock has the lock interface (acquire/release) without subclassing optuna's base
+        # class, so that importing this module does not import optuna
+        backend = _Backend(path, lock_obj=cast("optuna.storages.journal._file.BaseJournalFileLock", lock))
         backend._cs_lock, backend._cs_every, backend._cs_synced = lock, sync_every, time.monotonic()
         return backend
 
@@ -250,7 +263,7 @@ def open_storage(ref: StorageRef, create: bool = True, readonly: bool = False):
     """Open the Optuna storage; bad or unreadable storage -> one CodesignError line.
     ``readonly``: for commands that only read (status, best, export, report): a journal is
     read from a private snapshot, so nothing they do can change the file."""
-    import optuna
+    import optuna.storages.journal  # loaded by ``import optuna`` already; named for the type checker
     if ref.kind == "journal":
         path = Path(ref.target)
         if not path.exists():
