@@ -542,6 +542,27 @@ def test_ctrl_c_with_workers_is_one_line_and_leaves_no_worker(tmp_path):
     assert not [k for k in kids if _alive(k)]
 
 
+def test_a_storage_failure_under_workers_is_one_line_per_process(tmp_path):
+    """The journal turns unreadable while two workers run (a database outage does the same):
+    every process says so in one line, no traceback, exit status 2 (issue 15)."""
+    proc, journal = _endless_run(tmp_path, 11, "--workers", "2", stderr=subprocess.PIPE)
+    try:
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 120 and not _any_completed(journal):
+            time.sleep(0.2)
+        with open(journal, "a", encoding="utf-8") as f:
+            f.write("not a journal line\n")
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+    text = err.decode()
+    assert proc.returncode == 2 and "Traceback" not in text, text
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    assert lines and all(ln.startswith("error: ") and "cannot read the study journal" in ln for ln in lines), text
+
+
 def test_reading_commands_never_write_the_journal(tmp_path):
     """status, best, export and report read a snapshot: the journal stays byte for byte, even
     with an unfinished last line (a killed writer's), which only a run repairs (issue 15, item 8)."""

@@ -352,7 +352,8 @@ def _worker_entry(raw: dict, file: str | None, ref: StorageRef, index: int, targ
         _die_with_parent(parent)
     try:
         study = study_from_dict(raw, file=file, base_dir=os.path.dirname(file) if file and os.path.exists(file) else None)
-        ost = open_optuna_study(study, ref, seed_offset=seed_base + index, sampler=sampler)
+        with guard(ref):            # a database outage is one line, as in a single-process run
+            ost = open_optuna_study(study, ref, seed_offset=seed_base + index, sampler=sampler)
         from .metrics import Evaluator
         ev = Evaluator(study)
         ev([study.space.baseline_params()])   # warm every cache first: start-up must not decide who works
@@ -362,7 +363,8 @@ def _worker_entry(raw: dict, file: str | None, ref: StorageRef, index: int, targ
             except Exception:   # noqa: BLE001 - a broken barrier (a sibling failed) must not stop this one
                 pass
         deadline = time.monotonic() + deadline_s if deadline_s else None
-        _work(study, ost, target, deadline, batch, ev=ev)
+        with guard(ref):
+            _work(study, ost, target, deadline, batch, ev=ev)
     except CodesignError as e:
         if barrier is not None:
             barrier.abort()              # let the others start instead of waiting for this one
