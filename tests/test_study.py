@@ -453,8 +453,7 @@ def test_baseline_is_the_first_trial_and_is_the_base_device(tmp_path):
     run(st, tmp_path, trials=3, batch=3)
     t0 = optuna_study(st, tmp_path).get_trials()[0]
     assert t0.user_attrs["baseline"] is True
-    assert t0.params == {"compute.cores": 132, "compute.clock": 1.83e9, "memory.L2.capacity": 50 * 2**20,
-                         "hbm": "hbm3-5-stacks", "weight_bits": 16}
+    assert t0.params == {"compute.cores": 132, "compute.clock": 1.83e9, "hbm": "hbm3-5-stacks", "weight_bits": 16}
     wl = st.workloads[0]
     r = evaluate("h100-sxm", wl.model, wl.scenario)
     m = t0.user_attrs["metrics"]
