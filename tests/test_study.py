@@ -332,7 +332,9 @@ def test_two_worker_processes_share_one_study(tmp_path, kind):
     rep = run(st, tmp_path, trials=40, workers=2, batch=4, storage=storage)
     ost = optuna_study(st, tmp_path, storage)
     done = [t for t in ost.get_trials() if t.state.name == "COMPLETE"]
-    assert 40 <= rep.completed == len(done) <= 40 + 4
+    assert rep.completed == len(done) == 40                       # the target exactly (issue 15, item 7)
+    surplus = [t for t in ost.get_trials() if t.user_attrs.get("surplus")]
+    assert all(t.state.name == "PRUNED" for t in surplus)         # asked after the target was taken
     assert rep.new == rep.completed                               # every trial is this run's (its workers')
     owners = {t.user_attrs["worker"] for t in done}
     assert len(owners) == 2 and os.getpid() not in {int(o.rsplit(":", 1)[1]) for o in owners}

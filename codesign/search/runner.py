@@ -288,7 +288,8 @@ def _work(study: Study, ost, target: int, deadline: float | None, batch: int, on
     while True:
         if deadline is not None and time.monotonic() >= deadline:
             break
-        current = ost.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
+        every = ost.get_trials(deepcopy=False)
+        current = [t for t in every if t.state in (TrialState.COMPLETE, TrialState.RUNNING)]
         for t in current:
             if t.state == TrialState.COMPLETE and t.number not in seen:
                 seen.add(t.number)
@@ -296,18 +297,28 @@ def _work(study: Study, ost, target: int, deadline: float | None, batch: int, on
         remaining = target - len(current)
         if remaining <= 0:
             break
-        n = min(batch, remaining)
+        # trial numbers are handed out in order across every worker: the one numbered past the
+        # target (counting the failed and pruned trials before it) is surplus, another worker
+        # having asked the rest since we looked
+        last_number = target + sum(t.state in (TrialState.FAIL, TrialState.PRUNED) for t in every)
         trials, params = [], []
-        for _ in range(n):
+        for _ in range(min(batch, remaining)):
             # The owner is written with the trial itself (a queued trial that ask() then takes):
             # a kill between ask() and a later set_user_attr would leave an owner-less RUNNING
             # trial that no resume could tell from a live one, and the study would stall.
             ost.enqueue_trial({}, user_attrs={"worker": owner})
             t = ost.ask()
+            if t.number >= last_number:
+                t.set_user_attr("surplus", "asked after the study's target was taken by other workers")
+                ost.tell(t, state=TrialState.PRUNED)
+                break
             if t.user_attrs.get("worker") != owner:     # another worker's queued trial: claim it
                 t.set_user_attr("worker", owner)
             trials.append(t)
             params.append(study.space.suggest(t))
+        n = len(trials)
+        if not n:
+            continue
         keys = [params_key(p) for p in params]
         fresh = {k: p for k, p in zip(keys, params) if k not in known}
         scored = dict(zip(fresh, ev(list(fresh.values()), cache=False)))
