@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import CodesignError
 from ..runtime import load_runtime, runtime_from_dict
-from ..runtime.fitted import unfitted
+from ..runtime.fitted import TOP_LEVEL, unfitted
 from .core import device_class, population, predict, predict_values
 from .mapping import publisher
 
@@ -226,7 +226,6 @@ def _fit_or_neutral(train, rt: str, cls: str, params, cache: dict) -> dict:
 def shipped_params(runtime: str, cls: str) -> tuple[str, ...]:
     """The figures ``runtime``'s YAML carries fitted for device class ``cls`` (fit names):
     what its shipped profile was fitted on, so cross-validation refits exactly those."""
-    from ..runtime.fitted import TOP_LEVEL
     top = {v: k for k, v in TOP_LEVEL.items()}
     fitted = load_runtime(runtime).fitted
     out = []

@@ -25,6 +25,10 @@ import math
 from functools import cache
 
 from ..errors import CodesignError
+from ..io import library
+from . import load_hardware
+from .area import estimate_area, node_params
+from .area_fit import load_dies
 from .schema import OFFCHIP_KINDS, HardwareSpec
 
 ENVELOPE_MARGIN = 1.25
@@ -36,7 +40,6 @@ SCALE = {k: (1e-9 if k.startswith("shoreline.") else 1.0) for k in LABELS}
 
 def densities(spec: HardwareSpec, area_mm2: float | None) -> dict[str, float]:
     """The three densities of ``spec`` on a die of ``area_mm2`` (those its figures allow)."""
-    from .area import node_params
     out: dict[str, float] = {}
     if not area_mm2 or area_mm2 <= 0:
         return out
@@ -60,7 +63,6 @@ def densities(spec: HardwareSpec, area_mm2: float | None) -> dict[str, float]:
 
 def model_area(spec: HardwareSpec) -> float | None:
     """The area model's die area (mm^2), None where it does not cover the spec."""
-    from .area import estimate_area
     try:
         return float(estimate_area(spec).total)
     except (CodesignError, ValueError, ZeroDivisionError):
@@ -74,9 +76,6 @@ def envelope(device_class: str) -> dict[str, tuple[float, str]]:
     specs and the public dies of data/die-areas.csv, each on the area model's estimate of its
     die, as a derived design is (so the model's own error does not flag a design).
     {density: (value, chip name)}."""
-    from ..io import library
-    from . import load_hardware
-    from .area_fit import load_dies
     chips: list[tuple[str, HardwareSpec]] = [(d.chip, d.spec) for d in load_dies()]
     for name in sorted(library("hardware_specs")):
         try:

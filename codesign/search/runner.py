@@ -43,6 +43,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Literal, cast
 
 from ..errors import CodesignError
+from ..hardware.credibility import credibility_notes
 from .definition import Study, load_study, study_from_dict
 from .space import params_key
 from .storage import StorageRef, guard, open_storage, parse_ref
@@ -483,7 +484,6 @@ def front_credibility(study: Study, ost) -> dict[int, list[str]]:
     trial number -> notes. Empty when the study does not derive hardware."""
     if not study.varies_hardware:
         return {}
-    from ..hardware.credibility import credibility_notes
     from .export import unique_front
     out = {}
     for t in unique_front(ost):
