@@ -30,8 +30,10 @@ def _log(quiet: bool):
 @click.option("--quick", is_flag=True, help="Tiny sizes and time caps (seconds; for tests, not for use).")
 @click.option("--repeat", type=click.IntRange(1, 9), default=1, show_default=True,
               help="Calibrate N times and keep each figure's median.")
+@click.option("--datasheet", default="auto", show_default=True,
+              help="Library spec whose figures bound a GPU calibration (auto: by the GPU's name; none: no check).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
-def calibrate(backend, device, threads, dtype, out, quick, repeat, quiet):
+def calibrate(backend, device, threads, dtype, out, quick, repeat, datasheet, quiet):
     """Measure this machine with real kernels and write a hardware spec (class cpu, or gpu for cuda).
 
     \b
@@ -42,7 +44,7 @@ def calibrate(backend, device, threads, dtype, out, quick, repeat, quiet):
     from ..validate.calibrate import calibrate as run
     from ..validate.calibrate import write_spec
     spec = run(backend=backend, device=device, threads=threads, dtype=dtype, quick=quick, repeat=repeat,
-               log=_log(quiet))
+               log=_log(quiet), datasheet=datasheet)
     write_spec(spec, out)
     from ..hardware import load_hardware
     load_hardware(out)          # what we wrote must load
@@ -55,7 +57,7 @@ def calibrate(backend, device, threads, dtype, out, quick, repeat, quiet):
 @_DEVICE
 @_THREADS
 @_DTYPE
-@click.option("--shapes", type=click.Choice(["quick", "full"]), default="quick", show_default=True,
+@click.option("--shapes", type=click.Choice(["quick", "full", "gpu"]), default="quick", show_default=True,
               help="Shape set (real model dimensions; see codesign.validate.compare.SHAPE_SETS).")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Write per-kernel rows as CSV.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Predicted-vs-measured PNG.")
@@ -65,15 +67,31 @@ def calibrate(backend, device, threads, dtype, out, quick, repeat, quiet):
               help="Seconds of sampling per kernel at most.")
 @click.option("--any-spec", is_flag=True,
               help="Compare against a spec that codesign calibrate did not measure on this machine.")
+@click.option("--e2e", is_flag=True, help="Run a whole decoder (torch) and compare TTFT, TPOT and energy per token.")
+@click.option("--workload", help="--e2e: the model (library name or YAML).")
+@click.option("--runtime", default="pytorch-graphs", show_default=True,
+              help="--e2e: runtime profile the prediction uses (the harness runs eager kernels, CUDA-graph decode).")
+@click.option("--grid", default="1x512,8x1024", show_default=True,
+              help="--e2e: batch x prompt points, comma-separated (e.g. 1x512,16x2048).")
+@click.option("--generate", type=click.IntRange(min=2), default=128, show_default=True,
+              help="--e2e: generated tokens per request.")
+@click.option("--layers", type=click.IntRange(min=1), help="--e2e: run (and predict) only the first N layers.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
 def validate(hardware, backend, device, threads, dtype, shapes, csv_path, plot_path, as_json, no_blocks,
-             max_time, any_spec, quiet):
+             max_time, any_spec, e2e, workload, runtime, grid, generate, layers, quiet):
     """Predict each kernel with the engine, measure it with the runner, report the errors.
+
+    With --e2e: build the decoder of --workload in torch, time prefill and CUDA-graph decode
+    over --grid, read board power, and compare with the prediction for --hardware.
 
     The last line reads `overall MAPE: X.X%`.
     """
     from ..errors import CodesignError
     from ..hardware import load_hardware
+    if e2e:
+        return _validate_e2e(hardware, workload, runtime, device, "fp32" if device == "cpu" and dtype == "fp32" else dtype,
+                             grid, generate, layers, csv_path, plot_path, as_json, quiet)
+    from ..validate.compare import LONG_KERNEL_S
     from ..validate.compare import validate as run
     from .common import check_writable
     check_writable(csv_path, plot_path)
@@ -112,8 +130,56 @@ def validate(hardware, backend, device, threads, dtype, shapes, csv_path, plot_p
         click.echo(f"median signed error: {rep['median_signed_pct']:+.1f}%; within 10%: "
                    f"{rep['within_10pct']:.0%}; within 25%: {rep['within_25pct']:.0%}; "
                    f"{rep['kernels']} kernels, {backend}/{device} {dtype}, {threads} thread(s)")
+    if rep.get("long_matrix_kernels"):
+        click.echo(f"GEMM and attention kernels of >= {LONG_KERNEL_S * 1e6:.0f} us: MAPE {rep['long_matrix_mape_pct']:.1f}% "
+                   f"({rep['long_matrix_kernels']} kernels)")
     mape = rep["overall_mape_pct"]
     click.echo(f"overall MAPE: {mape:.1f}%" if not math.isnan(mape) else "overall MAPE: n/a")
+
+
+def _parse_grid(text: str) -> list[tuple[int, int]]:
+    from ..errors import CodesignError
+    points = []
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        parts = item.lower().split("x")
+        if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+            raise CodesignError(f"--grid: expected BATCHxPROMPT points like 1x512,16x2048, got {item!r}", field="--grid")
+        points.append((int(parts[0]), int(parts[1])))
+    if not points:
+        raise CodesignError("--grid: no points given", field="--grid")
+    return points
+
+
+def _validate_e2e(hardware, workload, runtime, device, dtype, grid, generate, layers, csv_path, plot_path, as_json, quiet):
+    from ..errors import CodesignError
+    from ..validate.e2e import run_e2e
+    from .common import check_writable
+    if not workload:
+        raise CodesignError("--e2e needs --workload (a library model name or YAML)", field="--workload")
+    check_writable(csv_path, plot_path)
+    df, rep = run_e2e(workload, hardware, runtime=runtime, device=device, dtype=dtype, grid=_parse_grid(grid),
+                      generate=generate, layers=layers, log=_log(quiet or as_json))
+    if csv_path:
+        df.to_csv(csv_path, index=False)
+    if plot_path and len(df):
+        from .. import plots
+        # the kernel plot's axes (predicted vs measured seconds), one point per metric and grid point
+        rows = [{"kernel": f"b{r['batch']}-p{r['prompt']}/{m}", "kind": m, "phase": ph,
+                 "predicted_s": r[f"{m}_predicted_s"], "measured_s": r[f"{m}_measured_s"], "error_pct": r[f"{m}_error_pct"]}
+                for r in df.to_dict("records") for m, ph in (("ttft", "prefill"), ("tpot", "decode"))]
+        import pandas as pd
+        plots.save(plots.validation(pd.DataFrame(rows), title=f"{rep.get('model')} on {rep.get('hardware')}"), plot_path)
+    if as_json:
+        echo_json({**rep, "rows": df.to_dict("records")})
+        return
+    cols = ["batch", "prompt", "ttft_measured_s", "ttft_predicted_s", "ttft_error_pct", "tpot_measured_s",
+            "tpot_predicted_s", "tpot_error_pct", "energy_per_token_measured_j", "energy_per_token_predicted_j",
+            "energy_error_pct"]
+    echo_table([{c: r[c] for c in cols} for r in df.to_dict("records")], cols)
+    click.echo("")
+    for m in ("ttft", "tpot", "energy"):
+        v = rep.get(f"{m}_mape_pct", float("nan"))
+        click.echo(f"{m} MAPE: {v:.1f}%" if v == v else f"{m} MAPE: n/a (not measured)")
 
 
 COMMANDS = [calibrate, validate]

@@ -24,6 +24,28 @@ inputs unless said otherwise; fits minimise *relative* residuals):
   LLC (``gemm.skinny`` for 2 <= m <= 16 and ``gemm.gemv`` for m = 1, where BLAS
   switches to a GEMV kernel): passes = time x DRAM bandwidth / minimal bytes.
 
+On a GPU (torch, device cuda) the probes are sized to the device, since a 1088^3 product
+or a 256 MB read is a few microseconds of launch noise there:
+
+- matrix peaks: square products of 1024, 2048, 4096, 8192 (16384) per datatype (fp8
+  through ``torch._scaled_mm`` where the card has it), growing until the rate rises less
+  than ``GEMM_PLATEAU`` or a size costs more than ``GEMM_CAP_S``;
+- HBM: a device-to-device copy of ``bw_dram`` (1 GiB) counting bytes read and written,
+  the rate a stream of the weights sees; L2: the slope of copies inside the L2;
+- vector and transcendental rates: elementwise kernels compiled at run time (jiterator)
+  that do ``VECTOR_FMAS`` dependent FMAs (or ``EXP_CHAIN`` exps) per loaded element, so
+  they are bound by the ALUs, not memory; PyTorch's 16-bit elementwise kernels compute in
+  fp32, so the 16-bit figures are the rates PyTorch reaches, not packed-half2 peaks;
+- ``kernel_overhead``: device time of a tiny kernel in a CUDA-graph replay (the gap a
+  captured step pays per kernel); the host's eager dispatch time is logged beside it;
+- every kernel is timed as CUDA-graph replays (see :mod:`.timing`).
+
+Each calibrated GPU figure is checked against the datasheet of the card (the library spec
+that ``DATASHEETS`` names for the device, or ``datasheet=``): above ``SANITY_HIGH`` x
+the datasheet peak, or below ``SANITY_LOW`` x, the probe is broken (an unsynchronised
+timer, a kernel too small to fill the device) and calibration stops with one line
+instead of writing a spec that is wrong by orders of magnitude.
+
 Neglected: frequency boost/thermal drift (calibrate under validation conditions),
 NUMA (a single-socket VM), and how ``passes`` splits between memory and transcendental
 time (the engine takes the max of the two; the slope here carries both).
@@ -31,6 +53,7 @@ time (the engine takes the max of the two; the slope here carries both).
 from __future__ import annotations
 
 import datetime as _dt
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +61,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import CodesignError
+from ..hardware import load_hardware
+from ..hardware.schema import OFFCHIP_KINDS, HardwareSpec
+from ..units import format_quantity
 from ..workload.ops import Op
 from . import host
 from .kernels import backend as get_backend
@@ -48,8 +74,21 @@ from .timing import measure, thread_limit
 _NORM_HIDDEN = 2560
 _SOFTMAX_ROW = 1000
 _ROPE_HD = 96
-_SKINNY_KN = (2560, 6912)          # 70 MB of fp32 weights: larger than a 32 MiB LLC
-_GEMM_SHAPES = ((96, 2560, 6912), (384, 6912, 2560))   # (m, k, n) compute-bound LLM-like GEMMs
+
+# GPU probes (module docstring)
+GEMM_PLATEAU = 0.03        # a size that adds less than 3% throughput ends the sweep
+GEMM_CAP_S = 0.25          # ... as does one product longer than this
+VECTOR_FMAS = 512          # dependent FMAs per element: 1024 FLOP per 4-8 bytes moved
+EXP_CHAIN = 64
+SANITY_HIGH = 1.15         # boost clock over the clock datasheet peaks are quoted at (H100/H200: 1.98 / 1.83 GHz)
+SANITY_LOW = 0.1
+# torch.cuda.get_device_name() -> library spec whose datasheet figures bound the calibration
+DATASHEETS = ((r"GH200", "gh200"), (r"H200", "h200"), (r"H100.*PCIe", "h100-pcie"), (r"H100", "h100-sxm"),
+              (r"A100.*PCIe.*80|A100.*80.*PCIe", "a100-80gb-pcie"), (r"A100.*80GB", "a100-80gb"), (r"A100", "a100-40gb"),
+              (r"B200", "b200"), (r"L40S", "l40s"), (r"L40\b", "l40"), (r"\bL4\b", "l4"), (r"\bA10\b", "a10"),
+              (r"RTX 5090", "rtx-5090"), (r"RTX 4090", "rtx-4090"), (r"RTX 3090", "rtx-3090"), (r"RTX 3060", "rtx-3060"),
+              (r"2080 Ti", "rtx-2080-ti"), (r"RTX A6000", "rtx-a6000"), (r"RTX A5000", "rtx-a5000"),
+              (r"V100", "v100-sxm2"), (r"MI300X", "mi300x"), (r"MI325X", "mi325x"))
 
 
 @dataclass(frozen=True)
@@ -63,6 +102,11 @@ class Budget:
     skinny: bool
     bw_dram: int            # bytes of the DRAM read working set
     attn_ctx: tuple
+    gemm_sizes: tuple = (1024, 2048, 4096, 8192, 16384)   # GPU: square products, grown to the plateau
+    gemm_shapes: tuple = ((96, 2560, 6912), (384, 6912, 2560))   # (m, k, n) compute-bound LLM-like GEMMs
+    skinny_kn: tuple = (2560, 6912)        # fp32: 70 MB, larger than a 32 MiB LLC
+    attn_prefill: tuple = (0, 4)           # (context, heads) of the attention efficiency probe; 0: attn_ctx[0]
+    decode_heads: tuple = (4, 16)          # head counts of the decode attention sweeps
 
     @classmethod
     def full(cls):
@@ -71,9 +115,17 @@ class Budget:
                    bw_dram=256 * 2**20, attn_ctx=(400, 1600, 6000))
 
     @classmethod
+    def gpu(cls):
+        """Sized for a data-centre GPU: operands of 0.5-128 MB, weights and KV caches above the L2."""
+        return cls(max_time=0.3, sample_s=0.01, min_samples=5, vec_sizes=(2**18, 2**20, 2**22, 2**24, 2**26),
+                   gemm_target_s=0.05, skinny=True, bw_dram=2**30, attn_ctx=(2000, 8000, 32000),
+                   gemm_shapes=((1024, 5120, 13824), (4096, 13824, 5120)), skinny_kn=(5120, 13824),
+                   attn_prefill=(4096, 32), decode_heads=(16, 64))
+
+    @classmethod
     def quick(cls):
         return cls(max_time=0.01, sample_s=0.002, min_samples=3, vec_sizes=(2**10, 2**13, 2**15),
-                   gemm_target_s=0.005, skinny=False, bw_dram=64 * 2**20, attn_ctx=(64, 200))
+                   gemm_target_s=0.005, skinny=False, bw_dram=64 * 2**20, attn_ctx=(64, 200), gemm_sizes=(64, 128, 256))
 
 
 def fit_affine(x, t) -> tuple[float, float]:
@@ -91,13 +143,53 @@ def fit_affine(x, t) -> tuple[float, float]:
 
 class Calibrator:
     def __init__(self, backend: str = "numpy", device: str = "cpu", threads: int = 1, dtype: str = "fp32",
-                 quick: bool = False, log=None):
+                 quick: bool = False, log=None, datasheet: str | None = "auto"):
         self.b = get_backend(backend, device)
         self.backend, self.device, self.threads, self.dtype = backend, device, threads, dtype
-        self.budget = Budget.quick() if quick else Budget.full()
+        self.budget = Budget.quick() if quick else Budget.gpu() if device == "cuda" else Budget.full()
+        self.gpu = device == "cuda"
+        self.dispatch: float | None = None      # GPU: host time to dispatch one eager kernel
         self.log = log or (lambda msg: None)
+        self.sheet = self._datasheet(datasheet)
         self.what: dict[str, str] = {}      # figure path -> what was measured
         self.itemsize = 8 if dtype == "fp64" else 2 if dtype in ("fp16", "bf16") else 4
+
+    def _datasheet(self, name: str | None) -> HardwareSpec | None:
+        """The library spec whose datasheet figures bound this calibration (GPUs; None: no check)."""
+        if name in (None, "none") or (name == "auto" and not self.gpu):
+            return None
+        if name == "auto":
+            import torch
+            gpu = torch.cuda.get_device_name(0)
+            name = datasheet_for(gpu)
+            if name is None:
+                self.log(f"  no datasheet in the library matches {gpu!r}: figures are not checked (pass --datasheet)")
+                return None
+        spec = load_hardware(name)
+        self.log(f"  figures checked against the {spec.name} datasheet")
+        return spec
+
+    def _drop_slow_library_paths(self, matrix: dict) -> dict:
+        """A datatype other than the profile's whose library kernel reaches under SANITY_LOW x the
+        datasheet (torch._int_mm on Hopper: ~130 of 1979 TFLOP/s) measures the library, not
+        the card: it is left out (the datasheet-derived figure stands in) and logged."""
+        assert self.sheet is not None
+        keep = {}
+        for d, v in matrix.items():
+            ref = self.sheet.compute.matrix.peak.get(d) if self.sheet.compute.matrix is not None else None
+            if d != self.dtype and ref and v < SANITY_LOW * ref:
+                self.log(f"  matrix {d}: {v / 1e12:.4g} TFLOP/s is {ref / v:.2g}x below the datasheet: the library's "
+                         f"{d} kernel, not the card; left to the datasheet")
+                self.what.pop(f"compute.matrix.peak.{d}", None)
+                continue
+            keep[d] = v
+        return keep
+
+    def _sm_count(self) -> int | None:
+        if not self.gpu:
+            return None
+        import torch
+        return int(torch.cuda.get_device_properties(0).multi_processor_count)
 
     # -- helpers -------------------------------------------------------------
     def _kw(self, **over):
@@ -111,9 +203,12 @@ class Calibrator:
                       threads=self.threads, **self._kw(**over)).seconds
 
     def _time_hot(self, fn, args, **over) -> float:
+        return self._timing(fn, args, **over).median_s
+
+    def _timing(self, fn, args, **over):
         with thread_limit(self.threads, self.backend):
-            return measure(fn, [args], sync=self.b.sync, event_timer=self.b.event_timer, threads=self.threads,
-                           **self._kw(**over)).median_s
+            return measure(fn, [args], sync=self.b.sync, event_timer=self.b.event_timer, capture=self.b.capture,
+                           threads=self.threads, **self._kw(**over))
 
     def _arr(self, n: int, dtype: str):
         """A hot operand of n values of dtype on the backend's device."""
@@ -130,6 +225,8 @@ class Calibrator:
     # -- compute -------------------------------------------------------------
     def gemm_peak(self, dtype: str) -> float | None:
         """FLOP/s of a large square GEMM, n chosen so one call takes ~gemm_target_s."""
+        if self.gpu:
+            return self._gpu_gemm_peak(dtype)
         try:
             probe = Op(name="g", kind="gemm", phase="prefill", m=128, n=128, k=128, flops=2 * 128**3)
             t = self.time_op(probe, dtype, max_time=0.02, min_samples=2)
@@ -143,7 +240,62 @@ class Calibrator:
         self.log(f"  matrix {dtype}: {peak / 1e9:.3g} GFLOP/s ({n}^3)")
         return peak
 
+    def _gpu_gemm_peak(self, dtype: str) -> float | None:
+        """Best FLOP/s over square products growing until the rate levels off (Budget.gemm_sizes)."""
+        best, best_n, prev = 0.0, 0, 0.0
+        sizes = self.budget.gemm_sizes
+        for i, n in enumerate(sizes):
+            op = Op(name="g", kind="gemm", phase="prefill", m=n, n=n, k=n, flops=2.0 * n**3)
+            try:
+                t = self.time_op(op, dtype, max_time=4 * self.budget.max_time)
+            except (CodesignError, RuntimeError, TypeError) as e:      # no such datatype / kernel on this device
+                if i == 0:
+                    self.log(f"  matrix {dtype}: not run ({str(e).splitlines()[0][:100]})")
+                    return None
+                break
+            rate = op.flops / t
+            if rate > best:
+                best, best_n = rate, n
+            # products up to 8192^3 always run (an H200 reaches 660 TFLOP/s bf16 at 4096^3 and
+            # 790 at 8192^3: the rate need not rise steadily); larger ones only while it rises
+            if i >= 3 and (rate < prev * (1 + GEMM_PLATEAU) or t > GEMM_CAP_S):
+                break
+            prev = rate
+        self.what[f"compute.matrix.peak.{dtype}"] = f"best of square {dtype} GEMMs up to {best_n}^3 (CUDA-graph replays)"
+        self.log(f"  matrix {dtype}: {best / 1e12:.4g} TFLOP/s ({best_n}^3)")
+        return best
+
+    def _jit(self, code: str, name: str):
+        import torch
+        return torch.cuda.jiterator._create_jit_fn(code.replace("NAME", name))
+
+    def _gpu_alu_rate(self, dtype: str, code: str, name: str, per_elem: int) -> float | None:
+        """Operations per second of a jiterator kernel doing ``per_elem`` operations per element
+        on 2^24 elements (16-64 MB: the loads take < 2% of the arithmetic time)."""
+        import torch
+        n = 2**24
+        try:
+            fn = self._jit(code, name)
+            x = (torch.rand(n, device="cuda") * 0.5 + 0.25).to(self.b.t_dtype(dtype))
+            t = self._time_hot(lambda a: fn(a), (x,))
+        except Exception as e:      # noqa: BLE001 - no NVRTC, no such type: the figure is left to the datasheet
+            self.log(f"  {name} {dtype}: not run ({str(e).splitlines()[0][:100]})")
+            return None
+        return per_elem * n / t
+
     def vector_peak(self, dtype: str) -> float | None:
+        if self.gpu:
+            code = ("template <typename T> T NAME(T x) { float y = float(x), a = 0.999f, b = 0.0001f; "
+                    f"for (int i = 0; i < {VECTOR_FMAS}; ++i) {{ y = fmaf(y, a, b); }} return T(y); }}")
+            if dtype == "fp64":
+                code = code.replace("float y = float(x), a = 0.999f, b = 0.0001f", "double y = double(x), a = 0.999, b = 0.0001"
+                                    ).replace("fmaf", "fma")
+            rate = self._gpu_alu_rate(dtype, code, "fma_chain", 2 * VECTOR_FMAS)
+            if rate:
+                self.what[f"compute.vector.peak.{dtype}"] = (f"{dtype} elementwise kernel of {VECTOR_FMAS} dependent FMAs per element "
+                                                             "(jiterator; PyTorch computes 16-bit elementwise in fp32)")
+                self.log(f"  vector {dtype}: {rate / 1e12:.4g} TFLOP/s")
+            return rate
         lib = self._lib()
         sizes = (512, 1024, 2048, 4096)        # 3 operands x 4096 x 4 B = 48 KiB: L1/L2
         try:
@@ -157,7 +309,14 @@ class Calibrator:
         self.what[f"compute.vector.peak.{dtype}"] = f"{dtype} elementwise add on L1-resident operands (slope)"
         return 1.0 / slope
 
-    def transcendental(self) -> float:
+    def transcendental(self) -> float | None:
+        if self.gpu:
+            code = ("template <typename T> T NAME(T x) { float y = float(x); "
+                    f"for (int i = 0; i < {EXP_CHAIN}; ++i) {{ y = expf(-y); }} return T(y); }}")
+            rate = self._gpu_alu_rate("fp32", code, "exp_chain", EXP_CHAIN)
+            if rate:
+                self.what["compute.vector.transcendental"] = f"fp32 elementwise kernel of {EXP_CHAIN} dependent expf per element (jiterator)"
+            return rate     # None: the datasheet's figure (with_datasheet)
         lib = self._lib()
         sizes = (2048, 8192, 32768)
         arrs = [(self._arr(n, self.dtype), self._arr(n, self.dtype)) for n in sizes]
@@ -169,9 +328,13 @@ class Calibrator:
     def overhead(self) -> float:
         lib = self._lib()
         a, b = self._arr(8, self.dtype), self._arr(8, self.dtype)
-        t = self._time_hot(lambda x, y: lib.add(x, y), (a, b))
+        tm = self._timing(lambda x, y: lib.add(x, y), (a, b))
         self.what["kernel_overhead"] = "one elementwise add of 8 values (output allocated)"
-        return t
+        if tm.graph:
+            self.dispatch = tm.dispatch_s
+            self.what["kernel_overhead"] += (f", device time per kernel in a CUDA-graph replay; an eager call's host "
+                                             f"dispatch measured {tm.dispatch_s * 1e6:.3g} us (a runtime's launch_overhead)")
+        return tm.median_s
 
     # -- memory --------------------------------------------------------------
     def read_bandwidth(self, sizes_bytes, name: str) -> float:
@@ -193,7 +356,7 @@ class Calibrator:
         return bw
 
     def memory_levels(self) -> list[dict]:
-        if self.device == "cuda":
+        if self.gpu:
             return self._gpu_memory()
         caches = host.caches()
         if not caches:
@@ -220,6 +383,35 @@ class Calibrator:
             self.what[f"memory.{name}.capacity"] = f"/sys/devices/system/cpu/cpu0/cache (level {c.level})"
         return levels
 
+    def copy_bandwidth(self, sizes_bytes, name: str) -> float:
+        """Bytes/s (read + written) of device-to-device copies of each size; the slope of a fit
+        over the sizes when there are several (the per-kernel intercept removed).
+
+        One copy (HBM, >= 1 GiB) is ``copy_`` timed with CUDA events around eager calls: inside
+        a CUDA graph it becomes a memcpy node, which an H200 ran at 2.76 TB/s against 4.27 for
+        the same copy launched eagerly. Several sizes (L2) are copy kernels on the SMs
+        (``mul`` by one) in graph replays, since launch overhead would hide them eagerly."""
+        ts, moved = [], []
+        eager = len(sizes_bytes) == 1
+        for size in sizes_bytes:
+            n = max(1024, size // 2 // self.itemsize)          # source + destination = size
+            src, dst = self._arr(n, self.dtype), self._arr(n, self.dtype)
+            if eager:
+                with thread_limit(self.threads, self.backend):
+                    ts.append(measure(lambda a, b: b.copy_(a), [(src, dst)], sync=self.b.sync, event_timer=self.b.event_timer,
+                                      threads=self.threads, **self._kw()).median_s)
+            else:
+                ts.append(self._time_hot(lambda a, b: self._lib().mul(a, 1, out=b), (src, dst)))
+            moved.append(2 * n * self.itemsize)
+            del src, dst
+        slope = fit_affine(moved, ts)[1] if len(ts) > 1 else 0.0
+        bw = 1.0 / slope if slope > 0 else moved[-1] / ts[-1]
+        self.what[f"memory.{name}.bandwidth"] = (f"device-to-device copy of {', '.join(_size(s) for s in sizes_bytes)} "
+                                                 "(bytes read + written)" + (", eager copy_, CUDA events" if eager else
+                                                                             ", SM copy kernels in CUDA graphs (slope)"))
+        self.log(f"  {name}: {bw / 1e9:.4g} GB/s")
+        return bw
+
     def _gpu_memory(self) -> list[dict]:
         import torch
         props = torch.cuda.get_device_properties(0)
@@ -228,9 +420,9 @@ class Calibrator:
         self.what["memory.L2.capacity"] = "torch.cuda.get_device_properties(0).L2_cache_size"
         big = max(self.budget.bw_dram, 8 * l2)
         return [{"name": "HBM", "kind": "hbm", "capacity": props.total_memory,
-                 "bandwidth": self.read_bandwidth((big // 2, big), "HBM"), "efficiency": 1.0},
+                 "bandwidth": self.copy_bandwidth((big,), "HBM"), "efficiency": 1.0},
                 {"name": "L2", "kind": "cache", "capacity": l2,
-                 "bandwidth": self.read_bandwidth((l2 // 8, l2 // 4, l2 // 2), "L2"), "efficiency": 1.0}]
+                 "bandwidth": self.copy_bandwidth((l2 // 16, l2 // 8, l2 // 4), "L2"), "efficiency": 1.0}]
 
     # -- kernel profiles -----------------------------------------------------
     def _profile(self, make_op, sizes, bw: float, ovh: float, what: str) -> dict:
@@ -299,10 +491,10 @@ class Calibrator:
                          elements=max(1, n // h) * h, weight_elems=max(1, n // h) * h,
                          act_out_elems=max(1, n // h) * h), vec, bw, ovh, "embedding")
         # GEMMs: compute-bound LLM-like shapes -> efficiency; skinny ones on cold weights -> passes
-        gem = [_gemm_op(m, k, n) for m, k, n in (_GEMM_SHAPES if B.skinny else ((32, 256, 512),))]
+        gem = [_gemm_op(m, k, n) for m, k, n in (B.gemm_shapes if B.skinny else ((32, 256, 512),))]
         out["gemm"] = {"calls": 1.0, "efficiency": round(self._efficiency(gem, peak), 3)}
         self.what_kernels["gemm"] = "efficiency: median over " + ", ".join(f"{o.m}x{o.k}x{o.n}" for o in gem)
-        k, n = _SKINNY_KN if B.skinny else (256, 512)
+        k, n = B.skinny_kn if B.skinny else (256, 512)
         out["gemm.skinny"] = self._stream_ratio([_gemm_op(m, k, n) for m in (2, 4, 8, 16)], bw, "gemm.skinny")
         out["gemm.gemv"] = self._stream_ratio([_gemm_op(1, k, n), _gemm_op(1, n, k)], bw, "gemm.gemv")
         # attention: decode-like shapes (memory-bound) -> calls/passes; prefill-like -> efficiency
@@ -312,21 +504,23 @@ class Calibrator:
         for kind in ("attn_score", "attn_context", "attention"):
             # two head counts separate per-call from per-head library calls (batched matmul
             # and the blocked attention loop call the library once per head)
-            few = self._profile(lambda c, kind=kind: _attn_op(kind, 4, 2, c, d), B.attn_ctx, bw, ovh, kind)
-            prof = self._profile(lambda c, kind=kind: _attn_op(kind, 16, 2, c, d), B.attn_ctx, bw, ovh, kind)
-            per = max((prof["calls"] - few["calls"]) / 12.0, 0.0)
+            h0, h1 = B.decode_heads
+            few = self._profile(lambda c, kind=kind: _attn_op(kind, h0, 2, c, d), B.attn_ctx, bw, ovh, kind)
+            prof = self._profile(lambda c, kind=kind: _attn_op(kind, h1, 2, c, d), B.attn_ctx, bw, ovh, kind)
+            per = max((prof["calls"] - few["calls"]) / (h1 - h0), 0.0)
             prof["calls_per_batch"] = round(per, 3)
-            prof["calls"] = round(max(prof["calls"] - 16 * per, 1.0), 2)
-            self.what_kernels[kind] += "; calls = c0 + c1 x heads from sweeps at 4 and 16 heads"
-            s = B.attn_ctx[0]
-            prof["efficiency"] = round(self._efficiency([_attn_op(kind, 4, s, s, d, P)], peak), 3)
-            self.what_kernels[kind] += f"; efficiency: prefill {s}x{s}, 4 heads, d={d}"
+            prof["calls"] = round(max(prof["calls"] - h1 * per, 1.0), 2)
+            self.what_kernels[kind] += f"; calls = c0 + c1 x heads from sweeps at {h0} and {h1} heads"
+            s, heads = B.attn_prefill
+            s = s or B.attn_ctx[0]
+            prof["efficiency"] = round(self._efficiency([_attn_op(kind, heads, s, s, d, P)], peak), 3)
+            self.what_kernels[kind] += f"; efficiency: prefill {s}x{s}, {heads} heads, d={d}"
             out[kind] = prof
             # one query row per head (MHA decode) runs the library's matrix-vector path
-            gv = self._profile(lambda c, kind=kind: _attn_op(kind, 16, 1, c, d), B.attn_ctx, bw, ovh,
+            gv = self._profile(lambda c, kind=kind: _attn_op(kind, h1, 1, c, d), B.attn_ctx, bw, ovh,
                                f"{kind}.gemv")
             gv["calls_per_batch"] = prof["calls_per_batch"]
-            gv["calls"] = round(max(gv["calls"] - 16 * prof["calls_per_batch"], 1.0), 2)
+            gv["calls"] = round(max(gv["calls"] - h1 * prof["calls_per_batch"], 1.0), 2)
             out[f"{kind}.gemv"] = gv
         return out
 
@@ -335,22 +529,64 @@ class Calibrator:
         t0 = time.perf_counter()
         self.log(f"calibrating {self.backend}/{self.device}, {self.threads} thread(s), profiles in {self.dtype}")
         ovh = self.overhead()
-        self.log(f"  kernel overhead: {ovh * 1e6:.3g} us")
-        dtypes = ["fp64", "fp32", "fp16", "bf16", "int8"]
+        self.log(f"  kernel overhead: {ovh * 1e6:.3g} us" + (f" (device, CUDA graph); host dispatch "
+                                                            f"{self.dispatch * 1e6:.3g} us" if self.dispatch else ""))
+        dtypes = ["fp64", "fp32", "fp16", "bf16", "int8"] + (["fp8"] if self.gpu else [])
         matrix = {d: p for d in dtypes if (p := self.gemm_peak(d))}
         if self.dtype not in matrix:
             raise CodesignError(f"no {self.dtype} GEMM on the {self.backend} backend", field="dtype")
         vector = {d: p for d in ("fp64", "fp32", "fp16", "bf16") if (p := self.vector_peak(d))}
         trans = self.transcendental()
-        self.log(f"  exp: {trans / 1e9:.3g} G/s; vector fp32 {vector.get('fp32', 0) / 1e9:.3g} GFLOP/s")
+        self.log(f"  exp: {(trans or 0) / 1e9:.3g} G/s; vector fp32 {vector.get('fp32', 0) / 1e9:.3g} GFLOP/s")
         levels = self.memory_levels()
+        if self.sheet is not None:
+            matrix = self._drop_slow_library_paths(matrix)
+            check_datasheet({"matrix": matrix, "vector": vector, "transcendental": trans, "levels": levels}, self.sheet)
         kernels = self.profiles(levels[0]["bandwidth"], ovh, matrix[self.dtype])
         return {"matrix": matrix, "vector": vector, "transcendental": trans, "overhead": ovh, "levels": levels,
-                "kernels": kernels, "what": dict(self.what), "what_kernels": dict(self.what_kernels),
+                "kernels": kernels, "what": dict(self.what), "what_kernels": dict(self.what_kernels), "dispatch": self.dispatch,
+                "cores": self._sm_count(),
                 "seconds": time.perf_counter() - t0}
 
 
 _ATTN_HEAD_DIM = 128
+
+
+def datasheet_for(device_name: str) -> str | None:
+    """Library spec name for a GPU as torch names it (DATASHEETS), or None."""
+    for pattern, name in DATASHEETS:
+        if re.search(pattern, device_name, re.IGNORECASE):
+            return name
+    return None
+
+
+def check_datasheet(res: dict, sheet: HardwareSpec) -> None:
+    """Raise one line for the first calibrated figure above SANITY_HIGH x or below SANITY_LOW x
+    the datasheet's figure (the probe, not the card, is then wrong)."""
+    c = sheet.compute
+    pairs: list[tuple[str, float, float | None, str]] = []
+    for d, v in res["matrix"].items():
+        ref = c.matrix.peak.get(d) if c.matrix is not None else None
+        if ref is None and d == "fp32":        # plain fp32 products run on the vector (CUDA) cores
+            ref = c.vector.peak.get("fp32")
+        pairs.append((f"compute.matrix.peak.{d}", v, ref, "rate"))
+    for d, v in res["vector"].items():
+        pairs.append((f"compute.vector.peak.{d}", v, c.vector.peak.get(d), "rate"))
+    if res.get("transcendental"):
+        pairs.append(("compute.vector.transcendental", res["transcendental"], c.vector.transcendental, "rate"))
+    offchip = [m for m in sheet.memory if m.kind in OFFCHIP_KINDS]
+    if res.get("levels") and offchip:
+        pairs.append((f"memory.{res['levels'][0]['name']}.bandwidth", res["levels"][0]["bandwidth"], offchip[0].bandwidth,
+                      "bandwidth"))
+    for path, got, ref, unit in pairs:
+        if not ref or not got:
+            continue
+        if got > SANITY_HIGH * ref or got < SANITY_LOW * ref:
+            how = (f"{got / ref:.2g}x the datasheet" if got > ref else f"{ref / got:.2g}x below the datasheet")
+            raise CodesignError(
+                f"calibrated {path} = {format_quantity(got, unit, 4)} is {how} ({sheet.name}: {format_quantity(ref, unit, 4)}): "
+                "the probe is broken (unsynchronised timer, or a kernel too small to fill the device); no spec written",
+                field=path)
 
 
 def _gemm_op(m, k, n) -> Op:
@@ -379,7 +615,6 @@ def minimal_bytes(op: Op, itemsize: int) -> float:
 
 
 def _size(b: float) -> str:
-    from ..units import format_quantity
     return format_quantity(b, "bytes")
 
 
@@ -391,7 +626,7 @@ def _median_results(runs: list[dict]) -> dict:
     out = dict(runs[0])
     out["matrix"] = {d: med([r["matrix"][d] for r in runs]) for d in runs[0]["matrix"]}
     out["vector"] = {d: med([r["vector"][d] for r in runs]) for d in runs[0]["vector"]}
-    out["transcendental"] = med([r["transcendental"] for r in runs])
+    out["transcendental"] = med([r["transcendental"] for r in runs]) if runs[0]["transcendental"] else None
     out["overhead"] = med([r["overhead"] for r in runs])
     out["levels"] = [dict(lv, bandwidth=med([r["levels"][i]["bandwidth"] for r in runs]))
                      for i, lv in enumerate(runs[0]["levels"])]
@@ -402,14 +637,93 @@ def _median_results(runs: list[dict]) -> dict:
 
 
 def calibrate(backend: str = "numpy", device: str = "cpu", threads: int = 1, dtype: str = "fp32",
-              quick: bool = False, repeat: int = 1, log=None) -> dict:
-    """Measure this machine; return a hardware spec mapping (``load_hardware`` accepts it)."""
+              quick: bool = False, repeat: int = 1, log=None, datasheet: str | None = "auto") -> dict:
+    """Measure this machine; return a hardware spec mapping (``load_hardware`` accepts it).
+
+    ``datasheet``: library spec whose figures bound a GPU calibration ("auto": by device name;
+    None or "none": no check)."""
     if threads < 1:
         raise CodesignError(f"threads must be >= 1, got {threads}", field="threads")
-    cal = Calibrator(backend, device, threads, dtype, quick, log)
+    cal = Calibrator(backend, device, threads, dtype, quick, log, datasheet)
     runs = [cal.run() for _ in range(max(1, repeat))]
     res = _median_results(runs)
-    return to_spec(res, backend=backend, device=device, threads=threads, dtype=dtype, repeat=repeat)
+    spec = to_spec(res, backend=backend, device=device, threads=threads, dtype=dtype, repeat=repeat)
+    return with_datasheet(spec, cal.sheet, res.get("cores")) if cal.sheet is not None else spec
+
+
+def with_datasheet(spec: dict, sheet: HardwareSpec, cores: int | None = None) -> dict:
+    """Complete a GPU calibration with what a kernel probe cannot measure, from the card's datasheet.
+
+    Measured (kept): matrix and vector rates, exp rate, HBM and L2 bandwidths and capacities,
+    kernel overhead, kernel profiles. From the datasheet (library spec): the SM count (unless
+    measured), clock, matrix-unit geometry (wave quantisation), memory latencies and energy
+    per byte, further on-chip levels (shared memory), links, power and energy per op. Matrix
+    datatypes not measured (tf32) get the datasheet peak scaled by measured / datasheet of
+    the profile datatype, since the measured peaks carry efficiency 1.0."""
+    d = sheet.model_dump(by_alias=True, exclude_none=True)
+    out = {**spec, "compute": {**spec["compute"]}, "sources": dict(spec["sources"])}
+    src = out["sources"]
+    via = f"via library spec {sheet.name}"
+
+    def cite(path: str) -> str:
+        """The library spec's source of ``path`` (or of its nearest parent), kind kept."""
+        while path and path not in sheet.sources:
+            path = path.rpartition(".")[0]
+        got = sheet.sources.get(path)
+        return f"{got.kind}: {got.ref} ({via})" if got is not None else f"datasheet: {via}"
+
+    def take(path: str, value: Any) -> Any:
+        children = [k for k in sheet.sources if k.startswith(path + ".")]
+        for k in children or [path]:
+            src[k] = cite(k)
+        return value
+    for key in ("vendor", "year", "process_node", "die_area", "spare_fraction", "price", "interconnect", "power"):
+        if key in d:
+            out[key] = take(key, d[key])
+    c, dc = out["compute"], d["compute"]
+    if cores:
+        c["cores"] = cores
+        src["compute.cores"] = "measured: torch.cuda.get_device_properties(0).multi_processor_count"
+    else:
+        c["cores"] = take("compute.cores", dc["cores"])
+    if "clock" in dc:
+        c["clock"] = take("compute.clock", dc["clock"])
+    mx = c["matrix"] = {**c["matrix"], "peak": dict(c["matrix"]["peak"])}
+    for key in ("units", "tile", "block_tile", "sparsity", "array"):
+        if key in dc.get("matrix", {}):
+            mx[key] = take(f"compute.matrix.{key}", dc["matrix"][key])
+    sheet_peak = dc.get("matrix", {}).get("peak", {})
+    ref = next((t for t in ("bf16", "fp16") if t in mx["peak"] and t in sheet_peak), None)
+    for t, v in sheet_peak.items():
+        if t not in mx["peak"] and ref:
+            mx["peak"][t] = v * mx["peak"][ref] / sheet_peak[ref]
+            src[f"compute.matrix.peak.{t}"] = (f"derived: datasheet {t} peak {via} x measured / datasheet {ref} "
+                                               f"({mx['peak'][ref] / sheet_peak[ref]:.3f})")
+    vec = c["vector"] = {**c["vector"], "peak": dict(c["vector"]["peak"])}
+    for t, v in dc.get("vector", {}).get("peak", {}).items():     # not measured (no run-time compiler)
+        if t not in vec["peak"]:
+            vec["peak"][t] = take(f"compute.vector.peak.{t}", v)
+    if "transcendental" not in vec and "transcendental" in dc.get("vector", {}):
+        vec["transcendental"] = take("compute.vector.transcendental", dc["vector"]["transcendental"])
+    levels = [dict(lv) for lv in spec["memory"]]
+    sheet_levels = d["memory"]
+    offchip = [m for m in sheet_levels if m["kind"] in OFFCHIP_KINDS]
+    caches = [m for m in sheet_levels if m["kind"] == "cache"]
+    for lv in levels:
+        match = offchip[:1] if lv["kind"] in OFFCHIP_KINDS else [m for m in caches if m["name"] == lv["name"]]
+        for m in match:
+            for key in ("energy_per_byte", "latency"):
+                if key in m:
+                    lv[key] = m[key]
+                    src[f"memory.{lv['name']}.{key}"] = cite(f"memory.{m['name']}.{key}")
+    names = {lv["name"] for lv in levels}
+    for m in sheet_levels:
+        if m["kind"] not in OFFCHIP_KINDS and m["kind"] != "cache" and m["name"] not in names:
+            levels.append(m)
+            src[f"memory.{m['name']}"] = cite(f"memory.{m['name']}")
+    out["memory"] = levels
+    out["notes"] = spec["notes"] + f" Figures no probe measures come from the {sheet.name} datasheet (sources say which)."
+    return out
 
 
 def to_spec(res: dict, *, backend: str, device: str, threads: int, dtype: str, repeat: int = 1) -> dict:
@@ -417,18 +731,21 @@ def to_spec(res: dict, *, backend: str, device: str, threads: int, dtype: str, r
     env = host.environment(backend)
     tag = f"codesign calibrate {date}"
     gpu = device == "cuda"
-    name = f"host-{backend}-{device}-{threads}t"
+    name = f"host-{backend}-{device}-{threads}t" if not gpu else "gpu-torch-cuda"
     spec = {
         "name": name,
         "display_name": f"{env['cpu'] if not gpu else env.get('torch_cuda')} ({backend}, {threads} thread(s))",
         "class": "gpu" if gpu else "cpu",
         "notes": (f"Measured by codesign calibrate on {date} ({res['seconds']:.0f} s, median of {repeat} run(s)); "
-                  f"kernel profiles at {dtype}. Environment fingerprint {host.fingerprint(env)}: {env}"),
+                  f"kernel profiles at {dtype}. "
+                  + (f"Host dispatch of one eager kernel: {res['dispatch'] * 1e6:.3g} us. " if res.get("dispatch") else "")
+                  + f"Environment fingerprint {host.fingerprint(env)}: {env}"),
         "compute": {
             "cores": threads,
             "matrix": {"peak": {d: float(v) for d, v in res["matrix"].items()}, "efficiency": 1.0},
             "vector": {"peak": {d: float(v) for d, v in res["vector"].items()},
-                       "transcendental": float(res["transcendental"]), "efficiency": 1.0},
+                       **({"transcendental": float(res["transcendental"])} if res.get("transcendental") else {}),
+                       "efficiency": 1.0},
         },
         "memory": [{k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in lv.items()}
                    for lv in res["levels"]],
@@ -461,7 +778,7 @@ def write_spec(spec: dict, path) -> None:
     c = out["compute"] = {**spec["compute"]}
     c["matrix"] = {**c["matrix"], "peak": {d: format_quantity(v, "rate", 4) for d, v in c["matrix"]["peak"].items()}}
     c["vector"] = {**c["vector"], "peak": {d: format_quantity(v, "rate", 4) for d, v in c["vector"]["peak"].items()},
-                   "transcendental": f"{c['vector']['transcendental']:.4g} elem/s"}
+                   **({"transcendental": f"{c['vector']['transcendental']:.4g} elem/s"} if c["vector"].get("transcendental") else {})}
     out["memory"] = [{**lv, "capacity": format_quantity(lv["capacity"], "bytes", 6),
                       "bandwidth": format_quantity(lv["bandwidth"], "bandwidth", 4)} for lv in spec["memory"]]
     out["kernel_overhead"] = format_quantity(spec["kernel_overhead"], "time", 4)

@@ -79,7 +79,24 @@ SHAPE_SETS = {
         ShapeSet("bert-base", "prefill", 128, batch=4, block=True),
         ShapeSet("bert-base", "prefill", 512, attention="unfused"),
     ),
+    # a data-centre GPU: real widths (8B, 70B), batch 1-256, context up to 32k, so most kernels
+    # run tens of microseconds or more and the measurement is the kernel, not its launch
+    "gpu": (
+        ShapeSet("llama-3.1-8b", "prefill", 2048, layer_only=True),
+        ShapeSet("llama-3.1-8b", "prefill", 512, batch=8, layer_only=True),
+        ShapeSet("llama-3.1-8b", "prefill", 32768, layer_only=True),
+        ShapeSet("llama-3.1-8b", "decode", 1024, layer_only=True),
+        ShapeSet("llama-3.1-8b", "decode", 4096, batch=16, layer_only=True),
+        ShapeSet("llama-3.1-8b", "decode", 2048, batch=64, layer_only=True),
+        ShapeSet("llama-3.1-8b", "decode", 1024, batch=256, layer_only=True),
+        ShapeSet("llama-3.1-8b", "decode", 32768, batch=4, layer_only=True),
+        ShapeSet("llama-3.1-70b", "prefill", 4096, layer_only=True),
+        ShapeSet("llama-3.1-70b", "decode", 8192, batch=32, layer_only=True),
+        ShapeSet("llama-2-7b", "decode", 2048, batch=8, layer_only=True),
+    ),
 }
+# the bar for GPU kernels: GEMM and attention kernels that run at least this long
+LONG_KERNEL_S = 50e-6
 
 
 def shape_ops(s: ShapeSet, dtype: str = "fp32") -> tuple[tuple[Op, ...], tuple[Op, ...]]:
@@ -197,7 +214,7 @@ def _row(s: ShapeSet, o: Op, pr, m) -> dict:
             "shape": shape, "predicted_s": float(pr["time_s"]), "measured_s": m.seconds,
             "error_pct": 100 * (float(pr["time_s"]) - m.seconds) / m.seconds, "bound": pr.get("bound", ""),
             "measured_cpu_s": t.cpu_median_s, "p10_s": t.p10_s, "p90_s": t.p90_s, "cv": t.cv,
-            "samples": t.samples, "busy": t.busy}
+            "samples": t.samples, "busy": t.busy, "dispatch_s": t.dispatch_s}
 
 
 def kind_class(row) -> str:
@@ -224,6 +241,10 @@ def summarize(df, blocks) -> dict:
             per[cls] = {"n": int(len(e)), "mape_pct": float(np.mean(np.abs(e))),
                         "median_signed_pct": float(np.median(e)), "within_25pct": float(np.mean(np.abs(e) <= 25))}
         out["per_class"] = per
+        long_mx = (df["kind"].isin(["gemm", "attn_score", "attn_context", "attention"])
+                   & (df["measured_s"] >= LONG_KERNEL_S)).to_numpy()
+        out["long_matrix_kernels"] = int(long_mx.sum())
+        out["long_matrix_mape_pct"] = float(np.mean(np.abs(err[long_mx]))) if long_mx.any() else float("nan")
         busy = df["busy"].dropna()
         out["busy_kernels"] = int((busy > 0.5).sum())
     else:

@@ -35,6 +35,7 @@ that the causal mask removes. It never materialises the full score matrix.
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -362,6 +363,7 @@ class NumpyBackend:
     device = "cpu"
     sync = None
     event_timer = None
+    capture = None
     DTYPES = {"fp64": np.float64, "fp32": np.float32, "fp16": np.float16, "int8": np.int8}
 
     def np_dtype(self, dtype: str):
@@ -467,8 +469,13 @@ class TorchBackend:
         self.device = device
         t = self.torch
         self.DTYPES = {"fp64": t.float64, "fp32": t.float32, "fp16": t.float16, "bf16": t.bfloat16, "int8": t.int8}
+        if device == "cuda" and hasattr(t, "float8_e4m3fn"):
+            self.DTYPES["fp8"] = t.float8_e4m3fn
         self.sync = t.cuda.synchronize if device == "cuda" else None
         self.event_timer = self._cuda_time if device == "cuda" else None
+        self.capture = self._cuda_graph if device == "cuda" else None
+        if device == "cuda":
+            _spin_up(t)
 
     def _cuda_time(self, run) -> float:
         t = self.torch
@@ -479,6 +486,34 @@ class TorchBackend:
         end.record()
         end.synchronize()
         return start.elapsed_time(end) * 1e-3
+
+    def _cuda_graph(self, work):
+        """Record ``work()`` as a CUDA graph; return replay() -> device seconds (None: not capturable).
+
+        The warm-up call runs on a side stream first, as CUDA-graph capture requires."""
+        t = self.torch
+        side = t.cuda.Stream()
+        side.wait_stream(t.cuda.current_stream())
+        with t.cuda.stream(side):
+            work()
+        t.cuda.current_stream().wait_stream(side)
+        t.cuda.synchronize()
+        g = t.cuda.CUDAGraph()
+        try:
+            with t.cuda.graph(g):
+                work()
+        except RuntimeError:
+            t.cuda.synchronize()
+            return None
+        start, end = t.cuda.Event(enable_timing=True), t.cuda.Event(enable_timing=True)
+
+        def replay() -> float:
+            start.record()
+            g.replay()
+            end.record()
+            end.synchronize()
+            return start.elapsed_time(end) * 1e-3
+        return replay
 
     def llc(self) -> int:
         if self.device == "cuda":
@@ -499,10 +534,20 @@ class TorchBackend:
         kind, g = op.kind, kv_group(op)
         B, m, n = max(op.batch, 1), op.m, op.n
         layout, note = {}, ""
-        if dtype == "int8" and kind != "gemm":
-            raise CodesignError(f"op {op.name!r}: int8 is supported for gemm only (got {kind})", field="dtype")
+        if dtype in ("int8", "fp8") and kind != "gemm":
+            raise CodesignError(f"op {op.name!r}: {dtype} is supported for gemm only (got {kind})", field="dtype")
+        fn: Callable[..., Any]
         if kind == "gemm":
-            if dtype == "int8":
+            if dtype == "fp8":
+                if B > 1:
+                    raise CodesignError(f"op {op.name!r}: batched fp8 gemm is not supported by the torch backend")
+                one = t.ones((), device=self.device, dtype=t.float32)
+                # cuBLASLt fp8 (e4m3) with per-tensor scales; weights (n, k) row-major are the
+                # column-major second operand _scaled_mm needs
+                fn = lambda x, w: t._scaled_mm(x, w.t(), scale_a=one, scale_b=one, out_dtype=t.bfloat16)  # noqa: E731
+                layout["w"] = "T"
+                note = "torch._scaled_mm (cuBLASLt fp8 e4m3, bf16 out)"
+            elif dtype == "int8":
                 if B > 1:
                     raise CodesignError(f"op {op.name!r}: batched int8 gemm is not supported by the torch backend")
                 if self.device == "cuda":
@@ -546,7 +591,7 @@ class TorchBackend:
                 fn = lambda x, w: F.rms_norm(x, (x.shape[-1],), w, EPS)  # noqa: E731
         elif kind == "activation":
             impl = op.impl or "silu"
-            fns = {"silu": F.silu, "gelu": F.gelu, "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"),
+            fns: dict[str, Callable[..., Any]] = {"silu": F.silu, "gelu": F.gelu, "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"),
                    "relu": F.relu, "relu2": lambda x: t.square(F.relu(x))}
             if impl not in fns:
                 raise CodesignError(f"activation impl {impl!r} is not one of {', '.join(fns)}", field="op.impl")
@@ -567,7 +612,18 @@ class TorchBackend:
     def alloc(self, kern: Kernel, operand: Operand, count: int, rng: np.random.Generator) -> list:
         t = self.torch
         lay = kern.layout.get(operand.name)
-        if operand.role == "index":
+        n = count * operand.numel
+        if self.device == "cuda":
+            # drawn on the device: gigabytes of operands in milliseconds, every value random
+            # (a GPU's power, and so its clock, depends on the data)
+            g = t.Generator(device="cuda").manual_seed(int(rng.integers(2**31)))
+            if operand.role == "index":
+                flat = t.randint(0, operand.high, (n,), device="cuda", generator=g)
+            elif kern.dtype == "int8":
+                flat = t.randint(-127, 128, (n,), device="cuda", generator=g, dtype=t.int8)
+            else:
+                flat = t.empty(n, device="cuda").normal_(0.0, operand.scale, generator=g).to(self.t_dtype(kern.dtype))
+        elif operand.role == "index":
             flat = t.from_numpy(integers(rng, 0, operand.high, count * operand.numel, np.int64))
         elif kern.dtype == "int8" and not (lay == "packed" or operand.name == "x" and self.device == "cpu"):
             flat = t.from_numpy(integers(rng, -127, 128, count * operand.numel, np.int8))
@@ -612,6 +668,24 @@ class TorchBackend:
             x = qw.dequantize()
         a = self.to_numpy(x)
         return np.swapaxes(a, -1, -2) if lay in ("T", "packed") else a
+
+
+SPIN_UP_S = 0.5
+_spun: list = []
+
+
+def _spin_up(t) -> None:
+    """Once per process: half a second of large products, so the first kernels timed do not
+    run at the idle clock (an idle H200 reads 345 MHz, loaded 1980 MHz)."""
+    if _spun:
+        return
+    _spun.append(True)
+    a = t.randn(4096, 4096, device="cuda", dtype=t.bfloat16)
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < SPIN_UP_S:
+        for _ in range(20):
+            a @ a
+        t.cuda.synchronize()
 
 
 def backend(name: str = "numpy", device: str = "cpu"):

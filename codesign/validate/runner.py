@@ -27,7 +27,7 @@ from ..errors import CodesignError
 from ..workload.ops import LINK_KINDS, Op
 from .kernels import Kernel, reference
 from .kernels import backend as get_backend
-from .timing import COLD_FACTOR, Timing, measure, pool_size, thread_limit
+from .timing import COLD_FACTOR, GRAPH_CALLS_MAX, Timing, measure, pool_size, thread_limit
 
 # Never allocate more than this for one op's rotating pool (sets of at least 2 x LLC are
 # already cold; the cap only bites for giant single sets, which then use one set).
@@ -71,18 +71,19 @@ def build_pool(b, kern: Kernel, rng: np.random.Generator, llc: int, count: int |
     """Input sets for ``kern``: enough that each call's operands are cold (see timing.pool_size)."""
     sb = set_bytes(b, kern)
     if count is None:
-        count = cold_sets(sb, llc)
+        count = cold_sets(sb, llc, GRAPH_CALLS_MAX if b.capture is not None else 32768)
     cols = []
     for o in kern.operands:
         cols.append(b.alloc(kern, o, 1, rng) * count if o.shared else b.alloc(kern, o, count, rng))
     return list(zip(*cols))
 
 
-def cold_sets(sb: int, llc: int) -> int:
-    """Input sets to rotate: one when a single set already streams >= COLD_FACTOR x LLC, else enough."""
+def cold_sets(sb: int, llc: int, cap: int = 32768) -> int:
+    """Input sets to rotate: one when a single set already streams >= COLD_FACTOR x LLC, else enough
+    (at most ``cap``: a CUDA graph replays every set once, so its call count bounds the pool)."""
     if sb >= COLD_FACTOR * llc:
         return 1
-    return max(1, min(pool_size(sb, llc), POOL_BYTES_MAX // max(sb, 1)))
+    return max(1, min(pool_size(sb, llc, cap=cap), POOL_BYTES_MAX // max(sb, 1)))
 
 
 def run_op(op: Op, *, backend: str = "numpy", device: str = "cpu", dtype: str = "fp32", threads: int = 1,
@@ -93,7 +94,8 @@ def run_op(op: Op, *, backend: str = "numpy", device: str = "cpu", dtype: str = 
     rng = np.random.default_rng(seed)
     pool = build_pool(b, kern, rng, b.llc())
     with thread_limit(threads, backend):
-        t = measure(kern.fn, pool, sync=b.sync, event_timer=b.event_timer, threads=threads, **measure_kw)
+        t = measure(kern.fn, pool, sync=b.sync, event_timer=b.event_timer, capture=b.capture, threads=threads,
+                    **measure_kw)
     return Measurement(op, backend, b.device, dtype, t, kern.note)
 
 
@@ -366,7 +368,8 @@ def run_block(ops, *, backend: str = "numpy", device: str = "cpu", dtype: str = 
     blk = Block(ops, backend=backend, device=device, dtype=dtype, seed=seed)
     pool = blk.pool()
     with thread_limit(threads, backend):
-        t = measure(blk.forward, pool, sync=blk.b.sync, event_timer=blk.b.event_timer, threads=threads, **measure_kw)
+        t = measure(blk.forward, pool, sync=blk.b.sync, event_timer=blk.b.event_timer, capture=blk.b.capture,
+                    threads=threads, **measure_kw)
     qkv = blk.plan.ops["qkv_proj"]
     return Measurement(replace(qkv, name="block", kind="block"), backend, blk.b.device, dtype, t,
                        f"{blk.plan.phase} block: {len(blk.kernels)} ops")

@@ -20,8 +20,14 @@ Protocol (see shared/notes/host-kernels.md for why each step is there):
 7. Other processes' load during the measurement is read from /proc/stat and
    recorded (``busy``), so noisy runs are flagged instead of silently scored.
 
-CUDA kernels are timed with CUDA events after a synchronise (``timer``/``sync``
-hooks supplied by the backend).
+On a GPU (a backend with a ``capture`` hook: CUDA graphs) the protocol differs where a GPU
+differs: a kernel of a few microseconds is shorter than its host dispatch, so timing
+launches from Python measures Python. ``inner`` calls, rotating through the whole pool
+(sized from the L2, so each call's operands come from HBM), are captured once as a CUDA
+graph and the *replays* are timed with CUDA events: device time per call, including the
+short gap between graph-launched kernels that a captured decode step also pays. The
+host's dispatch time per eager call is measured apart (``dispatch_s``). Before the first
+sample the graph is replayed for ``RAMP_S`` so the clocks have left idle.
 """
 from __future__ import annotations
 
@@ -53,6 +59,8 @@ class Timing:
     busy: float | None        # other processes' CPU use during the run, in cores
     threads: int
     pool: int                 # input sets rotated
+    dispatch_s: float | None = None   # GPU: host time to dispatch one eager call (not in median_s)
+    graph: bool = False               # GPU: timed as CUDA-graph replays (device time)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -131,14 +139,23 @@ def thread_limit(threads: int, backend: str = "numpy"):
 
 
 def measure(fn: Callable, pool: Sequence[tuple], *, sync: Callable | None = None,
-            event_timer: Callable | None = None, threads: int = 1, warmup: int = 2,
+            event_timer: Callable | None = None, capture: Callable | None = None, threads: int = 1, warmup: int = 2,
             sample_s: float = 0.02, min_samples: int = 5, max_samples: int = 30,
             max_time: float = 1.0, target_rel_err: float = 0.03) -> Timing:
     """Time ``fn(*pool[i])`` rotating through ``pool``; see the module docstring.
 
     ``sync`` (e.g. ``torch.cuda.synchronize``) is called before reading a host timer.
     ``event_timer(run)`` (CUDA events) returns the device seconds of ``run()``.
+    ``capture(work)`` (CUDA graphs) records ``work()`` once and returns a function that
+    replays it and returns the replay's device seconds, or None where capture fails
+    (then the events path is used).
     """
+    if capture is not None:
+        t = _measure_graph(fn, pool, capture=capture, sync=sync, threads=threads, warmup=warmup, sample_s=sample_s,
+                           min_samples=min_samples, max_samples=max_samples, max_time=max_time,
+                           target_rel_err=target_rel_err)
+        if t is not None:
+            return t
     settle_allocator()
     n_pool = len(pool)
     idx = 0
@@ -178,11 +195,71 @@ def measure(fn: Callable, pool: Sequence[tuple], *, sync: Callable | None = None
             break
         if spent > max_time and n >= min(3, min_samples):
             break
+    return _timing(walls, cpus, inner=inner, busy=probe.others(), threads=threads, pool=n_pool)
+
+
+def _timing(walls, cpus, **kw) -> Timing:
     x = np.asarray(walls)
-    med = float(np.median(x))
-    return Timing(
-        median_s=med, p10_s=float(np.percentile(x, 10)), p90_s=float(np.percentile(x, 90)),
-        min_s=float(x.min()), max_s=float(x.max()),
-        cv=float(x.std() / x.mean()) if x.mean() > 0 else 0.0,
-        rel_err=median_rel_err(x), samples=len(x), inner=inner,
-        cpu_median_s=float(np.median(cpus)), busy=probe.others(), threads=threads, pool=n_pool)
+    return Timing(median_s=float(np.median(x)), p10_s=float(np.percentile(x, 10)), p90_s=float(np.percentile(x, 90)),
+                  min_s=float(x.min()), max_s=float(x.max()), cv=float(x.std() / x.mean()) if x.mean() > 0 else 0.0,
+                  rel_err=median_rel_err(x), samples=len(x), cpu_median_s=float(np.median(cpus)), **kw)
+
+
+# GPU graph timing: most calls captured in one graph (capture costs ~10 us of host time a
+# call, replays none), calls timed eagerly for the host dispatch, replay time before sampling
+# that brings the clocks up from idle (they ramp within a few ms of load).
+GRAPH_CALLS_MAX = 4096
+DISPATCH_CALLS = 32
+RAMP_S = 0.05
+
+
+def _measure_graph(fn: Callable, pool: Sequence[tuple], *, capture: Callable, sync: Callable | None, threads: int,
+                   warmup: int, sample_s: float, min_samples: int, max_samples: int, max_time: float,
+                   target_rel_err: float) -> Timing | None:
+    """Device time per call from CUDA-graph replays of ``inner`` calls (module docstring)."""
+    n_pool = len(pool)
+
+    def work(k: int) -> Callable[[], None]:
+        def run() -> None:
+            for i in range(k):
+                fn(*pool[i % n_pool])
+        return run
+
+    t0 = time.perf_counter()
+    for _ in range(max(warmup, 1)):           # lazy init (cuBLAS handles, workspaces) outside the graph
+        work(1)()
+        if sync is not None:
+            sync()
+    eager = (time.perf_counter() - t0) / max(warmup, 1)
+    # fewer calls than the launch queue holds, so the host time is the dispatch alone (and
+    # few where each call is long, so the queue drains quickly)
+    k = DISPATCH_CALLS if eager < 1e-3 else 2
+    t0 = time.perf_counter()
+    work(k)()
+    dispatch = (time.perf_counter() - t0) / k
+    if sync is not None:
+        sync()
+    k0 = min(n_pool, 8)
+    replay = capture(work(k0))
+    if replay is None:
+        return None
+    once = float(np.median([replay() for _ in range(3)])) / k0
+    inner = int(min(GRAPH_CALLS_MAX, max(n_pool, math.ceil(sample_s / max(once, 1e-9)))))
+    if inner != k0:
+        replay = capture(work(inner))
+        if replay is None:
+            return None
+    ramp = time.perf_counter()
+    while time.perf_counter() - ramp < RAMP_S:
+        replay()
+    walls: list[float] = []
+    start = time.perf_counter()
+    while True:
+        walls.append(replay() / inner)
+        n = len(walls)
+        if n >= max_samples or (n >= min_samples and median_rel_err(np.asarray(walls)) <= target_rel_err):
+            break
+        if time.perf_counter() - start > max_time and n >= min(3, min_samples):
+            break
+    return _timing(walls, [dispatch] * len(walls), inner=inner, busy=None, threads=threads, pool=n_pool,
+                   dispatch_s=dispatch, graph=True)
