@@ -157,3 +157,14 @@ def test_an_absurd_kernel_overhead_is_a_unit_slip(tmp_path):
                     + "\nkernel_overhead: 1e9 s\n")
     r = _cli("eval", "-H", spec, "-w", "llama-3.1-8b")
     assert _one_line(r) and "kernel_overhead" in r.stderr
+
+
+@pytest.mark.parametrize("args, words", [
+    (("--grid", "1x512,abc"), "--grid: expected BATCHxPROMPT"),
+    (("--grid", "1x512", "--device", "cuda"), "cuda"),
+    ((), "--workload"),
+])
+def test_e2e_validation_bad_input_is_one_line(args, words):
+    extra = () if words == "--workload" else ("--workload", "llama-3.2-1b")
+    r = _cli("validate", "--e2e", "--hardware", "h200", *extra, *args)
+    assert _one_line(r) and words in r.stderr
