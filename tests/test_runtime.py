@@ -5,6 +5,7 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +15,7 @@ from codesign.perf import op_times
 from codesign.runtime import list_runtimes, load_runtime, runtime_for_framework
 from codesign.workload.ops import Op
 
+ROOT = Path(__file__).resolve().parents[1]
 NAMED = ("generic", "tensorrt-llm", "vllm", "sglang", "llama.cpp-cuda", "llama.cpp-metal", "llama.cpp-cpu",
          "mlc-llm", "pytorch-eager", "pytorch-cudagraph", "jetstream", "rknn-llm", "qnn")
 
@@ -290,3 +292,40 @@ def test_fit_keeps_figures_only_when_they_beat_the_unfitted_ones_out_of_sample(t
     data = yaml.safe_load(out.read_text())
     assert ("gemm" in (data.get("tuning") or {}).get("gpu", {})) is kept
     assert ("not kept" in r.stdout) is (not kept)
+
+
+def _ttft(rt_path, prompt, hw="h200"):
+    return evaluate(hw, "llama-3.2-1b", Scenario(batch=1, prompt=prompt, generate=1, runtime=rt_path)).summary["ttft_s"]
+
+
+SRC = "sources: {launch_overhead: 'estimate: test', kernels_per_op: 'estimate: test'}\n"
+
+
+@pytest.mark.parametrize("prompt", [16, 4096])      # host-bound, device-bound
+def test_dispatch_ahead_overlaps_the_host_with_the_device(tmp_path, prompt):
+    """Hand arithmetic: with launches of L, a prefill's additive time is K + H (K: kernels, from a
+    zero-launch run; H: the launches). A host that runs ahead makes it max(H, K + H x g / L),
+    g the device's own per-kernel gap (the spec's kernel_overhead, 4 us on h200)."""
+    L = 20e-6
+    zero = _write(tmp_path, "zero", "launch_overhead: 0 s\n" + SRC)
+    add = _write(tmp_path, "add", "launch_overhead: 20 us\n" + SRC)
+    ahead = _write(tmp_path, "ahead", "launch_overhead: 20 us\ndispatch_ahead: true\n" + SRC)
+    K = _ttft(zero, prompt)
+    H = _ttft(add, prompt) - K
+    g = load_hardware("h200").kernel_overhead
+    assert H > 0 and g < L
+    assert _ttft(ahead, prompt) == pytest.approx(max(H, K + H * g / L), rel=1e-9)
+    assert _ttft(ahead, prompt) < _ttft(add, prompt)
+
+
+def test_kernels_per_op_multiplies_launches_unless_the_spec_measured_the_kernel(tmp_path):
+    """10 kernels for each RoPE op instead of 1: nine more launches per layer (one RoPE op per
+    layer, 16 layers in Llama-3.2-1B); a spec with a measured rope profile keeps its own count."""
+    one = _write(tmp_path, "one", "launch_overhead: 20 us\n" + SRC)
+    ten = _write(tmp_path, "ten", "launch_overhead: 20 us\nkernels_per_op: {rope: 10}\n" + SRC)
+    layers = load_workload("llama-3.2-1b").num_layers
+    assert _ttft(ten, 64) - _ttft(one, 64) == pytest.approx(layers * 9 * 20e-6, rel=1e-6)
+    calibrated = str(ROOT / "docs" / "validation" / "h200-2026-11-26" / "gpu-cal.yaml")   # has a rope profile
+    assert _ttft(ten, 64, calibrated) == pytest.approx(_ttft(one, 64, calibrated), rel=1e-12)
+    with pytest.raises(CodesignError):
+        load_runtime(_write(tmp_path, "bad", "kernels_per_op: {nosuchkind: 2}\n" + SRC))

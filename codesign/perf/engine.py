@@ -69,6 +69,7 @@ class OpTable:
     matrix_pos: np.ndarray     # op -> its position among matrix_cols (-1: not a matrix op)
     is_decode: np.ndarray      # decode-step op (a runtime may launch these differently)
     fused_away: np.ndarray     # folded into a neighbouring kernel by the runtime: no launch, no traffic
+    launches: np.ndarray              # kernels the runtime launches per op without a spec profile
     _profiles: dict = field(default_factory=dict, compare=False, repr=False)
 
     def profiles(self, spec: HardwareSpec):
@@ -77,8 +78,8 @@ class OpTable:
         hit = self._profiles.get(key)
         if hit is None or hit[0] is not spec:
             prof = [_profile(spec, o) for o in self.ops]
-            hit = (spec, np.array([(pf.calls + pf.calls_per_batch * o.batch) if pf else 1.0
-                                   for pf, o in zip(prof, self.ops)]),
+            hit = (spec, np.array([(pf.calls + pf.calls_per_batch * o.batch) if pf else launches
+                                   for pf, o, launches in zip(prof, self.ops, self.launches)]),
                    np.array([pf.passes if pf else 1.0 for pf in prof]),
                    np.array([pf.efficiency if (pf and pf.efficiency) else np.nan for pf in prof]))
             self._profiles.clear()
@@ -86,9 +87,10 @@ class OpTable:
         return hit[1:]
 
 
-def op_table(ops, fuse: tuple = ()) -> OpTable:
+def op_table(ops, fuse: tuple = (), kernels_per_op: dict | None = None) -> OpTable:
     """Engine arrays for a list of ops; ``fuse``: vector kinds the runtime folds into
-    neighbouring kernels."""
+    neighbouring kernels; ``kernels_per_op``: kernels the runtime launches for one op of a
+    kind (where the spec has no measured profile of it; default 1)."""
     ops = tuple(ops)
     cols = {c: np.array([getattr(o, c) for o in ops], dtype=float) for c in _COLS}
     kinds = [o.kind for o in ops]
@@ -114,6 +116,7 @@ def op_table(ops, fuse: tuple = ()) -> OpTable:
         matrix_pos=np.cumsum([k in MATRIX_KINDS for k in kinds]) * [k in MATRIX_KINDS for k in kinds] - 1,
         is_decode=np.array([o.phase == "decode" for o in ops]),
         fused_away=np.array([k in fuse for k in kinds]),
+        launches=np.array([float((kernels_per_op or {}).get(k, 1.0)) for k in kinds]),
     )
 
 

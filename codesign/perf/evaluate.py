@@ -262,8 +262,24 @@ def _run_phase(spec, p, ops, pr, wtot, kvtot, steps: int, pp: int, terms=None) -
     traffic = np.matmul(traffic_op, cnt * n_eff).T                      # (D, L)
     flops = np.full(time.shape, (tab.cols["flops"] * n_eff + tab.cols["d_flops"] * c_sum) @ cnt)
     gap = (t["overhead"] * n_eff * count).sum(-1)
+    graphs = p["runtime.decode_graphs"] if steps else np.zeros_like(p["runtime.decode_graphs"])
+    ahead = (p["runtime.dispatch_ahead"] > 0) & (graphs == 0)
+    if ahead.any():
+        # the host runs ahead of the device: the phase is bound by the longer of the host's
+        # dispatch (sum of launches) and the device's kernels plus its own per-kernel gap.
+        # Neglected: a host that runs ahead only within a queue depth (~1024 launches), and
+        # the host's own stalls (allocations, synchronisations)
+        launch = p["runtime.launch_decode"] if steps else p["runtime.launch"]
+        device_gap = gap * np.minimum(p["runtime.device_gap"] / np.maximum(launch, 1e-30), 1.0)
+        kernels_sum = time - gap
+        overlapped = np.maximum(gap, kernels_sum + device_gap)
+        scale = np.where(ahead, overlapped / np.maximum(time, 1e-30), 1.0)
+        gap = np.where(ahead, overlapped - kernels_sum, gap)
+        time = time * scale
+        per_op = per_op * scale[:, None]
+        share = share * scale[None, :, None]
     if steps:       # a captured decode step: its per-kernel cost is device-side, the board stays busy
-        gap = gap * (1.0 - p["runtime.decode_graphs"])
+        gap = gap * (1.0 - graphs)
     return _Phase(time=time, energy=energy, stage_energy=stage_energy, gap=gap, kernels=time - gap, flops=flops, traffic=traffic,
                   per_op_time=per_op,
                   per_op_traffic=traffic_op, per_op_share=share * count, tab=tab,
@@ -457,7 +473,7 @@ def _tables(model, sc, rt):
     model object and scenario; the scenario names the runtime)."""
     def make():
         g = build_graph(model, sc)
-        tab = lambda ops: op_table(ops, rt.fuse) if ops else None  # noqa: E731
+        tab = lambda ops: op_table(ops, rt.fuse, rt.kernels_per_op) if ops else None  # noqa: E731
         return tab(g.prefill), tab(g.decode), tab(g.prefill + g.decode) if g.prefill and g.decode else None
     return _cached(("graph", id(model), sc), (model,), make)
 

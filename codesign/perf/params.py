@@ -181,6 +181,11 @@ def runtime_params(spec: HardwareSpec, runtime) -> dict[str, float]:
             "runtime.latency_factor": t.latency_factor, "runtime.launch": launch,
             "runtime.launch_decode": rt.decode_launch_overhead if rt.decode_launch_overhead is not None else launch,
             "runtime.decode_graphs": float(rt.decode_graphs),
+            "runtime.dispatch_ahead": float(rt.dispatch_ahead),
+            # what the device itself waits per kernel when the host runs ahead (never more
+            # than the dispatch: a host slower than that would be the bound anyway)
+            "runtime.device_gap": min(launch, spec.kernel_overhead if spec.kernel_overhead is not None
+                                      else DEFAULT_KERNEL_OVERHEAD[spec.device_class]),
             "runtime.separate_dequant": float(rt.prefill_dequant == "separate"),
             "runtime.half_accumulate": float(rt.gemm_accumulate == "fp16"),
             "runtime.dequant_ops": rt.dequant_ops, "runtime.dequant": t.dequant,

@@ -174,13 +174,13 @@ class StepCost:
         return tokens * self.kv_bytes_per_token * self.devices / self.link_bw + self.link_latency
 
 
-def _sum_groups(spec, p, pr, groups: list[list], wtot, kvtot, pp: int, fuse) -> tuple[np.ndarray, ...]:
+def _sum_groups(spec, p, pr, groups: list[list], wtot, kvtot, pp: int, rt) -> tuple[np.ndarray, ...]:
     """Time, kernel time and activity energy of each op list in ``groups`` (one engine call)."""
     ops = [o for g in groups for o in g]
     if not ops:
         z = np.zeros(len(groups))
         return z, z, z
-    tab = op_table(ops, fuse)
+    tab = op_table(ops, rt.fuse, rt.kernels_per_op)
     t = op_terms(spec, p, tab, pr, wtot, kvtot)
     count = tab.cols["count"]
     count = np.where(tab.is_layer, np.ceil(count / pp), count) if pp > 1 else count
@@ -246,18 +246,18 @@ def step_cost(hardware, model, scenario: Scenario | None = None, compression: Co
 
     # token-linear ops, on the prefill graph (one request of T tokens) and the decode graph
     t_pre = _grid(max_tokens)
-    g = _sum_groups(spec, p, pr, [_split(ops_at("prefill", 1, T, T), False) for T in t_pre], wtot, kvtot, pp, rt.fuse)
+    g = _sum_groups(spec, p, pr, [_split(ops_at("prefill", 1, T, T), False) for T in t_pre], wtot, kvtot, pp, rt)
     t_dec = _grid(max_seqs)
-    gd = _sum_groups(spec, p, pr, [_split(ops_at("decode", B, 1, 1), False) for B in t_dec], wtot, kvtot, pp, rt.fuse)
+    gd = _sum_groups(spec, p, pr, [_split(ops_at("decode", B, 1, 1), False) for B in t_dec], wtot, kvtot, pp, rt)
     # prompt attention F(P), whole causal prompts of one request
     p_grid = _grid(max_context, dense=16, ratio=1.15)
     f_pre = [_split(ops_at("prefill", 1, P, P), True) for P in p_grid]
-    fa = _sum_groups(spec, p, pr, f_pre, wtot, kvtot, pp, rt.fuse)
+    fa = _sum_groups(spec, p, pr, f_pre, wtot, kvtot, pp, rt)
     # decode attention A(B, c) on a B x c grid
     b_grid = _grid(max_seqs, dense=8, ratio=1.3)
     c_grid = _grid(max_context, dense=1, ratio=1.6)
     groups = [_split(ops_at("decode", B, 1, c), True) for B in b_grid for c in c_grid]
-    da = _sum_groups(spec, p, pr, groups, wtot, kvtot, pp, rt.fuse)
+    da = _sum_groups(spec, p, pr, groups, wtot, kvtot, pp, rt)
     nb, nc = len(b_grid), len(c_grid)
     # the attention kernels' launch cost is paid once per step whatever its size: take it out
     # of F (differences cancel it) and A, and add it once

@@ -10,10 +10,11 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from ..hardware.schema import DEVICE_CLASSES, Frozen, SourceField, Time
-from ..workload.ops import VECTOR_KINDS
+from ..workload.ops import ALL_KINDS, VECTOR_KINDS
 
 DeviceClass = Literal[DEVICE_CLASSES]  # type: ignore[valid-type]
 VectorKind = Literal[VECTOR_KINDS]  # type: ignore[valid-type]
+OpKind = Literal[ALL_KINDS]  # type: ignore[valid-type]
 TuningKey = Literal[DeviceClass, "default"]
 # how much a stack can beat the spec's sustained efficiencies (a spec states one library's
 # large-kernel figure; a multiplier above 1 says this stack's kernels do better)
@@ -58,6 +59,12 @@ class Runtime(Frozen):
     # device-side (dependent-launch latency, kernel ramp and tail) and the board stays at
     # busy power through it; False: eager host dispatch, real gaps (params.GAP_BUSY_SHARE)
     decode_graphs: bool = False
+    # the host dispatches kernels asynchronously and runs ahead of the device (CUDA/ROCm
+    # streams): a phase takes the longer of the host's dispatch and the device's kernels with
+    # their own per-kernel gap (the spec's kernel_overhead), not their sum; False: dispatch
+    # adds to every kernel (a synchronous backend, or a stack whose launch figure was fitted
+    # as what the device waits per kernel)
+    dispatch_ahead: bool = False
     # host work the accelerator waits for: once per request batch before its first token
     # (tokenise, schedule, first sampling), and per sequence in every decode step (batch
     # bookkeeping, sampling, detokenising); None = none
@@ -66,6 +73,10 @@ class Runtime(Frozen):
     # vector operator kinds folded into a neighbouring kernel (epilogues, fused norms):
     # they launch nothing and move no memory traffic of their own
     fuse: tuple[VectorKind, ...] = ()
+    # kernels the stack launches for one graph op of a kind, where the device spec has no
+    # measured kernel profile (which counts them itself): eager PyTorch's rotate-half RoPE is
+    # a negation, a concatenation, two products and a sum for q and for k (10); default 1
+    kernels_per_op: dict[OpKind, float] = Field(default_factory=dict)
     attention: Literal["fused", "unfused"] | None = None  # None keeps the scenario's choice
     # quantised weights in prefill: 'fused' dequantises inside the GEMM; 'separate' writes a
     # 16-bit copy first (one read of the packed weights + one 16-bit write and read) and
@@ -113,6 +124,7 @@ class Runtime(Frozen):
     def figure_paths(self) -> list[str]:
         out = [k for k in ("launch_overhead", "decode_launch_overhead", "request_overhead", "sequence_overhead",
                            "dequant_tile_rows") if getattr(self, k) is not None]
+        out += [f"kernels_per_op.{k}" for k in self.kernels_per_op]
         if "dequant_ops" in self.model_fields_set:
             out.append("dequant_ops")
         for cls, t in self.tuning.items():
