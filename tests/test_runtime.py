@@ -329,3 +329,24 @@ def test_kernels_per_op_multiplies_launches_unless_the_spec_measured_the_kernel(
     assert _ttft(ten, 64, calibrated) == pytest.approx(_ttft(one, 64, calibrated), rel=1e-12)
     with pytest.raises(CodesignError):
         load_runtime(_write(tmp_path, "bad", "kernels_per_op: {nosuchkind: 2}\n" + SRC))
+
+
+@pytest.mark.parametrize("units, expect", [(8, None), (512, 1.0)])
+def test_decode_attention_without_split_kv_is_bound_by_littles_law_per_unit(units, expect):
+    """One work unit per sequence x KV head, each keeping UNIT_BYTES_IN_FLIGHT in flight over the
+    HBM latency: 8 units stream 8 x 25 kB / 600 ns = 333 GB/s, a twelfth of the h200's 4.08
+    TB/s (4.8 x 0.85); 512 units (21 TB/s of demand) fill it, as a split-KV kernel always does."""
+    from codesign.perf.params import UNIT_BYTES_IN_FLIGHT
+    hw = load_hardware("h200")
+    ctx, d = 262144, 128
+    op = Op(name="attention", kind="attention", phase="decode", impl="fused", batch=units, m=4, n=ctx, k=d,
+            flops=4.0 * units * 4 * ctx * d, act_in_elems=units * 4 * d, act_out_elems=units * 4 * d,
+            kv_read_elems=2.0 * units * ctx * d)
+    split = load_runtime("generic")
+    nosplit = split.model_copy(update={"split_kv": False})
+    t_split, t_nosplit = (float(op_times(hw, [op], runtime=rt)["time_s"].iloc[0]) for rt in (split, nosplit))
+    hbm = hw.memory[0]
+    full = hbm.bandwidth * hbm.efficiency
+    per_unit = UNIT_BYTES_IN_FLIGHT / hbm.latency
+    want = expect if expect is not None else full / (units * per_unit)
+    assert t_nosplit / t_split == pytest.approx(want, rel=0.02)

@@ -42,6 +42,7 @@ import numpy as np
 
 from ..hardware.schema import OFFCHIP_KINDS, HardwareSpec
 from ..workload.ops import MATRIX_KINDS, Op
+from .params import UNIT_BYTES_IN_FLIGHT
 
 # op columns kept as arrays
 _COLS = ("count", "batch", "m", "n", "k", "elements", "flops", "transcendentals", "weight_elems", "act_in_elems",
@@ -330,10 +331,15 @@ def _op_terms(spec, p, tab, pr, weight_total, kv_total):
     # Little's law: a kernel streams at full bandwidth only once bandwidth x latency bytes are
     # in flight; the ramp-up and the drained tail cost about `latency_factor` latencies of
     # each level it touches, so small kernels (decode GEMVs) fall short of the bandwidth
+    stretch = _unit_occupancy(spec, p, tab, bw)
+    if stretch is not None:
+        a[3:3 + L] *= stretch
     a[3:3 + L] += (traffic_a > 0) * _ramps(spec, p)
     bsl = np.zeros((4 + L, D, len(sl)))                                      # (J,D,S)
     bsl[0], bsl[1] = dt_comp[:, sl], dt_tr[:, sl]
     np.divide(traffic_b, bw, out=bsl[3:3 + L])
+    if stretch is not None:
+        bsl[3:3 + L] *= stretch[..., sl]
     names = ["compute", "transcendental", "dequant"] + [f"{m_.name}" for m_ in spec.memory] + ["link"]
     e_op = np.where(is_at, pr.attn_e_op, np.where(is_mx, pr.gemm_e_op, pr.vec_e_op))
     energy_a = c["flops"] * e_op
@@ -359,6 +365,26 @@ def _memo(key, pins, make):
     val = make()
     _SHAPE_CACHE[key] = (pins, val)
     return val
+
+
+def _unit_occupancy(spec, p, tab, bw):
+    """Decode attention without split-KV (``runtime.split_kv`` 0) runs one work unit per
+    sequence and KV head (the op's ``batch``); each streams at UNIT_BYTES_IN_FLIGHT / latency
+    (Little's law), so its off-chip time stretches by BW / min(BW, units x that): the factor
+    per (level, design, op), or None where no op is affected."""
+    if "runtime.split_kv" not in p or (p["runtime.split_kv"] > 0).all():
+        return None
+    sel = tab.is_attn & tab.is_decode
+    if not sel.any():
+        return None
+    nosplit = (p["runtime.split_kv"] == 0)[:, None] & sel[None, :]              # (D, N)
+    out = np.ones((len(spec.memory),) + nosplit.shape)
+    for l, m_ in enumerate(spec.memory):
+        if m_.kind in OFFCHIP_KINDS:
+            unit_bw = UNIT_BYTES_IN_FLIGHT / np.maximum(p[f"memory.{m_.name}.latency"], 1e-12)   # (D,)
+            stretch = bw[l] / np.minimum(bw[l], tab.cols["batch"][None, :] * unit_bw[:, None])
+            out[l] = np.where(nosplit, stretch, 1.0)
+    return out
 
 
 def _ramps(spec, p):

@@ -34,6 +34,13 @@ TRANSCENDENTAL_FLOPS = 8.0
 # microbenchmarks put GPU HBM at ~500-700 ns, L2 at ~200-300 ns, LPDDR5 on SoCs at ~300-500 ns)
 DEFAULT_MEMORY_LATENCY = {"register": 0.0, "sram": 30e-9, "cache": 200e-9, "hbm": 600e-9, "gddr": 500e-9,
                           "lpddr": 400e-9, "ddr": 120e-9, "host": 2e-6}
+# bytes one work unit of a decode-attention kernel (one thread block streaming one
+# sequence's K/V for one KV head) keeps in flight: by Little's law it streams at this over the
+# memory's latency, so a kernel of few units cannot fill the memory. Measured on one H200
+# (600 ns HBM; docs/validation/h200-2026-11-26): 32 units of PyTorch SDPA streamed 1.43 TB/s
+# (44.6 GB/s each, a kernel at batch 4 x 8 KV heads, 32k context) and 8 units about 0.32 TB/s
+# (39 GB/s each, the TPOT growth of Llama-3.1-8B from 512 to 4096 tokens at batch 1): 25 KB
+UNIT_BYTES_IN_FLIGHT = 25e3
 # board power with clocks up and no work, as a fraction of TDP (estimate: an H200 at 700 W
 # sat at ~130 W between jobs in our run, issue 11 / shared/evidence/gpu-h200-2026-11; A100
 # boards idle at P0 near 60-70 W of 400 W)
@@ -182,6 +189,7 @@ def runtime_params(spec: HardwareSpec, runtime) -> dict[str, float]:
             "runtime.launch_decode": rt.decode_launch_overhead if rt.decode_launch_overhead is not None else launch,
             "runtime.decode_graphs": float(rt.decode_graphs),
             "runtime.dispatch_ahead": float(rt.dispatch_ahead),
+            "runtime.split_kv": float(rt.split_kv),
             # what the device itself waits per kernel when the host runs ahead (never more
             # than the dispatch: a host slower than that would be the bound anyway)
             "runtime.device_gap": min(launch, spec.kernel_overhead if spec.kernel_overhead is not None

@@ -65,6 +65,11 @@ class Runtime(Frozen):
     # adds to every kernel (a synchronous backend, or a stack whose launch figure was fitted
     # as what the device waits per kernel)
     dispatch_ahead: bool = False
+    # decode attention splits each sequence's KV cache over several work units (FlashDecoding,
+    # paged attention v2, TensorRT-LLM multi-block), so any batch fills the device; False: one
+    # unit per sequence and KV head (PyTorch SDPA), and few units cannot fill the memory
+    # (params.UNIT_BYTES_IN_FLIGHT)
+    split_kv: bool = True
     # host work the accelerator waits for: once per request batch before its first token
     # (tokenise, schedule, first sampling), and per sequence in every decode step (batch
     # bookkeeping, sampling, detokenising); None = none

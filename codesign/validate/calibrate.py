@@ -118,9 +118,11 @@ class Budget:
     def gpu(cls):
         """Sized for a data-centre GPU: operands of 0.5-128 MB, weights and KV caches above the L2."""
         return cls(max_time=0.3, sample_s=0.01, min_samples=5, vec_sizes=(2**18, 2**20, 2**22, 2**24, 2**26),
-                   gemm_target_s=0.05, skinny=True, bw_dram=2**30, attn_ctx=(2000, 8000, 32000),
+                   gemm_target_s=0.05, skinny=True, bw_dram=2**30, attn_ctx=(1000, 4000, 16000),
                    gemm_shapes=((1024, 5120, 13824), (4096, 13824, 5120)), skinny_kn=(5120, 13824),
-                   attn_prefill=(4096, 32), decode_heads=(16, 64))
+                   # decode attention on enough (sequence x KV head) units to fill the device: fewer
+                   # are bound by Little's law per unit (params.UNIT_BYTES_IN_FLIGHT), not the profile
+                   attn_prefill=(4096, 32), decode_heads=(128, 512))
 
     @classmethod
     def quick(cls):

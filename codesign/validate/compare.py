@@ -165,6 +165,7 @@ def validate(hardware, *, backend: str = "numpy", device: str = "cpu", dtype: st
     sets = SHAPE_SETS[shapes] if isinstance(shapes, str) else tuple(shapes)
     if isinstance(shapes, str) and shapes not in SHAPE_SETS:
         raise CodesignError(f"shapes must be one of {', '.join(SHAPE_SETS)}, got {shapes!r}", field="shapes")
+    rt = runner_runtime(backend)
     ref0 = _reference_set(backend, device, threads)
     rows, block_rows = [], []
     seen: set[tuple] = set()
@@ -178,7 +179,7 @@ def validate(hardware, *, backend: str = "numpy", device: str = "cpu", dtype: st
         todo = [o for o in ops if _signature(o) not in seen]
         seen.update(_signature(o) for o in todo)
         if todo:
-            pred = op_times(spec, todo, dtype=dtype)
+            pred = op_times(spec, todo, dtype=dtype, runtime=rt)
             for o, (_, pr) in zip(todo, pred.iterrows()):
                 m = run_op(o, **kw)
                 rows.append(_row(s, o, pr, m))
@@ -190,7 +191,7 @@ def validate(hardware, *, backend: str = "numpy", device: str = "cpu", dtype: st
             except CodesignError as e:
                 log(f"skip block {s.label}: {e}")
                 continue
-            pred = float(op_times(spec, [_replace(o, count=1) for o in layer], dtype=dtype)["time_s"].sum())
+            pred = float(op_times(spec, [_replace(o, count=1) for o in layer], dtype=dtype, runtime=rt)["time_s"].sum())
             block_rows.append({"kernel": f"{s.label}/block", "kind": "block", "phase": s.phase, "model": s.model,
                                "predicted_s": pred, "measured_s": m.seconds,
                                "error_pct": 100 * (pred - m.seconds) / m.seconds,
@@ -204,6 +205,15 @@ def validate(hardware, *, backend: str = "numpy", device: str = "cpu", dtype: st
     report["backend"], report["device"], report["dtype"], report["threads"] = backend, device, dtype, threads
     report["hardware"] = spec.name
     return df, report
+
+
+def runner_runtime(backend: str):
+    """The software the runner's kernels are: the device-only model (generic), except that
+    torch's attention is SDPA, which gives decode one work unit per sequence and KV head
+    (no split of the KV cache; codesign.perf.params.UNIT_BYTES_IN_FLIGHT)."""
+    from ..runtime import load_runtime
+    rt = load_runtime("generic")
+    return rt.model_copy(update={"split_kv": False}) if backend == "torch" else rt
 
 
 def _row(s: ShapeSet, o: Op, pr, m) -> dict:
