@@ -244,3 +244,20 @@ def test_power_reader_prefers_nvml_instant_power_and_falls_back(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", None)          # nvidia-ml-py missing
     read, source, _ = e2e.power_reader(_fake_torch(power_draw=broken), 0)
     assert read is None and source.startswith("none")
+
+
+def test_cli_writes_the_table_csv_and_plot(tiny, tmp_path):
+    """`codesign validate --e2e` end to end on the CPU: one row per grid point in the CSV, the
+    predicted-vs-measured plot, and the three MAPE lines."""
+    import subprocess
+    csv, png = tmp_path / "e2e.csv", tmp_path / "e2e.png"
+    r = subprocess.run([sys.executable, "-m", "codesign.cli", "validate", "--e2e", "--workload", str(tiny), "--hardware",
+                        CPU_SPEC, "--runtime", "pytorch-eager", "--device", "cpu", "--dtype", "fp32", "--grid", "1x16,2x8",
+                        "--generate", "4", "--csv", str(csv), "--plot", str(png), "-q"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    import pandas as pd
+    df = pd.read_csv(csv)
+    assert list(zip(df["batch"], df["prompt"])) == [(1, 16), (2, 8)]
+    assert png.stat().st_size > 10_000
+    assert "ttft MAPE:" in r.stdout and "tpot MAPE:" in r.stdout and "energy MAPE: n/a" in r.stdout
