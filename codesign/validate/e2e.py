@@ -85,9 +85,6 @@ def check_supported(model: ModelSpec) -> None:
     if model.architecture != "decoder":
         raise CodesignError(f"{name}: encoder models are not supported by the e2e harness yet (decoder-only)",
                             field="workload")
-    if model.moe is not None:
-        raise CodesignError(f"{name}: MoE (mixture-of-experts) models are not supported by the e2e harness yet",
-                            field="workload")
     if model.mla is not None:
         raise CodesignError(f"{name}: MLA (multi-head latent attention) models are not supported by the e2e harness yet",
                             field="workload")
@@ -135,6 +132,17 @@ def weight_shapes(model: ModelSpec, max_len: int = 0) -> dict[str, tuple[int, ..
         s[f"L.norm{i}"] = (h,)
         if ln:
             s[f"L.norm{i}_b"] = (h,)
+    if model.moe is not None:
+        # MoE layers (``M.``): a router, the routed experts stacked (experts, in, out) as the
+        # grouped product takes them, and the shared experts as one dense FFN
+        E, fe = model.moe.num_experts, model.expert_ffn
+        s["M.router"] = (E, h)
+        s["M.experts_up"] = (E, h, (2 if model.ffn_type == "gated" else 1) * fe)
+        s["M.experts_down"] = (E, fe, h)
+        if model.moe.shared_experts:
+            fs = model.moe.shared_experts * fe
+            s["M.shared_up"] = ((2 if model.ffn_type == "gated" else 1) * fs, h)
+            s["M.shared_down"] = (h, fs)
     s["final_norm"] = (h,)
     if ln:
         s["final_norm_b"] = (h,)
@@ -145,10 +153,23 @@ def weight_shapes(model: ModelSpec, max_len: int = 0) -> dict[str, tuple[int, ..
     return s
 
 
+_DENSE_FFN = ("L.up", "L.down", "L.up_b", "L.down_b")
+
+
+def is_moe_layer(model: ModelSpec, i: int) -> bool:
+    """Layer ``i`` has the routed-expert FFN: after ``first_dense`` dense layers, every
+    ``every``-th one, so there are ``model.moe_layers()`` of them, as the op graph counts."""
+    moe = model.moe
+    return moe is not None and i >= moe.first_dense and (i - moe.first_dense + 1) % moe.every == 0
+
+
 def weight_elements(model: ModelSpec, max_len: int = 0) -> int:
     total = 0
+    n_moe = model.moe_layers()
     for name, shape in weight_shapes(model, max_len).items():
-        total += math.prod(shape) * (model.num_layers if name.startswith("L.") else 1)
+        times = (n_moe if name.startswith("M.") else model.num_layers - n_moe if name in _DENSE_FFN
+                 else model.num_layers if name.startswith("L.") else 1)
+        total += math.prod(shape) * times
     return total
 
 
@@ -164,6 +185,9 @@ def memory_estimate(model: ModelSpec, batch: int, prompt: int, generate: int, dt
     # live at once: residual + normed input, plus the larger of the attention and FFN temporaries
     attn = (H + 2 * kv) * hd + (H + kv) * hd + 2 * H * hd + (2 * H * hd if expand_kv else 0) + h
     ffn = (3 if model.ffn_type == "gated" else 2) * f + f + h
+    if model.moe is not None:       # every token's k choices, gathered: input, up, activation, output
+        k, fe = model.moe.top_k, model.expert_ffn
+        ffn = max(ffn, k * (h + 3 * fe + fe + h) + model.moe.num_experts + 4 * k)
     act = t * (2 * h + max(attn, ffn)) * b + batch * model.vocab_size * (b + 4)
     total = int((weights + kv_bytes + act) * MEMORY_MARGIN) + MEMORY_SLACK_BYTES
     return {"weights": weights, "kv": kv_bytes, "activations": act, "total": total}
@@ -204,6 +228,29 @@ class _Layer:
     o_b: Any = None
     up_b: Any = None
     down_b: Any = None
+    moe: Any = None         # _Experts on MoE layers (then up/down are None)
+
+
+@dataclass
+class _Experts:
+    router: Any
+    up: Any             # (experts, hidden, up width)
+    down: Any           # (experts, expert width, hidden)
+    shared_up: Any = None
+    shared_down: Any = None
+
+
+def _grouped(torch, x, w, offs):
+    """Rows of ``x`` in expert order times each expert's (in, out) matrix: one grouped
+    product (``torch._grouped_mm``) where torch has it, else a loop over the experts."""
+    if hasattr(torch, "_grouped_mm"):
+        try:
+            return torch._grouped_mm(x, w, offs=offs)
+        except (RuntimeError, NotImplementedError):
+            pass
+    ends = offs.tolist()      # a host sync: not capturable, the eager fallback only
+    starts = [0] + ends[:-1]
+    return torch.cat([x[a:b] @ w[e] for e, (a, b) in enumerate(zip(starts, ends))], dim=0)
 
 
 class Decoder:
@@ -243,7 +290,7 @@ class Decoder:
         with torch.no_grad():
             self.embed = self._randn(shapes["embed"])
             self.pos_embed = self._randn(shapes["pos_embed"]) if "pos_embed" in shapes else None
-            self.layers = [self._layer(shapes) for _ in range(model.num_layers)]
+            self.layers = [self._layer(shapes, i) for i in range(model.num_layers)]
             self.final_norm = self._norm_weights()
             self.lm_head = self._randn(shapes["lm_head"]) if "lm_head" in shapes else self.embed
             self.lm_head_b = self._randn(shapes["lm_head_b"]) if "lm_head_b" in shapes else None
@@ -264,13 +311,18 @@ class Decoder:
         b = self.torch.zeros(h, device=self.device, dtype=self.dtype) if self.model.norm == "layernorm" else None
         return (w, b)
 
-    def _layer(self, s) -> _Layer:
+    def _layer(self, s, i: int) -> _Layer:
         r = self._randn
-        return _Layer(qkv=r(s["L.qkv"]), o=r(s["L.o"]), up=r(s["L.up"]), down=r(s["L.down"]),
+        moe = is_moe_layer(self.model, i)
+        experts = _Experts(router=r(s["M.router"]), up=r(s["M.experts_up"]), down=r(s["M.experts_down"]),
+                           shared_up=r(s["M.shared_up"]) if "M.shared_up" in s else None,
+                           shared_down=r(s["M.shared_down"]) if "M.shared_down" in s else None) if moe else None
+        return _Layer(qkv=r(s["L.qkv"]), o=r(s["L.o"]), up=None if moe else r(s["L.up"]),
+                      down=None if moe else r(s["L.down"]), moe=experts,
                       norms=[self._norm_weights() for _ in range(self.model.layer_norm_count)],
                       qkv_b=r(s["L.qkv_b"]) if "L.qkv_b" in s else None, o_b=r(s["L.o_b"]) if "L.o_b" in s else None,
-                      up_b=r(s["L.up_b"]) if "L.up_b" in s else None,
-                      down_b=r(s["L.down_b"]) if "L.down_b" in s else None)
+                      up_b=r(s["L.up_b"]) if "L.up_b" in s and not moe else None,
+                      down_b=r(s["L.down_b"]) if "L.down_b" in s and not moe else None)
 
     # -- cache
     def alloc_cache(self, batch: int, max_len: int) -> None:
@@ -326,14 +378,53 @@ class Decoder:
         return torch.cat((out, x[..., self.rd:]), dim=-1) if self.rd < x.shape[-1] else out
 
     def _ffn(self, x, L: _Layer):
+        if L.moe is not None:
+            return self._moe(x, L.moe)
+        return self._dense_ffn(x, L.up, L.down, L.up_b, L.down_b)
+
+    def _moe(self, x, X: _Experts):
+        """Routed experts with static shapes (so a decode step captures as a CUDA graph): the
+        router's top-k per token (weights renormalised over the k, as Mixtral), the T x k
+        choices sorted by expert, one grouped product per projection over the experts' row
+        ranges (``torch._grouped_mm``, offsets on the device: no host sync), the outputs
+        weighted and added back to their tokens; shared experts as a dense FFN beside them.
+        The op graph counts the experts hit (E(1 - (1 - k/E)^T)) with a dense GEMM's efficiency;
+        the grouped kernel's own efficiency at a few rows per expert is not modelled (an H200
+        streamed Mixtral's experts at ~2.4 of 4.1 TB/s in decode, docs/validation)."""
+        torch, F, moe = self.torch, self.torch.nn.functional, self.model.moe
+        assert moe is not None          # only MoE layers hold _Experts
+        shape = x.shape
+        xt = x.reshape(-1, shape[-1])
+        k = moe.top_k
+        w, ids = F.linear(xt, X.router).float().topk(k, dim=-1)
+        w = torch.softmax(w, dim=-1)
+        flat = ids.reshape(-1)
+        order = torch.argsort(flat)
+        tok = torch.div(order, k, rounding_mode="floor")
+        counts = torch.zeros(moe.num_experts, device=xt.device, dtype=torch.int32)
+        counts.scatter_add_(0, flat, torch.ones_like(flat, dtype=torch.int32))
+        offs = torch.cumsum(counts, 0, dtype=torch.int32)
+        h = _grouped(torch, xt.index_select(0, tok), X.up, offs)
+        if self.model.ffn_type == "gated":
+            g, u = h.chunk(2, dim=-1)
+            h = self._act(g) * u
+        else:
+            h = self._act(h)
+        y = _grouped(torch, h.contiguous(), X.down, offs) * w.reshape(-1)[order].unsqueeze(-1).to(h.dtype)
+        out = torch.zeros_like(xt).index_add_(0, tok, y)
+        if X.shared_up is not None:
+            out = out + self._dense_ffn(xt, X.shared_up, X.shared_down, None, None)
+        return out.view(shape)
+
+    def _dense_ffn(self, x, up, down, up_b, down_b):
         F = self.torch.nn.functional
-        u = F.linear(x, L.up, L.up_b)
+        u = F.linear(x, up, up_b)
         if self.model.ffn_type == "gated":
             g, u = u.chunk(2, dim=-1)
             u = self._act(g) * u
         else:
             u = self._act(u)
-        return F.linear(u, L.down, L.down_b)
+        return F.linear(u, down, down_b)
 
     def _block(self, x, i: int, L: _Layer, attend: Callable):
         """One transformer block; ``attend(q, k, v, i)`` gets (B, T, heads, hd) tensors after RoPE."""
