@@ -120,8 +120,9 @@ def test_pipeline_bubble():
     for m, expect in ((1, 1.0), (2, 5 / 8), (8, 11 / 32)):
         r = evaluate("h100-sxm", "llama-2-13b", Scenario(batch=8, prompt=2048, generate=2, pp=4, microbatches=m))
         assert r["ttft_s"] / one["ttft_s"] == pytest.approx(expect, rel=0.08), m
-        # a stage draws the power of its own layers: pipelining does not trip the power limit
-        assert r["throttle"] == pytest.approx(one["throttle"], rel=0.02)
+        # a stage draws the power of its own layers: pipelining never throttles more than the
+        # whole model on one device (smaller micro-batch products draw a little less)
+        assert 1.0 <= r["throttle"] <= one["throttle"] * 1.001
 
 
 def test_disaggregated_prefill_and_decode():
@@ -136,7 +137,8 @@ def test_disaggregated_prefill_and_decode():
 
 
 def test_operating_point_scales_compute():
-    spec = load_hardware("h100-sxm")
+    # figures taken as sustained, so the nominal point is not already held down by the power limit
+    spec = load_hardware("h100-sxm", {"power.sustained_share": 1.0})
     pt = spec.power.operating_points[-1]
     sc = Scenario(batch=64, prompt=2048, generate=2)
     nominal = evaluate(spec, "llama-2-7b", sc)

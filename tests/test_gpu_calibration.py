@@ -112,6 +112,7 @@ def test_gpu_calibration_is_completed_from_the_datasheet():
     assert hw.compute.matrix.peak["tf32"] == pytest.approx(494.5e12 * 780 / 989)
     # power, latencies, energy per byte and the shared-memory level come from the datasheet, cited
     assert hw.power.tdp == 700 and hw.memory[0].energy_per_byte == H200.memory[0].energy_per_byte
+    assert hw.power.sustained_share == 1.0          # calibrated peaks are sustained rates
     assert [m.name for m in hw.memory] == ["HBM", "L2", "SMEM"]
     assert "via library spec h200" in hw.sources["power.tdp"].ref
     assert hw.sources["compute.matrix.peak.tf32"].kind == "derived"

@@ -72,7 +72,9 @@ def test_a_lower_power_limit_throttles_and_says_so():
     out = evaluate_batch(load_hardware("h100-sxm"), load_workload("llama-3.1-8b"), sc,
                          overrides={"power.limit": np.array([700.0, 350.0])})
     assert out["avg_power_w"][1] <= 350 * 1.001 < out["avg_power_w"][0]
-    assert out["throttle"][0] == 1.0 and out["throttle"][1] > 1.3
+    # at 700 W long prefill already holds the sustained share of the burst rate (throttle a
+    # little above 1); at 350 W far more
+    assert out["throttle"][0] < 1.15 and out["throttle"][1] > 1.3 * out["throttle"][0]
     assert out["ttft_s"][1] > 1.3 * out["ttft_s"][0]
     assert "power-limited" in out["notes"]
 
@@ -82,18 +84,19 @@ def test_h200_big_gemm_lands_near_what_a_700w_card_sustains():
     from codesign.perf import op_times
     t = op_times(load_hardware("h200"), [_gemm_op(8192, 8192, 8192)], dtype="bf16")
     tflops = 2 * 8192 ** 3 / t["time_s"].iloc[0] / 1e12
-    assert 730 < tflops < 800            # measured ~764 TFLOP/s at 700 W (shared/evidence)
+    # one H200 held 658-668 TFLOP/s for 3 s at ~690 W (776-801 in a 15 ms burst):
+    # docs/validation/h200-2026-11-26/reference*.json
+    assert 640 < tflops < 690
 
 
 # A derived chip equal to its base spec (a study design at the base values: its area, so its TDP,
 # unchanged) on compute-bound prefill (16 x 4096 tokens of Llama-3.1-8B) draws within 15 % of the
-# base chip's TDP (issue 17). B200/GB200 reach 84 %: their GEMMs are L2-bound in the engine because
-# b200.yaml's L2 bandwidth is an estimate scaled from H200 (the engine predicts ~1.16 PFLOP/s on
-# these GEMMs against 1.75 measured), so the chip never reaches the power its matrix peak is priced at;
-# that is a spec/traffic figure, not the board-power model, and the strict xfail says when it changes.
+# base chip's TDP (issue 17). B200's GEMMs are L2-bound in the engine (b200.yaml's L2 bandwidth is
+# an estimate scaled from H200), so it reaches its TDP only since GPU energy per operation is priced
+# for the sustained share of the burst rate (params.SUSTAINED_MATRIX_SHARE).
 FULL_LOAD = ["h100-sxm", "h100-pcie", "h200", "a100-80gb", "v100-sxm2", "l4", "l40s", "rtx-4090", "mi300x",
              "tpu-v4", "tpu-v5e", "tpu-v5p", "tpu-v6e", "gaudi2", "gaudi3",
-             pytest.param("b200", marks=pytest.mark.xfail(strict=True, reason="L2-bound GEMMs (estimated L2 bandwidth)"))]
+             "b200"]
 
 
 def _full_load_study(name, space=None):
@@ -177,3 +180,25 @@ def test_a_study_design_at_another_clock_carries_the_base_clock_as_nominal():
     # same chip at the base clock: no voltage change, nothing recorded
     hw0, ov0 = st.space.design(dict(params, **{"compute.clock": base_clock}))
     assert "compute.nominal_clock" not in ov0 or hw0.compute.nominal_clock == pytest.approx(hw0.compute.clock)
+
+
+def test_long_matrix_work_holds_the_sustained_share_of_the_burst_rate_at_the_power_limit():
+    """A GPU spec's matrix efficiency is a burst rate: long products throttle to the power limit
+    (one H200 held 658-668 TFLOP/s of an 8192^3 bf16 product for 3 s at ~690 W, against 776-801
+    over 15 ms); a spec whose figures are sustained rates (sustained_share 1, as calibrate
+    writes) does not throttle, and neither does a product too small to reach the limit."""
+    from codesign.hardware import load_hardware
+    from codesign.perf import op_times
+    from codesign.workload.ops import Op
+
+    def rate(hw, n):
+        op = Op(name="g", kind="gemm", phase="prefill", m=n, n=n, k=n, flops=2.0 * n**3, weight_elems=n * n,
+                act_in_elems=n * n, act_out_elems=n * n)
+        r = op_times(hw, [op]).iloc[0]
+        return op.flops / r.time_s, r.throttle
+    burst = load_hardware("h200")
+    held, throttle = rate(burst, 8192)
+    assert throttle > 1.05 and 650e12 < held < 675e12
+    sustained = load_hardware("h200", {"power.sustained_share": 1.0})
+    assert rate(sustained, 8192)[1] == 1.0
+    assert rate(burst, 256)[1] == 1.0          # microseconds of work: far below the limit

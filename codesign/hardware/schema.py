@@ -178,6 +178,11 @@ class PowerSpec(Frozen):
     busy: Power | None = None           # extra while kernels run, whatever they compute
     limit: PositivePower | None = None  # a lowered power cap (nvidia-smi -pl); default: the TDP
     energy_per_op: dict[Dtype, EnergyPerOp] = Field(default_factory=dict)
+    # share of the matrix rate the board holds at its power limit, when the spec's matrix
+    # figures are burst rates (datasheets, short benchmarks); 1.0 where they are sustained
+    # rates (codesign calibrate times seconds of back-to-back products); None: the default
+    # of codesign.perf.params (SUSTAINED_MATRIX_SHARE)
+    sustained_share: Fraction | None = None
     nominal_voltage: float | None = Field(default=None, gt=0)
     operating_points: tuple[OperatingPoint, ...] = ()
 

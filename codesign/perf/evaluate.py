@@ -594,6 +594,7 @@ def _evaluate_group(spec, model, sc, comps, overrides, op_name, decode_spec, dec
     if rt.batching == "continuous" and micro > 1 and pre_tab is not None:
         one, _, _ = _tables(model, sc.model_copy(update={"batch": 1}), rt)
         ph1 = _run_phase(spec, p, one, pr, w, kv, 0, sc.pp, None)
+        _power_limit(ph1, p)           # one prompt's prefill is held to the power limit as well
         ttft_seen = np.minimum(ttft, pipe_pre * (ph1.time + _pipeline_hop(spec, p, sc, sc.prompt, model, pr))
                                + p["runtime.request_overhead"] + tpot)
     # board power of every device over the request batch: static all the time, busy while

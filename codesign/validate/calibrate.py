@@ -682,6 +682,9 @@ def with_datasheet(spec: dict, sheet: HardwareSpec, cores: int | None = None) ->
     for key in ("vendor", "year", "process_node", "die_area", "spare_fraction", "price", "interconnect", "power"):
         if key in d:
             out[key] = take(key, d[key])
+    # the calibrated matrix peaks are rates held over seconds of products, not bursts
+    out["power"] = {**out.get("power", {}), "sustained_share": 1.0}
+    src["power.sustained_share"] = "measured: codesign calibrate times seconds of back-to-back products (sustained rates)"
     c, dc = out["compute"], d["compute"]
     if cores:
         c["cores"] = cores
