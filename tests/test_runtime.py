@@ -352,3 +352,22 @@ def test_decode_attention_without_split_kv_is_bound_by_littles_law_per_unit(unit
     per_unit = UNIT_BYTES_IN_FLIGHT / hbm.latency
     want = expect if expect is not None else full / (units * per_unit)
     assert t_nosplit / t_split == pytest.approx(want, rel=0.02)
+
+
+def test_serving_steps_overlap_dispatch_as_evaluate_does(tmp_path):
+    """The serving step model prices a host that runs ahead the same way: a step of one
+    512-token chunk takes max(H, K + H x g / L) (K: kernels, from a zero-launch runtime; H: the
+    launches; g / L: the device's own gap over the launch), a decode-only step likewise."""
+    from codesign.perf.steps import step_cost
+    hw = load_hardware("h200", {"power.sustained_share": 1.0})
+    zero = _write(tmp_path, "zero", "launch_overhead: 0 s\n" + SRC)
+    add = _write(tmp_path, "add", "launch_overhead: 20 us\n" + SRC)
+    ahead = _write(tmp_path, "ahead", "launch_overhead: 20 us\ndispatch_ahead: true\n" + SRC)
+    costs = {name: step_cost(hw, "llama-3.2-1b", Scenario(runtime=rt)) for name, rt in
+             (("zero", zero), ("add", add), ("ahead", ahead))}
+    g = hw.kernel_overhead / 20e-6
+    for kw in ({"chunks": [(0, 512)]}, {"decode_seqs": 8, "decode_ctx_sum": 8 * 1024}):
+        K = costs["zero"].step(**kw).time
+        H = costs["add"].step(**kw).time - K
+        assert H > 0
+        assert costs["ahead"].step(**kw).time == pytest.approx(max(H, K + H * g), rel=1e-9)

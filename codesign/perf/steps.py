@@ -109,6 +109,11 @@ class StepCost:
     _hop: tuple = (0.0, 0.0)          # pipeline hop per token and fixed, per stage boundary
     pp: int = 1
     decode_graphs: bool = False       # decode-only steps replay a graph: their launch cost is device-side
+    # the host dispatches ahead of the device (runtime.dispatch_ahead): a step takes the longer
+    # of its launches and its kernels plus the device's own per-kernel gap, a share of each
+    # launch (prefill-carrying, decode-only), as evaluate's phases do
+    dispatch_ahead: bool = False
+    _gap_share: tuple = (1.0, 1.0)
 
     # ---------------------------------------------------------------- lookups
     def _tokens(self, T: float, decode: bool):
@@ -151,6 +156,9 @@ class StepCost:
         if decode_seqs:
             at, ak, ae = self._decode_attention(decode_seqs, decode_ctx_sum / decode_seqs)
             t, k, e = t + at, k + ak, e + ae
+        if self.dispatch_ahead and not (decode_only and self.decode_graphs):
+            launches = t - k
+            t = max(launches, k + launches * self._gap_share[1 if decode_only else 0])
         if decode_only and self.decode_graphs:
             k = t
         # board power of a device over its stage: above the limit the clock drops (see
@@ -281,4 +289,7 @@ def step_cost(hardware, model, scenario: Scenario | None = None, compression: Co
         _tok_dec=(t_dec, gd[0].tolist(), gd[1].tolist(), gd[2].tolist()),
         _prompt_attn=(p_grid, f_time, fa[1].tolist(), fa[2].tolist()),
         _dec_attn=(b_grid, c_grid, a_time, da[1].reshape(nb, nc).tolist(), da[2].reshape(nb, nc).tolist()),
-        _attn_launch=(launch_pre, launch_dec), _hop=hop, pp=pp, decode_graphs=rt.decode_graphs)
+        _attn_launch=(launch_pre, launch_dec), _hop=hop, pp=pp, decode_graphs=rt.decode_graphs,
+        dispatch_ahead=rt.dispatch_ahead,
+        _gap_share=tuple(float(min(p["runtime.device_gap"][0] / max(p[k][0], 1e-30), 1.0))
+                         for k in ("runtime.launch", "runtime.launch_decode")))
