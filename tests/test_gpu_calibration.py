@@ -5,9 +5,12 @@ from __future__ import annotations
 import pytest
 
 from codesign.errors import CodesignError
-from codesign.hardware import load_hardware
-from codesign.validate.calibrate import SANITY_HIGH, SANITY_LOW, check_datasheet, datasheet_for
+from codesign.hardware import hardware_from_dict, load_hardware
+from codesign.perf import evaluate
+from codesign.validate import calibrate as cal
+from codesign.validate.calibrate import SANITY_HIGH, SANITY_LOW, check_datasheet, datasheet_for, to_spec, with_datasheet
 from codesign.validate.timing import GRAPH_CALLS_MAX, measure
+from codesign.workload.scenario import Scenario
 
 
 def test_graph_timing_cycles_the_whole_pool_and_divides_by_calls():
@@ -91,7 +94,6 @@ def test_unknown_gpu_has_no_datasheet():
 
 def _calibrated_h200() -> dict:
     """What a GPU calibration returns, with H200-like measured figures."""
-    from codesign.validate.calibrate import to_spec
     res = {"matrix": {"bf16": 780e12, "fp16": 790e12, "fp32": 51e12, "fp8": 1300e12}, "vector": {"fp32": 55e12, "bf16": 50e12},
            "transcendental": 1.5e12, "overhead": 2.5e-6, "dispatch": 9e-6, "seconds": 60.0, "cores": 132,
            "levels": [{"name": "HBM", "kind": "hbm", "capacity": 150e9, "bandwidth": 4.3e12, "efficiency": 1.0},
@@ -101,8 +103,6 @@ def _calibrated_h200() -> dict:
 
 
 def test_gpu_calibration_is_completed_from_the_datasheet():
-    from codesign.hardware import hardware_from_dict
-    from codesign.validate.calibrate import with_datasheet
     spec = with_datasheet(_calibrated_h200(), H200, cores=132)
     hw = hardware_from_dict(spec)
     # measured figures kept, exactly
@@ -117,8 +117,6 @@ def test_gpu_calibration_is_completed_from_the_datasheet():
     assert "via library spec h200" in hw.sources["power.tdp"].ref
     assert hw.sources["compute.matrix.peak.tf32"].kind == "derived"
     # a usable spec: the engine predicts a decoder on it close to the library spec
-    from codesign.perf import evaluate
-    from codesign.workload.scenario import Scenario
     sc = Scenario(batch=8, prompt=1024, generate=64, runtime="pytorch-graphs")
     a, b = (evaluate(h, "llama-3.1-8b", sc).summary for h in (hw, H200))
     for key in ("ttft_s", "tpot_s", "energy_per_token_j"):
@@ -130,8 +128,6 @@ def test_gpu_calibration_code_path_on_cpu_stand_ins(monkeypatch):
     compiled ALU probes, device properties, datasheet completion) run with torch on the CPU
     standing in for the device: the spec it makes must load, with the measured figures kept."""
     torch = pytest.importorskip("torch")
-    from codesign.hardware import hardware_from_dict
-    from codesign.validate import calibrate as cal
 
     class Props:
         L2_cache_size = 256 * 1024
@@ -165,9 +161,8 @@ def test_a_slow_library_datatype_is_left_to_the_datasheet_but_the_profile_dataty
     """torch._int_mm on an H200 ran at 128.7 of 1979 TFLOP/s (2026-11-26): that measures the
     library's int8 kernel, so the figure is dropped; the same shortfall in the profile's own
     datatype (bf16) is a broken probe and stops the calibration."""
-    from codesign.validate.calibrate import Calibrator
     lines: list[str] = []
-    c = Calibrator.__new__(Calibrator)
+    c = cal.Calibrator.__new__(cal.Calibrator)
     c.sheet, c.dtype, c.log, c.what = H200, "bf16", lines.append, {"compute.matrix.peak.int8": "x"}
     kept = c._drop_slow_library_paths({"bf16": 657e12, "int8": 128.7e12, "fp8": 1324e12})
     assert kept == {"bf16": 657e12, "fp8": 1324e12} and "compute.matrix.peak.int8" not in c.what

@@ -3,10 +3,11 @@ import numpy as np
 import pytest
 
 from codesign.hardware import load_hardware
-from codesign.perf import evaluate
+from codesign.perf import evaluate, op_times
 from codesign.perf.evaluate import power_limit
 from codesign.perf.params import BUSY_FRACTION, STATIC_FRACTION, spec_params
 from codesign.workload import Scenario
+from codesign.workload.ops import Op
 
 
 def test_power_limit_stretches_to_exactly_the_tdp():
@@ -187,10 +188,6 @@ def test_long_matrix_work_holds_the_sustained_share_of_the_burst_rate_at_the_pow
     (one H200 held 658-668 TFLOP/s of an 8192^3 bf16 product for 3 s at ~690 W, against 776-801
     over 15 ms); a spec whose figures are sustained rates (sustained_share 1, as calibrate
     writes) does not throttle, and neither does a product too small to reach the limit."""
-    from codesign.hardware import load_hardware
-    from codesign.perf import op_times
-    from codesign.workload.ops import Op
-
     def rate(hw, n):
         op = Op(name="g", kind="gemm", phase="prefill", m=n, n=n, k=n, flops=2.0 * n**3, weight_elems=n * n,
                 act_in_elems=n * n, act_out_elems=n * n)

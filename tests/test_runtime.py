@@ -12,6 +12,8 @@ import pytest
 from codesign import Scenario, evaluate, load_hardware, load_workload
 from codesign.errors import CodesignError
 from codesign.perf import op_times
+from codesign.perf.params import UNIT_BYTES_IN_FLIGHT
+from codesign.perf.steps import step_cost
 from codesign.runtime import list_runtimes, load_runtime, runtime_for_framework
 from codesign.workload.ops import Op
 
@@ -338,7 +340,6 @@ def test_decode_attention_without_split_kv_is_bound_by_littles_law_per_unit(unit
     """One work unit per sequence x KV head, each keeping UNIT_BYTES_IN_FLIGHT in flight over the
     HBM latency: 8 units stream 8 x 25 kB / 600 ns = 333 GB/s, a twelfth of the h200's 4.08
     TB/s (4.8 x 0.85); 512 units (21 TB/s of demand) fill it, as a split-KV kernel always does."""
-    from codesign.perf.params import UNIT_BYTES_IN_FLIGHT
     hw = load_hardware("h200")
     ctx, d = 262144, 128
     op = Op(name="attention", kind="attention", phase="decode", impl="fused", batch=units, m=4, n=ctx, k=d,
@@ -358,7 +359,6 @@ def test_serving_steps_overlap_dispatch_as_evaluate_does(tmp_path):
     """The serving step model prices a host that runs ahead the same way: a step of one
     512-token chunk takes max(H, K + H x g / L) (K: kernels, from a zero-launch runtime; H: the
     launches; g / L: the device's own gap over the launch), a decode-only step likewise."""
-    from codesign.perf.steps import step_cost
     hw = load_hardware("h200", {"power.sustained_share": 1.0})
     zero = _write(tmp_path, "zero", "launch_overhead: 0 s\n" + SRC)
     add = _write(tmp_path, "add", "launch_overhead: 20 us\n" + SRC)

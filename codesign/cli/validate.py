@@ -5,6 +5,7 @@ import math
 
 import click
 
+from ..errors import CodesignError
 from .common import echo_json, echo_table
 
 _BACKEND = click.option("--backend", type=click.Choice(["numpy", "torch"]), default="numpy", show_default=True,
@@ -86,11 +87,10 @@ def validate(hardware, backend, device, threads, dtype, shapes, csv_path, plot_p
 
     The last line reads `overall MAPE: X.X%`.
     """
-    from ..errors import CodesignError
     from ..hardware import load_hardware
     if e2e:
-        return _validate_e2e(hardware, workload, runtime, device, "fp32" if device == "cpu" and dtype == "fp32" else dtype,
-                             grid, generate, layers, csv_path, plot_path, as_json, quiet)
+        return _validate_e2e(hardware, workload, runtime, device, dtype, grid, generate, layers, csv_path, plot_path,
+                             as_json, quiet)
     from ..validate.compare import LONG_KERNEL_S
     from ..validate.compare import validate as run
     from .common import check_writable
@@ -138,7 +138,6 @@ def validate(hardware, backend, device, threads, dtype, shapes, csv_path, plot_p
 
 
 def _parse_grid(text: str) -> list[tuple[int, int]]:
-    from ..errors import CodesignError
     points = []
     for item in filter(None, (t.strip() for t in text.split(","))):
         parts = item.lower().split("x")
@@ -151,8 +150,7 @@ def _parse_grid(text: str) -> list[tuple[int, int]]:
 
 
 def _validate_e2e(hardware, workload, runtime, device, dtype, grid, generate, layers, csv_path, plot_path, as_json, quiet):
-    from ..errors import CodesignError
-    from ..validate.e2e import run_e2e
+    from ..validate.e2e import run_e2e, validation_rows
     from .common import check_writable
     if not workload:
         raise CodesignError("--e2e needs --workload (a library model name or YAML)", field="--workload")
@@ -163,12 +161,7 @@ def _validate_e2e(hardware, workload, runtime, device, dtype, grid, generate, la
         df.to_csv(csv_path, index=False)
     if plot_path and len(df):
         from .. import plots
-        # the kernel plot's axes (predicted vs measured seconds), one point per metric and grid point
-        rows = [{"kernel": f"b{r['batch']}-p{r['prompt']}/{m}", "kind": m, "phase": ph,
-                 "predicted_s": r[f"{m}_predicted_s"], "measured_s": r[f"{m}_measured_s"], "error_pct": r[f"{m}_error_pct"]}
-                for r in df.to_dict("records") for m, ph in (("ttft", "prefill"), ("tpot", "decode"))]
-        import pandas as pd
-        plots.save(plots.validation(pd.DataFrame(rows), title=f"{rep.get('model')} on {rep.get('hardware')}"), plot_path)
+        plots.save(plots.validation(validation_rows(df), title=f"{rep.get('model')} on {rep.get('hardware')}"), plot_path)
     if as_json:
         echo_json({**rep, "rows": df.to_dict("records")})
         return

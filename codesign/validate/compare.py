@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Literal, TypedDict, cast
 import numpy as np
 
 from ..errors import CodesignError
+from ..runtime import load_runtime
 from ..workload.ops import LINK_KINDS, Op
 from .runner import layer_ops, plan_layer, run_block, run_op, runnable_op
 
@@ -211,7 +212,6 @@ def runner_runtime(backend: str):
     """The software the runner's kernels are: the device-only model (generic), except that
     torch's attention is SDPA, which gives decode one work unit per sequence and KV head
     (no split of the KV cache; codesign.perf.params.UNIT_BYTES_IN_FLIGHT)."""
-    from ..runtime import load_runtime
     rt = load_runtime("generic")
     return rt.model_copy(update={"split_kv": False}) if backend == "torch" else rt
 

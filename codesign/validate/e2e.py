@@ -52,7 +52,9 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
+
+import pandas as pd
 
 from ..errors import CodesignError
 from ..hardware import load_hardware
@@ -61,9 +63,6 @@ from ..runtime import load_runtime
 from ..workload import load_workload
 from ..workload.scenario import Scenario
 from ..workload.schema import ModelSpec
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 DTYPES = {"fp32": 4, "bf16": 2, "fp16": 2}          # bytes per element
 WEIGHT_STD = 0.02
@@ -814,7 +813,6 @@ def run_e2e(workload, hardware, *, runtime: str = "pytorch-graphs", device: str 
     Returns (one row per grid point, report with per-metric MAPE)."""
     from .kernels import require_torch
     torch = require_torch()
-    import pandas as pd
 
     say = log or (lambda msg: None)
     model = load_workload(workload)
@@ -959,3 +957,12 @@ def _measure_point(torch, dec: Decoder, batch: int, prompt: int, generate: int, 
         "power_predicted_w": float(pred["avg_power_w"]),
         "prefill_reps": pre.reps, "decode_reps": step.reps, "decode_mode": mode, "notes": pred["notes"],
     }
+
+
+def validation_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The e2e table as kernel-validation rows (codesign.plots.validation's axes): one point
+    per metric and grid point, TTFT as the prefill phase and TPOT as decode."""
+    rows = [{"kernel": f"b{r['batch']}-p{r['prompt']}/{m}", "kind": m, "phase": ph,
+             "predicted_s": r[f"{m}_predicted_s"], "measured_s": r[f"{m}_measured_s"], "error_pct": r[f"{m}_error_pct"]}
+            for r in df.to_dict("records") for m, ph in (("ttft", "prefill"), ("tpot", "decode"))]
+    return pd.DataFrame(rows)
