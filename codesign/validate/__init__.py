@@ -4,6 +4,8 @@
   kernel with cold inputs and time it (``run_op``, ``run_block``, ``check_op``).
 - :mod:`.calibrate`: measure this machine and write a hardware spec (``codesign calibrate``).
 - :mod:`.compare`: engine prediction vs measurement on real model shapes (``codesign validate``).
+- :mod:`.e2e`: a whole decoder from a workload YAML in torch (CUDA-graph decode, board power)
+  against ``evaluate`` (``codesign validate --e2e``).
 
 PyTorch and matplotlib are imported only when used.
 """
