@@ -63,6 +63,7 @@ from ..runtime import load_runtime
 from ..workload import load_workload
 from ..workload.scenario import Scenario
 from ..workload.schema import ModelSpec
+from .kernels import require_torch
 
 DTYPES = {"fp32": 4, "bf16": 2, "fp16": 2}          # bytes per element
 WEIGHT_STD = 0.02
@@ -264,7 +265,6 @@ class Decoder:
 
     def __init__(self, model: ModelSpec, *, device: str = "cpu", dtype: str = "fp32", seed: int = 0,
                  max_len: int = 0, gqa: str = "auto"):
-        from .kernels import require_torch
         torch = self.torch = require_torch()
         check_supported(model)
         _dtype_bytes(dtype)
@@ -811,7 +811,6 @@ def run_e2e(workload, hardware, *, runtime: str = "pytorch-graphs", device: str 
     on CPU). Energy per token = (P_prefill x TTFT + P_decode x TPOT x (generate-1)) /
     (batch x generate), NaN without a power reading (CPU, power=False, no NVML).
     Returns (one row per grid point, report with per-metric MAPE)."""
-    from .kernels import require_torch
     torch = require_torch()
 
     say = log or (lambda msg: None)
