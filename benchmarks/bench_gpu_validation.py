@@ -21,10 +21,10 @@ import pandas as pd
 from codesign.hardware import load_hardware
 from codesign.perf import evaluate, op_times
 from codesign.validate.compare import LONG_KERNEL_S, SHAPE_SETS, _signature, runner_runtime, shape_ops
+from codesign.workload.ops import MATRIX_KINDS
 from codesign.workload.scenario import Scenario
 
 ROOT = Path(__file__).resolve().parents[1]
-MATRIX = ("gemm", "attn_score", "attn_context", "attention")
 
 
 def kernels(spec, measured: pd.DataFrame) -> dict:
@@ -42,7 +42,7 @@ def kernels(spec, measured: pd.DataFrame) -> dict:
                 rows.append((o.kind, r["time_s"], meas[label]))
     df = pd.DataFrame(rows, columns=["kind", "predicted", "measured"])
     err = 100 * (df.predicted - df.measured) / df.measured
-    long = df.kind.isin(MATRIX) & (df.measured >= LONG_KERNEL_S)
+    long = df.kind.isin(MATRIX_KINDS) & (df.measured >= LONG_KERNEL_S)
     return {"kernels": len(df), "all": err.abs().mean(), "long_matrix": err[long].abs().mean(), "long_n": int(long.sum())}
 
 

@@ -68,6 +68,28 @@ class Compression(BaseModel):
         return self == Compression()
 
 
+def describe(comp: Compression | None) -> str:
+    """Short text of a compression for titles and tables: 'W4 g128 A8 KV8 -25% FFN'; '' for none."""
+    if comp is None or comp.is_none:
+        return ""
+    parts = []
+    if comp.weight_bits:
+        fmt = "" if comp.weight_format == "int" else f" {comp.weight_format}"
+        parts.append(f"W{comp.weight_bits}{fmt}" + (f" g{comp.group_size}" if comp.group_size else ""))
+    if comp.act_bits:
+        parts.append(f"A{comp.act_bits}")
+    if comp.kv_bits:
+        parts.append(f"KV{comp.kv_bits}")
+    if comp.sparsity:
+        parts.append(f"sparsity {comp.sparsity}")
+    for f, short in (("prune_heads", "heads"), ("prune_ffn", "FFN"), ("prune_layers", "layers")):
+        if getattr(comp, f):
+            parts.append(f"-{getattr(comp, f):.0%} {short}")
+    if comp.distill_to:
+        parts.append(f"distilled to {comp.distill_to}")
+    return " ".join(parts)
+
+
 # -- what compression does (used by the graph builder and the engine) ---------------
 
 _WIDE = {"fp32": 4.0, "tf32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0}

@@ -89,3 +89,37 @@ METRICS: MappingProxyType = MappingProxyType({m.name: m for m in _TABLE})
 def in_group(group: str) -> dict[str, Metric]:
     """The metrics of one group, in table order."""
     return {m.name: m for m in _TABLE if m.group == group}
+
+
+# units of a column that is not in the table, read from its suffix (display only)
+_SUFFIX_UNITS = (("_s", "s"), ("_j", "J"), ("_w", "W"), ("_bytes", "B"), ("_usd", "USD"), ("_pct", "%"),
+                 ("_mm2", "mm²"), ("_per_s", "1/s"))
+
+
+def bare(column: str) -> str:
+    """A metric's name from a trials-table column: 'values_tpot_s' / 'user_attrs_tpot_s' -> 'tpot_s'."""
+    for pre in ("values_", "user_attrs_"):
+        if column.startswith(pre):
+            return column[len(pre):]
+    return column
+
+
+def display(name: str) -> tuple[str, str, float]:
+    """(label, plot unit, factor from the SI value to the plotted one) of a metric or of a
+    column named like one; a name outside the table gets its unit from its suffix."""
+    name = bare(name)
+    if name in METRICS:
+        m = METRICS[name]
+        return m.label, m.plot_unit, m.plot_factor
+    for suf, unit in _SUFFIX_UNITS:
+        if name.endswith(suf):
+            return name[: -len(suf)].replace("_", " "), unit, 1.0
+    return name.replace("_", " "), "as exported", 1.0
+
+
+def direction(name: str) -> str:
+    """'minimize' or 'maximize' for a metric (a rate outside the table is maximised)."""
+    m = METRICS.get(bare(name))
+    if m is not None:
+        return m.direction
+    return "maximize" if "per_s" in name else "minimize"

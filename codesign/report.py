@@ -23,13 +23,29 @@ import base64
 import html
 import math
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import yaml
+
+from . import plots
+from .accuracy.bands import bands_for_summary
+from .assess import evaluate
+from .compression import describe
 from .errors import CodesignError
-from .metrics import METRICS
+from .io import read_csv_table
+from .metrics import METRICS, direction, display
+from .perf import evaluate as evaluate_speed
+from .search import study_from_dict
+from .search.export import trials_frame
+from .search.metrics import Evaluator
+from .search.runner import open_optuna_study, resolve_study
+from .search.storage import guard
+from .search.trials import Trials, numeric_column
 from .serve import Policy, engines, make_requests, simulate
-from .units import format_number, format_quantity
+from .units import format_number, format_quantities, format_quantity, format_si
+from .workload.scenario import Scenario
 
 if TYPE_CHECKING:
     import optuna
@@ -52,7 +68,6 @@ def split_names(text: str, what: str = "--hardware") -> list[str]:
 
 def evaluate_many(hardware, workloads, scenario=None, compression=None) -> list:
     """evaluate() for every device x workload (device-major order)."""
-    from .assess import evaluate
     hardware = [hardware] if isinstance(hardware, str) else list(hardware)
     workloads = [workloads] if isinstance(workloads, str) else list(workloads)
     return [evaluate(h, w, scenario, compression) for h in hardware for w in workloads]
@@ -60,8 +75,6 @@ def evaluate_many(hardware, workloads, scenario=None, compression=None) -> list:
 
 def sweep_results(hardware, workload, scenario, compression=None, *, over: str = "batch", values=None) -> list:
     """evaluate() over batch sizes (``over="batch"``) or prompt lengths (``"context"``)."""
-    from .perf import evaluate
-    from .workload.scenario import Scenario
     if over not in ("batch", "context"):
         raise CodesignError(f"expected batch or context, got {over!r}", field="--over")
     field = "batch" if over == "batch" else "prompt"
@@ -70,7 +83,7 @@ def sweep_results(hardware, workload, scenario, compression=None, *, over: str =
         raise CodesignError(f"expected positive integers, got {values}", field="--values")
     sc = scenario or Scenario()
     hardware = [hardware] if isinstance(hardware, str) else list(hardware)
-    return [evaluate(h, workload, sc.model_copy(update={field: int(v)}), compression)
+    return [evaluate_speed(h, workload, sc.model_copy(update={field: int(v)}), compression)
             for h in hardware for v in values]
 
 
@@ -97,19 +110,14 @@ def load_trials(study: str | None = None, storage: str | None = None, trials_csv
     if (study is None) == (trials_csv is None):
         raise CodesignError("give either --study NAME|FILE or --trials CSV", field="--study")
     if trials_csv is not None:
-        from .io import read_csv_table
         path = Path(trials_csv)
         df = read_csv_table(path)
         objs = list(objectives) if objectives else [c for c in df.columns if c.startswith("values_")]
         if not objs:
             raise CodesignError("no values_<metric> columns: name the objectives (e.g. --objectives "
                                 "tpot_s,energy_per_token_j)", file=path)
-        from .plots import Trials
         t = Trials(df, objs)     # checks the columns exist
         return StudyTrials(df, t.names, t.directions, path.stem)
-    from .search.export import trials_frame
-    from .search.runner import open_optuna_study, resolve_study
-    from .search.storage import guard
     assert study is not None        # exactly one of study / trials_csv, checked above
     st, sref = resolve_study(study, storage, results_dir)
     ost = open_optuna_study(st, sref, create=False)
@@ -119,9 +127,7 @@ def load_trials(study: str | None = None, storage: str | None = None, trials_csv
         raise CodesignError(f"study {st.name!r} has no trials yet (run it first)", file=sref.label)
     objs = list(objectives) if objectives else list(st.objectives)
     dirs = [st.directions[st.objectives.index(o)] if o in st.objectives else None for o in objs]
-    if any(d is None for d in dirs):
-        from .plots import _better
-        dirs = [d or _better(o) for d, o in zip(dirs, objs)]
+    dirs = [d or direction(o) for d, o in zip(dirs, objs)]
     return StudyTrials(df, objs, dirs, st.name, st, ost)
 
 
@@ -131,8 +137,6 @@ def study_references(study, devices=(), include_base: bool = True) -> dict:
     (codesign.search.metrics: weighted mean over workloads, area/cost model), so the
     points are comparable with the trials. A device that cannot be evaluated is skipped
     with its reason under the key ``"_skipped"``."""
-    from .search import study_from_dict
-    from .search.metrics import Evaluator
     out, skipped = {}, {}
     raw = {k: v for k, v in study.raw.items() if k not in ("space", "compression", "scale_with")}
     refs = ([(f"base: {study.base.title}", raw["hardware"])] if include_base else [])
@@ -164,7 +168,8 @@ th,td{border:1px solid #ddd;padding:.25em .6em;text-align:right;vertical-align:t
 th{background:#f3f3f3}td.l,th.l{text-align:left}figure{margin:1em 0}
 figure img{max-width:100%;height:auto;border:1px solid #eee}figcaption{color:#555;font-size:.88em}
 .note{color:#8a4b00}details{margin:.5em 0}pre{background:#f7f7f7;padding:.8em;overflow-x:auto;font-size:.82em}
-.small{font-size:.85em;color:#555}
+.small{font-size:.85em;color:#555}td.best{background:#e3f1e3;font-weight:600}
+.band{display:block;color:#666;font-size:.82em;font-weight:400;white-space:nowrap}.verdict{font-size:1.05em}
 """
 
 
@@ -174,23 +179,39 @@ def _e(x) -> str:
 
 def figure_html(fig, caption: str, fmt: str = "png") -> str:
     """<figure> with the figure as a base64 data URI (PNG or SVG) and a caption."""
-    from .plots import figure_bytes
     mime = {"png": "image/png", "svg": "image/svg+xml"}.get(fmt)
     if mime is None:
         raise CodesignError(f"expected png or svg for embedded figures, got {fmt!r}", field="--format")
-    data = base64.b64encode(figure_bytes(fig, fmt)).decode("ascii")
+    data = base64.b64encode(plots.figure_bytes(fig, fmt)).decode("ascii")
     return (f'<figure><img alt="{_e(caption)}" src="data:{mime};base64,{data}">'
             f"<figcaption>{_e(caption)}</figcaption></figure>")
 
 
+@dataclass(frozen=True)
+class Cell:
+    """A table cell with a mark: the best value of its row, and the validated band under it."""
+    text: str
+    best: bool = False
+    band: str = ""
+
+
+def _td(v, left: bool) -> str:
+    if isinstance(v, Cell):
+        cls = " ".join(c for c, on in (("l", left), ("best", v.best)) if on)
+        band = f'<span class="band">{_e(v.band)}</span>' if v.band else ""
+        return f'<td class="{cls}">{_e(v.text)}{band}</td>'
+    return f'<td class="{"l" if left else ""}">{_e(_cell(v))}</td>'
+
+
 def table_html(rows: list[dict], columns: list[str] | None = None, left: int = 1) -> str:
-    """A simple HTML table; the first ``left`` columns are left-aligned."""
+    """A simple HTML table; the first ``left`` columns are left-aligned; :class:`Cell` values
+    carry a best-of-row highlight and an error band."""
     if not rows:
         return "<p>(nothing)</p>"
     columns = columns or list(rows[0])
     head = "".join(f'<th class="{"l" if i < left else ""}">{_e(c)}</th>' for i, c in enumerate(columns))
-    body = "".join("<tr>" + "".join(f'<td class="{"l" if i < left else ""}">{_e(_cell(r.get(c, "")))}</td>'
-                                    for i, c in enumerate(columns)) + "</tr>" for r in rows)
+    body = "".join("<tr>" + "".join(_td(r.get(c, ""), i < left) for i, c in enumerate(columns)) + "</tr>"
+                   for r in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -200,12 +221,11 @@ def _cell(v) -> str:
     if isinstance(v, float):
         if math.isnan(v):
             return "n/a"
-        return format_number(v)
+        return format_number(v, 3)
     return str(v)
 
 
 def _page(title: str, subtitle: str, sections: list[str]) -> str:
-    from importlib.metadata import PackageNotFoundError, version
     try:
         ver = version("codesign")
     except PackageNotFoundError:
@@ -242,7 +262,7 @@ def _quantity(v, dim):
         return _cell(v)
     if isinstance(v, float) and not math.isfinite(v):
         return "n/a"
-    return format_quantity(float(v), dim) if dim else format_number(float(v))
+    return format_quantity(float(v), dim) if dim else format_number(float(v), 3)
 
 
 def _hardware_rows(specs) -> list[dict]:
@@ -277,7 +297,6 @@ def serving_section(hardware: list[str], workload, scenario=None, compression=No
                     slo_tpot=None, requests: int = 1000, fmt: str = "png") -> str:
     """HTML: each device under the same Poisson traffic (lognormal 1024-token prompts, 256-token
     outputs) at each rate: tail latency and goodput against load, and the run at the middle rate."""
-    from . import plots
     sc = scenario.model_copy(update={"runtime": "vllm"}) if scenario and scenario.runtime == "generic" else scenario
     pol = Policy()
     rows, runs = [], {}
@@ -291,8 +310,8 @@ def serving_section(hardware: list[str], workload, scenario=None, compression=No
             if r == mid:
                 runs[cost.spec.name] = res
     table = [{"device": r["label"], "offered req/s": f"{r['rate']:g}", "TTFT p99": _quantity(r["ttft_p99_s"], "time"),
-              "TPOT p99": _quantity(r["tpot_p99_s"], "time"), "served req/s": f"{r['throughput_req_per_s']:.3g}",
-              **({"goodput req/s": f"{r['goodput_req_per_s']:.3g}"} if "goodput_req_per_s" in r else {}),
+              "TPOT p99": _quantity(r["tpot_p99_s"], "time"), "served req/s": format_number(r['throughput_req_per_s'], 3),
+              **({"goodput req/s": format_number(r['goodput_req_per_s'], 3)} if "goodput_req_per_s" in r else {}),
               "energy/token": _quantity(r["energy_per_token_j"], "energy")} for r in rows]
     slo = ", ".join(f"{name} <= {format_quantity(v, 'time')}" for name, v in (("TTFT", slo_ttft), ("TPOT", slo_tpot))
                     if v)
@@ -307,29 +326,134 @@ def serving_section(hardware: list[str], workload, scenario=None, compression=No
             + "".join(figure_html(f, c, fmt) for f, c in figs))
 
 
+# ---------------------------------------------------------------------------- verdict
+# what a buyer decides on, in order: (key, label, units dimension or None, direction). The two
+# ratios are not engine outputs: tokens/s per W = 1 / energy per token (the same number, since
+# average power x time = energy), and tokens/s per 1,000 USD of hardware (throughput over the
+# price of every device used; per 1,000 so the numbers read 33.5 rather than 0.0335)
+VERDICT_ROWS = (("ttft_s", "Time to first token", "time", "minimize"),
+                ("tpot_s", "Time per output token", "time", "minimize"),
+                ("throughput_tokens_per_s", "Throughput (generated tokens/s)", None, "maximize"),
+                ("tokens_per_s_per_w", "Tokens/s per W", None, "maximize"),
+                ("tokens_per_s_per_kusd", "Tokens/s per 1,000 USD of hardware", None, "maximize"),
+                ("energy_per_token_j", "Energy per token", "energy", "minimize"),
+                ("cost_per_mtok_usd", "Cost per million tokens (USD)", None, "minimize"))
+
+
+def verdict_values(result) -> dict[str, tuple[float, dict | str | None]]:
+    """{row key: (value, band)} of :data:`VERDICT_ROWS` for one evaluate() result; the band
+    is {'low', 'high', ...} (p10-p90 of out-of-sample errors, ``data/error-bands.yaml``),
+    'unvalidated', or None for a number no band applies to. The ratios carry the band of
+    the number they are made from (a band scales with it; 1/x swaps its ends)."""
+    s, spec = result.summary, result.hardware
+    bands = bands_for_summary(s, spec.device_class, result.scenario.runtime)
+    out: dict[str, tuple[float, dict | str | None]] = {
+        k: (float(s.get(k, math.nan)), bands.get(k)) for k in ("ttft_s", "tpot_s", "throughput_tokens_per_s",
+                                                                 "energy_per_token_j", "cost_per_mtok_usd")}
+    e, eb = out["energy_per_token_j"]
+    per_w = 1.0 / e if e > 0 else math.nan
+    out["tokens_per_s_per_w"] = (per_w, {"low": 1 / eb["high"], "high": 1 / eb["low"]} if isinstance(eb, dict) else eb)
+    thr, tb = out["throughput_tokens_per_s"]
+    usd = (spec.price or math.nan) * float(s.get("devices", 1) or 1) / 1000.0
+    per_k = thr / usd if usd > 0 else math.nan
+    out["tokens_per_s_per_kusd"] = (per_k, None if not math.isfinite(per_k) else
+                                    {"low": tb["low"] / usd, "high": tb["high"] / usd} if isinstance(tb, dict) else tb)
+    return out
+
+
+def _best(values: list[float], sense: str, eligible: list[bool]) -> set[int]:
+    ok = [i for i, v in enumerate(values) if eligible[i] and math.isfinite(v)]
+    if len({values[i] for i in ok}) < 2:        # nothing to choose between
+        return set()
+    b = (max if sense == "maximize" else min)(values[i] for i in ok)
+    return {i for i in ok if values[i] == b}
+
+
+def _row_cells(values: list[float], bands: list, dim: str | None, best: set[int]) -> list[Cell]:
+    """One row's cells: values in one unit (codesign.units), the band in the same unit."""
+    lows = [b["low"] if isinstance(b, dict) else math.nan for b in bands]
+    highs = [b["high"] if isinstance(b, dict) else math.nan for b in bands]
+    n = len(values)
+    if dim:
+        texts = format_quantities(values + lows + highs, dim)
+    else:
+        texts = [format_number(v, 3) if math.isfinite(v) else "n/a" for v in values + lows + highs]
+    cells = []
+    for i in range(n):
+        b = bands[i]
+        band = ("unvalidated" if b == "unvalidated" else
+                f"{texts[n + i].split(' ')[0]}–{texts[2 * n + i]}" if isinstance(b, dict) else "")
+        cells.append(Cell(texts[i], i in best, band))
+    return cells
+
+
+def verdict_section(pairs) -> str:
+    """HTML opening a comparison: one sentence naming the best device per decision, and the
+    table behind it (best per row highlighted, the validated error band under each number)."""
+    vals = [verdict_values(r) for _, r in pairs]
+    fits = [bool(r.summary.get("fits", True)) for _, r in pairs]
+    labels = [lab for lab, _ in pairs]
+    rows, winners = [], {}
+    for key, label, dim, sense in VERDICT_ROWS:
+        v = [d[key][0] for d in vals]
+        if not any(math.isfinite(x) for x in v):
+            continue
+        best = _best(v, sense, fits)
+        winners[key] = [labels[i] for i in sorted(best)]
+        rows.append({"": label, **dict(zip(labels, _row_cells(v, [d[key][1] for d in vals], dim, best)))})
+    says = [f"{what}: <b>{_e(', '.join(winners[k]))}</b>" for k, what in (
+        ("tpot_s", "fastest per output token"), ("ttft_s", "fastest first token"),
+        ("tokens_per_s_per_w", "most tokens per joule"), ("tokens_per_s_per_kusd", "most tokens/s per dollar"))
+        if winners.get(k)]
+    unfit = [lab for lab, f in zip(labels, fits) if not f]
+    note = (f" The model does not fit in one device of {_e(', '.join(unfit))}: its numbers are not ranked."
+            if unfit else "")
+    return ("<h2>Verdict</h2>" + (f'<p class="verdict">{"; ".join(says)}.{note}</p>' if len(pairs) > 1 else "")
+            + table_html(rows, [""] + labels)
+            + '<p class="small">Highlighted: the best device of each row. Under a number: the band the model has '
+              "been in, out of sample, on published measurements of that device class and runtime (p10-p90 of "
+              "the measured value given this prediction, data/error-bands.yaml); 'unvalidated': fewer than "
+              "5 such measurements. Tokens/s per W equals tokens per joule.</p>")
+
+
+def _summary_table(pairs) -> str:
+    """The key numbers: one row per summary metric, one unit per row, the best highlighted."""
+    rs = [r for _, r in pairs]
+    fits = [bool(r.summary.get("fits", True)) for r in rs]
+    rows = []
+    for k, label, dim in _SUMMARY_ROWS:
+        if k not in rs[0].summary:
+            continue
+        v = [r.summary.get(k) for r in rs]
+        if all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v):
+            fv = [float(x) for x in v]
+            best = _best(fv, direction(k), fits) if len(rs) > 1 and k in METRICS and k != "capacity_bytes" else set()
+            cells: list = _row_cells(fv, [None] * len(fv), dim, best)
+        else:
+            cells = [_quantity(x, dim) for x in v]
+        rows.append({"metric": label, **dict(zip((lab for lab, _ in pairs), cells))})
+    return table_html(rows, ["metric"] + [lab for lab, _ in pairs])
+
+
 def comparison_report(results, *, sweeps: bool = True, fmt: str = "png", title: str | None = None,
                       command: str | None = None, extra: tuple[str, ...] = ()) -> str:
-    """HTML for a device comparison of evaluate() results (one or more workloads)."""
-    from . import plots
-    pairs = plots._results(results)
+    """HTML for a device comparison of evaluate() results (one or more workloads): the
+    verdict first, then the key numbers, the figures and the inputs."""
+    pairs = plots.labelled(results)
     rs = [r for _, r in pairs]
     specs = list({r.hardware.name: r.hardware for r in rs}.values())
     models = list({r.model.name: r.model for r in rs}.values())
     title = title or f"{', '.join(m.title for m in models)} on {', '.join(s.title for s in specs)}"
-    sections = []
-    # -- key numbers
-    cols = [lab for lab, _ in pairs]
-    rows = [{"metric": label, **{lab: _quantity(r.summary.get(k), dim) for lab, r in pairs}}
-            for k, label, dim in _SUMMARY_ROWS if k in rs[0].summary]
-    sections.append("<h2>Key numbers</h2>" + table_html(rows, ["metric"] + cols))
+    sections = [verdict_section(pairs), "<h2>Key numbers</h2>" + _summary_table(pairs)]
     notes = sorted({f"{lab}: {n}" for lab, r in pairs for n in r.notes})
     if notes:
         sections.append("<ul>" + "".join(f'<li class="note">{_e(n)}</li>' for n in notes) + "</ul>")
     # -- plots
     figs = [(plots.compare(rs), "TTFT, time per output token, throughput, energy and cost per device "
-                                "(hatched: the model does not fit in one device)."),
+                                "(hatched: the model does not fit in one device; whiskers: validated error band)."),
             (plots.roofline(rs), "Each operator on each device's roofline; marker area = share of its phase time."),
-            (plots.breakdown(rs), "Where the time goes per phase, by operator kind and by binding resource.")]
+            (plots.breakdown(rs), "Where the time goes per phase, in milliseconds, by operator kind and by binding "
+                                  "resource (shares of the phase inside the segments).")]
     if sweeps:
         for m in models:
             sc = next(r.scenario for r in rs if r.model.name == m.name)
@@ -343,48 +467,44 @@ def comparison_report(results, *, sweeps: bool = True, fmt: str = "png", title: 
     sections.extend(extra)
     # -- inputs
     sc_rows = [{"scenario": lab, **r.scenario.model_dump(exclude_none=True),
-                "compression": plots._compression_text(r.compression) or "none"} for lab, r in pairs]
+                "compression": describe(r.compression) or "none"} for lab, r in pairs]
     parts = ["<h2>Inputs</h2>", "<h3>Devices</h3>", table_html(_hardware_rows(specs)),
              "<h3>Workloads</h3>", table_html(_workload_rows(models)),
              "<h3>Scenario and compression</h3>", table_html(sc_rows)]
     if command:
         parts.append(f"<h3>Command</h3><pre>{_e(command)}</pre>")
     sections.append("".join(parts))
-    sub = plots._common_scenario(pairs)
-    return _page(title, sub, sections)
+    return _page(title, plots.common_scenario(pairs), sections)
 
 
 # ---------------------------------------------------------------------------- study report
 def study_report(st: StudyTrials, *, references: dict | None = None, fmt: str = "png", title: str | None = None,
                  command: str | None = None, max_rows: int = 30) -> str:
     """HTML for an optimisation study: counts, the Pareto table, the study plots, the inputs."""
-    import yaml
-
-    from . import plots
     refs = {k: v for k, v in (references or {}).items() if not k.startswith("_")}
-    t = plots.Trials(st.trials, st.objectives, st.directions)
+    t = Trials(st.trials, st.objectives, st.directions)
     sections = []
     counts = [{"trials completed": len(t.df), "feasible": int(t.feasible.sum()),
-               "Pareto-optimal": int(t.front.sum()),
+               "Pareto-optimal designs (distinct)": int(t.distinct_front.sum()),
                "objectives": ", ".join(f"{n} ({d})" for n, d in zip(t.names, t.directions))}]
     sections.append("<h2>Summary</h2>" + table_html(counts, left=0))
-    front = t.df[t.front].copy()
+    front = t.df[t.distinct_front].copy()
     pcols = t.params
     front = front.sort_values(t.columns[0], ascending=t.directions[0].startswith("min"))
     rows = []
     for _, r in front.head(max_rows).iterrows():
         row: dict[str, Any] = {"trial": int(r["number"])}
         for c, n in zip(t.columns, t.names):
-            row[plots.metric_label(n)] = float(r[c]) * plots._metric_info(n)[2]
+            row[plots.metric_label(n)] = float(r[c]) * display(n)[2]
         for p in pcols:                           # 'params_x' (Optuna) or 'params.x' (study export)
-            numeric = plots._numeric(t.df[p])[0]
+            numeric = numeric_column(t.df[p])[0]
             v = r[p]
-            row[plots.param_label(p, numeric)] = plots._si(float(v)) if numeric and v == v else v
+            row[plots.param_label(p, numeric)] = format_si(float(v)) if numeric and v == v else v
         rows.append(row)
     more = f"<p class=\"small\">{len(front) - max_rows} more not shown.</p>" if len(front) > max_rows else ""
     sections.append("<h2>Pareto-optimal designs</h2>" + table_html(rows) + more)
     if refs:
-        ref_rows = [{"reference": k, **{plots.metric_label(n): float(v.get(n, math.nan)) * plots._metric_info(n)[2]
+        ref_rows = [{"reference": k, **{plots.metric_label(n): float(v.get(n, math.nan)) * display(n)[2]
                                         for n in t.names},
                      "meets constraints": v.get("feasible")} for k, v in refs.items()]
         sections.append("<h3>Reference devices (unmodified, uncompressed, same workloads)</h3>"

@@ -170,3 +170,37 @@ def format_quantity(x: float, dimension: str, digits: int = 3) -> str:
     v = x / factor
     # '1010 MiB', not '1.01e+03 MiB': never exponent notation between prefixes
     return f"{v:.{max(digits, len(str(int(abs(v)))))}g} {name}"
+
+
+_SI_PREFIX = {-4: "p", -3: "n", -2: "µ", -1: "m", 0: "", 1: "k", 2: "M", 3: "G", 4: "T", 5: "P"}
+
+
+def format_si(x: float, unit: str = "", digits: int = 3) -> str:
+    """``digits`` significant digits with an SI prefix on any unit: 1.99e9 -> '1.99 G',
+    0.0025 with unit 's' -> '2.5 ms' (axis ticks, study parameters)."""
+    if not math.isfinite(x):
+        return "n/a"
+    if x == 0:
+        return f"0 {unit}".strip()
+    e = min(max(math.floor(math.log10(abs(x)) / 3), -4), 5)
+    if e < 5 and abs(float(f"{x / 1000.0 ** e:.{digits}g}")) >= 1000:      # 999.9 k rounds to 1 M
+        e += 1
+    return f"{x / 1000.0 ** e:.{digits}g} {_SI_PREFIX[e]}{unit}".strip()
+
+
+def format_rate(x: float, integer: bool = False, digits: int = 3) -> str:
+    """An operation rate: '989 TFLOP/s', or '1.98 POP/s' for an integer datatype's peak."""
+    text = format_quantity(x, "rate", digits)
+    return text.replace("FLOP/s", "OP/s") if integer else text
+
+
+def format_quantities(values, dimension: str, digits: int = 3) -> list[str]:
+    """Several values of one dimension with one prefix (chosen for their median), so a table
+    row reads '183 ms, 4,100 ms' rather than '183 ms, 4.1 s' (of two, the smaller sets the
+    prefix); non-finite values read 'n/a'."""
+    finite = sorted(abs(v) for v in values if math.isfinite(v) and v != 0)
+    if dimension in PLAIN_UNIT or dimension not in _OUT or not finite:
+        return [format_quantity(v, dimension, digits) if math.isfinite(v) else "n/a" for v in values]
+    mid = finite[(len(finite) - 1) // 2]
+    factor, name = next(((f, n) for f, n in _OUT[dimension] if mid >= f), _OUT[dimension][-1])
+    return [f"{format_number(v / factor, digits)} {name}" if math.isfinite(v) else "n/a" for v in values]

@@ -133,6 +133,12 @@ def test_unlisted_names_resolve_by_rules():
     assert auto_precision("F16") == {"dtype": "fp16"}
     assert auto_precision("w8a8")["compression"] == {"weight_bits": 8, "act_bits": 8}
     assert auto_precision("mystery") is None
+    assert auto_precision("IQ4_XS")["compression"] == {"weight_bits": 4, "group_size": 32}
+    assert auto_precision("iq2_xxs")["compression"]["weight_bits"] == 2
+    assert auto_precision("IQ1_S") is None              # 1.56 bits per weight: no such width here
+    assert auto_precision("A8W4 (symmetric, group-wise)") == {"dtype": "int8", "compression": {"weight_bits": 4, "act_bits": 8}}
+    assert auto_precision("q4f16_1 (int4 g32, fp16)")["compression"] == {"weight_bits": 4, "group_size": 32}
+    assert auto_precision("q4 (MLX affine 4-bit, g64)")["compression"] == {"weight_bits": 4, "group_size": 64}
 
 
 def test_layout_follows_the_row_then_the_runtime():

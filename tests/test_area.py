@@ -8,6 +8,7 @@ from codesign.errors import CodesignError
 from codesign.hardware import apply_overrides, hardware_from_dict, load_hardware
 from codesign.hardware import area as A
 from codesign.hardware import area_fit as F
+from codesign.hardware.classes import CLASSES
 
 # What the calibration reaches on data/die-areas.csv (benchmarks/bench_area.py prints it): per class,
 # the in-sample and the leave-one-chip-out (LOCO) MAPE, with a little slack for rounding of the
@@ -214,7 +215,7 @@ def test_spares_add_area_only_where_replicated():
     # a spec without a spare fraction gets the class default
     d = spec_dict("h100-sxm")
     del d["spare_fraction"]
-    assert A.estimate_area(hardware_from_dict(d)).spare_fraction == A.DEFAULT_SPARE["gpu"]
+    assert A.estimate_area(hardware_from_dict(d)).spare_fraction == CLASSES["gpu"].spare_fraction
 
 
 def test_dies_per_wafer_and_yield():

@@ -16,6 +16,8 @@ import pytest
 from codesign import plots, report
 from codesign.errors import CodesignError
 from codesign.perf import evaluate
+from codesign.search.trials import Trials, param_importance, pareto_mask
+from codesign.units import format_quantities, format_quantity, format_rate
 from codesign.workload.scenario import Scenario
 
 SC = Scenario(batch=4, prompt=256, generate=32)
@@ -29,7 +31,7 @@ def results():
 
 
 def _texts(fig) -> str:
-    out = [fig._suptitle.get_text() if fig._suptitle else ""]
+    out = [fig.get_suptitle()]
     for ax in fig.axes:
         out += [ax.get_xlabel(), ax.get_ylabel(), ax.get_title()]
     return "\n".join(out)
@@ -95,6 +97,30 @@ def test_roofline_overlays_devices(results):
     assert "main-memory" in ax.get_xlabel()       # HBM3, HBM2e and GDDR6 differ
 
 
+def test_roofline_labels_count_integer_ops_use_adaptive_prefixes_and_avoid_each_other():
+    r = evaluate("rk3588-npu", "llama-3.1-8b", SC)             # an edge NPU: 33.8 GB/s, int4/int8 peaks
+    spec = r.hardware
+    fig = plots.roofline(r)
+    labels = [t.get_text() for t in fig.axes[0].texts]
+    mem = spec.main_memory()
+    assert f"{mem.name} {mem.bandwidth / 1e9:.3g} GB/s" in labels           # not '0.0338 TB/s'
+    int8 = spec.matrix_peak("int8")
+    assert f"matrix int8 {int8 / 1e12:.3g} TOP/s, ridge {int8 / mem.bandwidth:.3g} OP/B" in labels
+    assert all("FLOP/s" not in lab for lab in labels if lab.startswith("matrix int"))
+    bf16 = spec.matrix_peak("bf16")
+    assert any(lab.startswith(f"matrix bf16/fp16 {bf16 / 1e12:.3g} TFLOP/s") for lab in labels)
+    for f in (fig, plots.roofline(evaluate("h100-sxm", "llama-3.1-8b", SC))):
+        boxes = [(t, b) for t, b in _text_boxes(f) if t in {a.get_text() for a in f.axes[0].texts}]
+        assert len(boxes) >= 6 and not _overlapping(boxes), _overlapping(boxes)
+
+
+def test_numbers_are_shown_with_adaptive_prefixes():
+    assert format_quantity(33.8e9, "bandwidth") == "33.8 GB/s"
+    assert format_rate(1.98e15, integer=True) == "1.98 POP/s" and format_rate(989e12) == "989 TFLOP/s"
+    # one prefix per table row, chosen for its median, never exponent notation
+    assert format_quantities([0.183, 0.51, 130.0], "time") == ["183 ms", "510 ms", "130,000 ms"]
+
+
 def test_roofline_unknown_level_is_one_line(results):
     with pytest.raises(CodesignError, match="has no memory level 'DRAM'"):
         plots.roofline(results[0], level="DRAM")
@@ -148,34 +174,79 @@ def test_compare_auto_switches_to_heatmap_for_many_pairs(results):
 
 
 # ---------------------------------------------------------------------------- breakdown
-def test_breakdown_sums_to_phase_times(results):
+def _bar_lengths(ax) -> dict:
+    """Stacked horizontal bars of a breakdown panel: {row (0 by kind, 1 by resource): total length}."""
+    out: dict = {}
+    for b in _bars(ax):
+        y = round(b.get_y() + b.get_height() / 2)
+        out[y] = out.get(y, 0.0) + b.get_width()
+    return out
+
+
+def test_breakdown_sums_to_phase_times_in_ms(results):
     r = results[0]
-    fig = plots.breakdown(r, normalize=False)
-    by_kind, by_bound = fig.axes[0], fig.axes[1]
-    for ax in (by_kind, by_bound):
-        bars = _bars(ax)
-        tops = {}
-        for b in bars:
-            x = round(b.get_x() + b.get_width() / 2)
-            tops[x] = tops.get(x, 0.0) + b.get_height()
-        # prefill pass = TTFT, one decode step = TPOT (single device, no pipeline)
-        assert np.isclose(tops[0], r["ttft_s"] * 1e3, rtol=1e-9) and np.isclose(tops[1], r["tpot_s"] * 1e3, rtol=1e-9)
-        assert ax.get_ylabel() == "Time per pass or step (ms)"
-    kinds = set(r.ops["kind"])
-    legend = {t.get_text() for t in by_kind.get_legend().get_texts()}
-    assert legend == kinds
-    assert {t.get_text() for t in by_bound.get_legend().get_texts()} == set(r.ops["bound"])
+    fig = plots.breakdown(r)
+    prefill, decode = fig.axes[0], fig.axes[1]
+    # prefill pass = TTFT, one decode step = TPOT (single device, no pipeline), in ms on the axis,
+    # by operator kind and by binding resource alike
+    for ax, want in ((prefill, r["ttft_s"] * 1e3), (decode, r["tpot_s"] * 1e3)):
+        lengths = _bar_lengths(ax)
+        assert set(lengths) == {0, 1} and np.allclose(list(lengths.values()), want, rtol=1e-9)
+    assert prefill.get_xlabel() == "Time per pass or step" and decode.get_xlabel() == "Time per pass or step"
+    assert prefill.get_xlim()[1] > r["ttft_s"] * 1e3          # room for the total printed at the end
+    assert "ms" in " ".join(t.get_text() for t in prefill.get_xticklabels())    # the axis says its unit
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert set(r.ops["kind"]) <= set(legend) and set(r.ops["bound"]) <= set(legend)
+    assert legend[0] == "operator kind" and "binding resource" in legend
+    # the shares are printed inside the segments
+    shares = [t.get_text() for t in prefill.texts if t.get_text().endswith("%")]
+    gemm = r.ops[(r.ops.phase == "prefill") & (r.ops.kind == "gemm")]["total_s"].sum()
+    assert f"{100 * gemm / r.ops[r.ops.phase == 'prefill']['total_s'].sum():.0f}%" in shares
 
 
 def test_breakdown_normalised_bars_reach_100(results):
-    fig = plots.breakdown(results[:2])
-    ax = fig.axes[0]
-    tops = {}
-    for b in _bars(ax):
-        x = round(b.get_x() + b.get_width() / 2)
-        tops[x] = tops.get(x, 0.0) + b.get_height()
-    assert len(tops) == 4 and np.allclose(list(tops.values()), 100.0)
-    assert ax.get_ylabel() == "Share of phase time (%)"
+    fig = plots.breakdown(results[:2], normalize=True)
+    assert len(fig.axes) == 4                                   # 2 devices x 2 phases
+    for ax in fig.axes:
+        assert np.allclose(list(_bar_lengths(ax).values()), 100.0)
+    assert fig.axes[-1].get_xlabel() == "Share of phase time (%)"
+
+
+def _text_boxes(fig) -> list:
+    """(text, display box) of every visible text of a drawn figure: tick labels, labels,
+    titles, annotations, legend entries."""
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    arts = list(fig.texts)                     # the suptitle among them
+    for ax in fig.axes:
+        arts += list(ax.get_xticklabels()) + list(ax.get_yticklabels()) + list(ax.texts)
+        arts += [ax.title, ax.xaxis.label, ax.yaxis.label]
+    for lg in fig.legends:
+        arts += list(lg.get_texts())
+    out = []
+    for a in arts:
+        if a.get_visible() and a.get_text().strip():
+            e = a.get_window_extent(r)
+            out.append((a.get_text(), (e.x0, e.y0, e.x1, e.y1)))
+    return out
+
+
+def _overlapping(boxes) -> list:
+    return [(a, b) for i, (a, p) in enumerate(boxes) for b, q in boxes[i + 1:]
+            if min(p[2], q[2]) - max(p[0], q[0]) > 0.5 and min(p[3], q[3]) - max(p[1], q[1]) > 0.5]
+
+
+def test_breakdown_is_readable_at_six_devices():
+    six = ("h100-sxm", "a100-80gb", "l4", "jetson-agx-orin", "rk3588-npu", "mi300x")
+    rs = [evaluate(d, "llama-3.1-8b", Scenario(batch=8, prompt=1024, generate=256)) for d in six]
+    fig = plots.breakdown(rs)
+    assert len(fig.axes) == 12 and fig.get_size_inches()[0] == plots.STYLE["width"]
+    boxes = _text_boxes(fig)
+    assert not _overlapping(boxes), _overlapping(boxes)[:5]
+    # each device's panels are on their own scale, so the edge NPU (130 s prefill) does not
+    # flatten the H100 (0.2 s): every prefill bar spans most of its panel
+    for ax, r in zip(fig.axes[::2], rs):
+        assert np.isclose(max(_bar_lengths(ax).values()), r["ttft_s"] * 1e3) and ax.get_xlim()[1] < 1.3 * r["ttft_s"] * 1e3
 
 
 # ---------------------------------------------------------------------------- sweeps
@@ -237,7 +308,7 @@ def test_pareto_mask_matches_brute_force():
     rng = np.random.default_rng(0)
     v = rng.normal(size=(300, 3)).round(1)       # ties on purpose
     dirs = ["minimize", "maximize", "minimize"]
-    assert np.array_equal(plots.pareto_mask(v, dirs), _brute_front(v, dirs))
+    assert np.array_equal(pareto_mask(v, dirs), _brute_front(v, dirs))
 
 
 def test_pareto_plot_shows_front_and_references():
@@ -252,8 +323,45 @@ def test_pareto_plot_shows_front_and_references():
     assert by_label["Pareto-optimal (feasible)"] == front.sum()
     assert by_label["feasible trial"] == feas.sum() - front.sum()
     assert by_label["infeasible trial"] == (~feas).sum()
-    assert by_label["base"] == 1 and by_label["h100"] == 1
+    assert by_label["base"] == 1
+    # the H100's 814 mm² is far beyond the designs: an edge marker pointing up, its values in the label
+    assert by_label["h100 (beyond the view)"] == 1
+    h100 = next(c for c in ax.collections if c.get_label() == "h100 (beyond the view)")
+    assert ax.get_ylim()[0] < h100.get_offsets()[0][1] < ax.get_ylim()[1]
+    assert "h100: 0.5 ms, 814 mm²" in [t.get_text() for t in ax.texts]
     assert ax.get_xlabel() == "Time per output token (ms) ↓" and ax.get_ylabel() == "Die area (mm²) ↓"
+
+
+def test_pareto_counts_each_design_once_and_zooms_on_the_front():
+    df = _synthetic_trials()
+    t = Trials(df, ["tpot_s", "area_mm2"])
+    n_front = int(t.front.sum())
+    # a sampler proposed every front design again, and a few useless designs far away
+    again = df[t.front].assign(number=lambda d: d["number"] + 1000)
+    far = df.head(5).assign(number=range(2000, 2005), values_tpot_s=1.0, values_area_mm2=5000.0)
+    both = pd.concat([df, again, far], ignore_index=True)
+    tt = Trials(both, ["tpot_s", "area_mm2"])
+    assert int(tt.front.sum()) == 2 * n_front and int(tt.distinct_front.sum()) == n_front
+    fig = plots.pareto(both, ["tpot_s", "area_mm2"])
+    ax = fig.axes[0]
+    assert fig.get_suptitle().startswith(f"Pareto front: {n_front} distinct designs of {len(both)} trials")
+    front = next(c for c in ax.collections if c.get_label() == "Pareto-optimal (feasible)")
+    assert len(front.get_offsets()) == n_front
+    # zoomed on the front: the far designs (1000 ms, 5000 mm²) are out of view and counted
+    area = df["values_area_mm2"].to_numpy()[t.front]
+    assert ax.get_ylim()[1] < 2 * area.max() and ax.get_xlim()[1] < 100
+    assert "5 trial(s) beyond the view" in [tx.get_text() for tx in ax.texts]
+
+
+def test_pareto_labels_of_colocated_references_do_not_overlap():
+    df = _synthetic_trials()
+    refs = {"base": {"tpot_s": 2e-3, "area_mm2": 60.0}, "twin": {"tpot_s": 2e-3, "area_mm2": 60.2},
+            "third": {"tpot_s": 2.02e-3, "area_mm2": 60.0}}
+    fig = plots.pareto(df, ["tpot_s", "area_mm2"], references=refs)
+    fig.canvas.draw()
+    boxes = [(t.get_text(), tuple(t.get_window_extent(fig.canvas.get_renderer()).extents)) for t in fig.axes[0].texts
+             if t.get_text() in refs]
+    assert len(boxes) == 3 and not _overlapping(boxes), boxes
 
 
 def test_pareto_three_objectives_gives_pairwise_panels():
@@ -286,7 +394,7 @@ def test_importance_fallback_ranks_the_driving_parameter():
     a = rng.uniform(0, 1, n)
     df = pd.DataFrame({"number": range(n), "params_a": a, "params_noise": rng.uniform(0, 1, n),
                        "params_mode": rng.choice(["x", "y"], n), "values_tpot_s": np.exp(a)})
-    imp, method = plots.param_importance(df, ["tpot_s"])
+    imp, method = param_importance(df, ["tpot_s"])
     assert np.isclose(imp["tpot_s"]["a"], 1.0) and imp["tpot_s"]["noise"] < 0.4
     assert "not fANOVA" in method
     fig = plots.importance(df, ["tpot_s"])
@@ -301,7 +409,7 @@ def test_importance_of_an_optuna_study_names_its_method():
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(directions=["minimize", "maximize"], sampler=optuna.samplers.RandomSampler(seed=0))
     study.optimize(lambda t: (t.suggest_float("x", 0, 1) ** 2, t.suggest_float("y", 0, 1)), n_trials=30)
-    imp, method = plots.param_importance(study, ["tpot_s", "throughput_tokens_per_s"])
+    imp, method = param_importance(study, ["tpot_s", "throughput_tokens_per_s"])
     assert "ANOVA" in method and set(imp) == {"tpot_s", "throughput_tokens_per_s"}
     assert max(imp["tpot_s"], key=imp["tpot_s"].get) == "x"
     assert max(imp["throughput_tokens_per_s"], key=imp["throughput_tokens_per_s"].get) == "y"
@@ -344,6 +452,55 @@ def test_validation_plot_points_bands_and_mape():
     assert f"MAPE {mape:.1f} %" in fig._suptitle.get_text()
     assert len(bx.get_xticklabels()) == df["kind"].nunique()
     assert "(%)" in bx.get_ylabel()
+
+
+def test_validation_colours_stay_distinct_for_many_kinds():
+    df = _validation_df()
+    kinds = [f"kind{i}" for i in range(12)]
+    df["kind"] = [kinds[i % len(kinds)] for i in range(len(df))]
+    fig = plots.validation(df)
+    colours = {tuple(np.round(c.get_facecolor()[0], 3)) for c in fig.axes[0].collections if c.get_label() in kinds}
+    assert len(colours) == len(kinds)
+    # the kind labels under the boxes are rotated one-liners: parallel lines of text, as far
+    # apart (tick spacing x sin(rotation)) as a line of text is high, do not touch
+    bx = fig.axes[1]
+    fig.canvas.draw()
+    ticks = bx.get_xticklabels()
+    assert len(ticks) == len(kinds) and all("\n" not in t.get_text() for t in ticks)
+    step = np.diff(bx.transData.transform([(0, 0), (1, 0)])[:, 0])[0]
+    height = ticks[0].get_fontsize() * fig.dpi / 72
+    assert step * np.sin(np.radians(ticks[0].get_rotation())) > 1.2 * height
+
+
+def test_every_figure_has_the_same_width(results):
+    df = _synthetic_trials()
+    figs = [plots.compare(results), plots.roofline(results), plots.breakdown(results), plots.sweep(results),
+            plots.pareto(df, ["tpot_s", "area_mm2"]), plots.history(df, ["tpot_s"]), plots.importance(df, ["tpot_s"]),
+            plots.parallel_coordinates(df, ["tpot_s", "area_mm2"]), plots.validation(_validation_df())]
+    assert {float(f.get_size_inches()[0]) for f in figs} == {plots.STYLE["width"]}
+
+
+def test_report_opens_with_a_verdict(results):
+    from codesign.accuracy.bands import band_for
+    from codesign.units import format_number
+    html = report.comparison_report(results, sweeps=False)
+    assert html.index("<h2>Verdict") < html.index("<h2>Key numbers") < html.index("<h2>Plots")
+    verdict = html[html.index("<h2>Verdict"):html.index("<h2>Key numbers")]
+    for row in ("Time per output token", "Throughput (generated tokens/s)", "Tokens/s per W",
+                "Tokens/s per 1,000 USD of hardware", "Energy per token"):
+        assert f'<td class="l">{row}</td>' in verdict
+    fastest = min(results, key=lambda r: r["tpot_s"]).hardware.title
+    assert f"fastest per output token: <b>{fastest}</b>" in verdict
+    r = results[0]
+    # tokens/s per W is tokens per joule; per 1,000 USD: throughput over the price
+    assert f">{format_number(1 / r['energy_per_token_j'], 3)}<" in verdict
+    assert f">{format_number(r['throughput_tokens_per_s'] / r.hardware.price * 1e3, 3)}<" in verdict
+    assert verdict.count('class="best"') >= 5                # one best device per row, at least
+    band = band_for(r.hardware.device_class, r.scenario.runtime, "tpot_s", r["tpot_s"])
+    if isinstance(band, dict):                                # the validated band under the number
+        assert f'{format_number(band["low"] * 1e3, 3)}–{format_number(band["high"] * 1e3, 3)} ms' in verdict
+    tables = html[html.index("<h2>Verdict"):html.index("<h2>Plots")]
+    assert "e+" not in tables and "e-" not in tables          # no exponent notation in a table
 
 
 def test_validation_missing_columns_is_one_line():
@@ -462,8 +619,13 @@ def test_study_plots_and_report_from_a_real_study(study_run, tmp_path):
     assert np.isclose(refs["base: NVIDIA L4 24GB"]["tpot_s"], base["tpot_s"], rtol=1e-9)
     fig = plots.pareto(st.trials, st.objectives, directions=st.directions, references=refs)
     by_label = {c.get_label(): len(c.get_offsets()) for c in fig.axes[0].collections}
-    t = plots.Trials(st.trials, st.objectives, st.directions)
-    assert by_label["Pareto-optimal (feasible)"] == int(st.trials["pareto"].sum()) == int(t.front.sum())
+    t = Trials(st.trials, st.objectives, st.directions)
+    assert int(st.trials["pareto"].sum()) == int(t.front.sum())
+    # the title counts distinct designs as 'codesign study' does (export.unique_front)
+    from codesign.search.export import unique_front
+    distinct = len(unique_front(st.optuna_study))
+    assert by_label["Pareto-optimal (feasible)"] == int(t.distinct_front.sum()) == distinct
+    assert fig.get_suptitle().startswith(f"Pareto front: {distinct} distinct designs of 24 trials")
     runner = CliRunner()
     for kind in ("pareto", "history", "importance", "parallel"):
         out = tmp_path / f"{kind}.png"

@@ -3,9 +3,10 @@ import numpy as np
 import pytest
 
 from codesign.hardware import load_hardware
+from codesign.hardware.classes import CLASSES
 from codesign.perf import evaluate, op_times
 from codesign.perf.evaluate import power_limit
-from codesign.perf.params import BUSY_FRACTION, STATIC_FRACTION, spec_params
+from codesign.perf.params import spec_params
 from codesign.workload import Scenario
 from codesign.workload.ops import Op
 
@@ -26,24 +27,25 @@ def test_power_limit_stretches_to_exactly_the_tdp():
 def test_launch_gaps_draw_the_gap_share_of_busy_power():
     """A launch-bound phase (same kernels, more gaps) draws static + busy x (kernel share +
     gap share x gap fraction) + activity: between the static floor and the busy level."""
-    from codesign.perf.params import GAP_BUSY_SHARE, busy_energy
-    p = {"power.busy": np.array([200.0]), "power.gap_share": np.array([GAP_BUSY_SHARE["gpu"]])}
-    assert busy_energy(p, np.array([0.6]), np.array([0.4]))[0] == pytest.approx(200 * (0.6 + GAP_BUSY_SHARE["gpu"] * 0.4))
+    from codesign.perf.params import busy_energy
+    share = CLASSES["gpu"].gap_busy_share
+    p = {"power.busy": np.array([200.0]), "power.gap_share": np.array([share])}
+    assert busy_energy(p, np.array([0.6]), np.array([0.4]))[0] == pytest.approx(200 * (0.6 + share * 0.4))
     fast = evaluate("h100-sxm", "llama-3.1-8b", Scenario(batch=1, prompt=128, generate=64, runtime="pytorch-cudagraph"))
     slow = evaluate("h100-sxm", "llama-3.1-8b", Scenario(batch=1, prompt=128, generate=64, runtime="pytorch-eager"))
     sp = spec_params(load_hardware("h100-sxm"))
     static, busy = sp["power.static"][0], sp["power.busy"][0]
     assert slow["tpot_s"] > fast["tpot_s"]
     # more of the eager step is gaps: lower power, but above static + the gap share of busy
-    assert static + GAP_BUSY_SHARE["gpu"] * busy < slow["avg_power_w"] < fast["avg_power_w"]
+    assert static + share * busy < slow["avg_power_w"] < fast["avg_power_w"]
 
 
 def test_static_and_busy_defaults_follow_the_tdp_and_the_spec_wins():
     s = load_hardware("h100-sxm")
     p = spec_params(s)
-    static = STATIC_FRACTION["gpu"] * 700
+    static = CLASSES["gpu"].static_fraction * 700
     assert p["power.static"][0] == pytest.approx(max(static, 80))
-    assert p["power.busy"][0] == pytest.approx(BUSY_FRACTION["gpu"] * (700 - static))
+    assert p["power.busy"][0] == pytest.approx(CLASSES["gpu"].busy_fraction * (700 - static))
     mine = load_hardware("h100-sxm", overrides={"power.static": "150 W", "power.busy": "250 W"})
     p2 = spec_params(mine)
     assert (p2["power.static"][0], p2["power.busy"][0]) == (150.0, 250.0)
@@ -60,9 +62,9 @@ def test_decode_draws_static_plus_busy_plus_traffic():
     used (a bigger batch) draws more."""
     small = evaluate("h100-sxm", "llama-3.1-8b", Scenario(batch=1, prompt=128, generate=256))
     big = evaluate("h100-sxm", "llama-3.1-8b", Scenario(batch=64, prompt=128, generate=256))
-    static = STATIC_FRACTION["gpu"] * 700
+    static = CLASSES["gpu"].static_fraction * 700
     assert static < small["avg_power_w"] < big["avg_power_w"] < 700
-    assert small["avg_power_w"] > static + 0.5 * BUSY_FRACTION["gpu"] * (700 - static)
+    assert small["avg_power_w"] > static + 0.5 * CLASSES["gpu"].busy_fraction * (700 - static)
 
 
 def test_a_lower_power_limit_throttles_and_says_so():
@@ -94,7 +96,7 @@ def test_h200_big_gemm_lands_near_what_a_700w_card_sustains():
 # unchanged) on compute-bound prefill (16 x 4096 tokens of Llama-3.1-8B) draws within 15 % of the
 # base chip's TDP (issue 17). B200's GEMMs are L2-bound in the engine (b200.yaml's L2 bandwidth is
 # an estimate scaled from H200), so it reaches its TDP only since GPU energy per operation is priced
-# for the sustained share of the burst rate (params.SUSTAINED_MATRIX_SHARE).
+# for the sustained share of the burst rate (hardware/classes.py: sustained_matrix_share).
 FULL_LOAD = ["h100-sxm", "h100-pcie", "h200", "a100-80gb", "v100-sxm2", "l4", "l40s", "rtx-4090", "mi300x",
              "tpu-v4", "tpu-v5e", "tpu-v5p", "tpu-v6e", "gaudi2", "gaudi3",
              "b200"]

@@ -15,7 +15,7 @@ from codesign.perf import op_times
 from codesign.perf.params import UNIT_BYTES_IN_FLIGHT
 from codesign.perf.steps import step_cost
 from codesign.runtime import list_runtimes, load_runtime, runtime_for_framework
-from codesign.workload.ops import Op
+from codesign.workload.ops import LINK_KINDS, Op
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMED = ("generic", "tensorrt-llm", "vllm", "sglang", "llama.cpp-cuda", "llama.cpp-metal", "llama.cpp-cpu",
@@ -117,6 +117,23 @@ def test_littles_law_ramp_limits(tmp_path):
     assert t_tiny > 100 * op_times(hw, [tiny], runtime=flat)["time_s"].iloc[0]
 
 
+def test_streaming_cap_is_cores_x_clock_x_bytes_per_clock(tmp_path):
+    """Little's law per core: with ``stream`` bytes per clock per SM the off-chip bandwidth is
+    min(sustained, stream x SMs x clock). A100: 108 SMs x 1.41 GHz x 2 B = 305 GB/s, well under
+    its 2 TB/s; a cap of 64 B/clk (9.7 TB/s) never binds."""
+    body = "launch_overhead: 0 s\nsources: {launch_overhead: 'estimate: test', tuning: 'estimate: test'}\n"
+    capped = _write(tmp_path, "cap2", body + "tuning: {gpu: {stream: 2}}\n")
+    loose = _write(tmp_path, "cap64", body + "tuning: {gpu: {stream: 64}}\n")
+    flat = _write(tmp_path, "nocap", body)
+    hw = load_hardware("a100-80gb")
+    big = _vec(2 ** 28)                    # 3 x 2^28 fp16 elements streamed: bandwidth-bound
+    t_cap = op_times(hw, [big], runtime=capped)["time_s"].iloc[0]
+    t_flat = op_times(hw, [big], runtime=flat)["time_s"].iloc[0]
+    assert t_cap == pytest.approx(3 * 2 ** 28 * 2 / (2 * hw.compute.cores * hw.compute.clock), rel=0.01)
+    assert op_times(hw, [big], runtime=loose)["time_s"].iloc[0] == pytest.approx(t_flat)
+    assert load_runtime(capped).tuning_for("gpu").stream == 2 and load_runtime(flat).tuning_for("gpu").stream is None
+
+
 def test_decode_launch_cost_differs_from_prefill(tmp_path):
     graphs = _write(tmp_path, "graphs", "launch_overhead: 20 us\ndecode_launch_overhead: 0 s\n"
                     "sources: {launch_overhead: 'estimate: test', decode_launch_overhead: 'estimate: test'}\n")
@@ -125,7 +142,7 @@ def test_decode_launch_cost_differs_from_prefill(tmp_path):
     sc = dict(batch=1, prompt=64, generate=16)
     g, e = evaluate(hw, m, Scenario(**sc, runtime=graphs)), evaluate(hw, m, Scenario(**sc, runtime=eager))
     assert g["ttft_s"] == pytest.approx(e["ttft_s"])
-    kernels = e.ops[(e.ops.phase == "decode") & ~e.ops.kind.isin(["allreduce", "alltoall", "p2p"])]["count"].sum()
+    kernels = e.ops[(e.ops.phase == "decode") & ~e.ops.kind.isin(LINK_KINDS)]["count"].sum()
     assert e["tpot_s"] - g["tpot_s"] == pytest.approx(kernels * 20e-6, rel=0.02)
 
 
@@ -184,6 +201,19 @@ def test_fit_recovers_known_figures_from_synthetic_data(tmp_path, synthetic_runt
     assert fr.start_mape > 0.2 and fr.in_sample_mape < 0.01
     for k, v in truth.items():
         assert fr.values[k] == pytest.approx(v, rel=0.05), (k, fr.values)
+
+
+def test_fit_finds_a_streaming_cap_from_no_cap(tmp_path, synthetic_runtime):
+    """The cap starts from 'none' (no gradient there): the fit scans a few starts, then
+    recovers the figure the rows were made with (H100 and A100: it binds on both)."""
+    from codesign.accuracy import load_map, read_rows, resolve_all
+    from codesign.accuracy.fit import fit_runtime
+    truth = {"memory": 0.9, "stream": 5.0}
+    path = _synthetic_csv(tmp_path, truth)
+    cases, _ = resolve_all(load_map(), read_rows(path))
+    fr = fit_runtime(cases, "synthetic-stack", "gpu", ("memory", "stream"))
+    assert fr.values["stream"] == pytest.approx(5.0, rel=0.05), fr.values
+    assert fr.start_mape > 0.2 and fr.in_sample_mape < 0.02
 
 
 def test_every_publisher_weighs_the_same_in_the_fit():

@@ -25,6 +25,7 @@ import numpy as np
 from ..errors import CodesignError
 from ..runtime import load_runtime, runtime_from_dict
 from ..runtime.fitted import TOP_LEVEL, unfitted
+from ..runtime.schema import ClassTuning
 from .core import device_class, population, predict, predict_values
 from .mapping import publisher
 
@@ -39,7 +40,12 @@ PARAMS = {
     "dequant": ("runtime.dequant", (0.1, 10.0), True),
     "request": ("runtime.request_overhead", (0.0, 0.2), False),
     "sequence": ("runtime.sequence_overhead", (0.0, 500e-6), False),
+    "stream": ("runtime.stream", (1.0, 64.0), True),
 }
+# a streaming cap is searched from the best of these starts (B/clk per core): from "no cap"
+# the fit would see no gradient, and where a cap binds depends on the class (8 caps an A100
+# at 1.2 of its 2 TB/s; an NPU core at 1 GHz needs a few times that to stream 30 GB/s)
+STREAM_STARTS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
 TIME_GROUPS = ("decode", "prefill", "throughput", "gemm")
 DEFAULT_PARAMS = ("gemm", "memory", "latency_factor", "launch_decode", "request", "sequence", "dequant")
 MIN_SENSITIVITY = 0.05      # |d log(pred) / d param-step| that counts as "moved by this row"
@@ -105,14 +111,12 @@ def fit_runtime(cases, runtime: str, cls: str, params=DEFAULT_PARAMS,
     if not rows:
         raise CodesignError(f"no usable rows for runtime {runtime} on {cls} devices (time metrics, not proxies)")
     base = dict(_base_values(rows), **(start or {}))
+    unfit_base = dict(base)
     meas = np.array([c.measured for c in rows])
-    # max-throughput rows keep the batch found with the starting figures
-    batches = {}
-    for c in rows:
-        if c.search:
-            _, _, out = predict(c, {PARAMS[k][0]: v for k, v in base.items()})
-            if out.get("batch"):
-                batches[c.row] = out["batch"]
+    batches = _batches(rows, base)     # max-throughput rows keep the batch found with the starting figures
+    if "stream" in params and not math.isfinite(base["stream"]):
+        base["stream"] = _stream_start(rows, meas, base, batches)
+        batches = _batches(rows, base)
     sign = np.array([-1.0 if c.metric.endswith("_ms") else 1.0 for c in rows])   # latencies: inverse rates
     y0 = _predict_all(rows, base, batches)
     ok = np.isfinite(y0) & (y0 > 0)
@@ -129,7 +133,10 @@ def fit_runtime(cases, runtime: str, cls: str, params=DEFAULT_PARAMS,
                              f"(need {MIN_ROWS_PER_PARAM} rows, {MIN_SETUPS} setups)")
         else:
             use.append(name)
-    start_mape = float(np.mean(np.abs(y0 / meas - 1)))
+    if "stream" not in use:           # no cap moves these rows: fit the rest without one
+        base["stream"] = unfit_base["stream"]
+    y_start = y0 if unfit_base == base else _predict_all(rows, unfit_base, batches)
+    start_mape = float(np.mean(np.abs(y_start / meas - 1)))
     if not use:
         return FitResult(runtime, cls, {}, dropped, [c.row for c in rows], sorted({c.source for c in rows}),
                          start_mape, start_mape)
@@ -176,6 +183,26 @@ def fit_runtime(cases, runtime: str, cls: str, params=DEFAULT_PARAMS,
                      sorted({c.source for c in rows}), float(np.mean(np.abs(y / meas - 1))), start_mape)
 
 
+def _batches(rows, vals: dict) -> dict:
+    """Row id -> the batch a max-throughput row's search finds with these figures."""
+    out = {}
+    for c in rows:
+        if c.search:
+            got = predict(c, {PARAMS[k][0]: v for k, v in vals.items()})[2].get("batch")
+            if got:
+                out[c.row] = got
+    return out
+
+
+def _stream_start(rows, meas, base, batches) -> float:
+    """The start of STREAM_STARTS with the smallest weighted robust log error (the other
+    figures at ``base``)."""
+    y = _predict_sets(rows, [dict(base, stream=v) for v in STREAM_STARTS], batches)
+    r = publisher_weights(rows)[:, None] * np.log(np.where(np.isfinite(y) & (y > 0), y, 1e-30) / meas[:, None])
+    loss = np.sum(2 * (np.sqrt(1 + (r / 0.1) ** 2) - 1), axis=0)      # soft-L1, as the fit below
+    return float(STREAM_STARTS[int(np.argmin(loss))])
+
+
 def publisher_weights(rows) -> np.ndarray:
     """Residual weights that give every publisher the same total squared weight (a row's
     weight ~ 1 / sqrt(its publisher's rows), mean 1): the figures are for publishers not
@@ -185,38 +212,40 @@ def publisher_weights(rows) -> np.ndarray:
     return w / w.mean()
 
 
-def neutral_values() -> dict:
-    """The figures a runtime has before any fit (ClassTuning defaults; launch unchanged)."""
-    from ..runtime.schema import ClassTuning
-    t = ClassTuning()
+def neutral_values(t: ClassTuning | None = None) -> dict:
+    """The figures a runtime has before any fit: ``t``'s tuning (default: ClassTuning's
+    neutral one), no host overheads; launch unchanged."""
+    t = t or ClassTuning()
     return {"gemm": t.gemm, "vector": t.vector, "memory": t.memory, "latency_factor": t.latency_factor,
-            "dequant": t.dequant, "request": 0.0, "sequence": 0.0}
+            "dequant": t.dequant, "request": 0.0, "sequence": 0.0,
+            "stream": t.stream if t.stream is not None else math.inf}
 
 
 @lru_cache(maxsize=64)
-def _neutral_for(runtime: str) -> tuple:
+def _neutral_for(runtime: str, cls: str | None) -> tuple:
     bare = runtime_from_dict(unfitted(load_runtime(runtime).model_dump(mode="json", exclude_defaults=True)))
-    out = dict(neutral_values())
+    out = neutral_values(bare.tuning_for(cls) if cls else None)
     launch = bare.decode_launch_overhead if bare.decode_launch_overhead is not None else bare.launch_overhead
     if launch is not None:
         out["launch_decode"] = launch
     return tuple(sorted(out.items()))
 
 
-def neutral_for(runtime: str) -> dict:
+def neutral_for(runtime: str, cls: str | None = None) -> dict:
     """Every fittable figure of ``runtime`` as it is before any fit (what a held-out
-    publisher is predicted with when the others cannot support a fit): neutral tuning, no
+    publisher is predicted with when the others cannot support a fit): its class tuning
+    without fitted figures (sourced ones, e.g. a kernel family's streaming cap, stay), no
     host overheads, the runtime's own launch cost and dequantisation work."""
-    return dict(_neutral_for(runtime))
+    return dict(_neutral_for(runtime, cls))
 
 
 def _fit_or_neutral(train, rt: str, cls: str, params, cache: dict) -> dict:
     """Neutral figures updated with a fit on ``train`` (cached by the rows it would use)."""
     key = (rt, cls, tuple(params), tuple(sorted(c.row for c in fittable(train) if c.runtime == rt and device_class(c) == cls)))
     if key not in cache:
-        vals = neutral_for(rt)
+        vals = neutral_for(rt, cls)
         try:
-            vals.update(fit_runtime(train, rt, cls, params, start=neutral_for(rt)).values)
+            vals.update(fit_runtime(train, rt, cls, params, start=neutral_for(rt, cls)).values)
         except CodesignError:
             pass
         cache[key] = vals

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CodesignError
+from ..hardware.classes import CLASSES
 from ..io import data_dir, library, read_text, read_yaml
 
 if TYPE_CHECKING:
@@ -277,8 +278,8 @@ def auto_model(text: str) -> tuple[str, str] | None:
 
 
 def auto_precision(text: str) -> dict | None:
-    """{dtype, compression} from a precision name: f16/bf16/fp8, q4_0/q8_0/q4_k_m (llama.cpp),
-    w8a8/w4a16, int4/awq/gptq."""
+    """{dtype, compression} from a precision name: f16/bf16/fp8, q4_0/q8_0/q4_k_m and the
+    iq2-iq4 i-quants (llama.cpp), q4f16_1 (MLC), q4/q8 (MLX), w8a8/w4a16/a8w4, int4/awq/gptq."""
     t = re.sub(r"\s*\([^)]*\)", "", str(text or "").lower()).strip()    # drop '(UNCERTAIN)'-style asides
     if t in ("fp16", "f16", "float16", "half"):
         return {"dtype": "fp16"}
@@ -298,12 +299,24 @@ def auto_precision(text: str) -> dict | None:
         bits = int(m.group(1))
         bits = {5: 6, 6: 6, 3: 3, 2: 2}.get(bits, bits)
         return {"dtype": "fp16", "compression": {"weight_bits": bits, "group_size": 32}}
-    m = re.fullmatch(r"w(\d+)a(\d+)", t)
+    m = re.fullmatch(r"iq([234])_(xxs|xs|s|m|nl)", t)
+    if m:    # llama.cpp i-quants: codebook blocks of 32/256 at ~2.1-4.5 bits per weight
+        return {"dtype": "fp16", "compression": {"weight_bits": int(m.group(1)), "group_size": 32}}
+    m = re.fullmatch(r"q(\d)f(16|32)_\d", t)
+    if m:    # MLC-LLM q4f16_1 / q3f16_1: groups of 32 with a 16-bit scale; q0f16 is unquantised
+        bits = int(m.group(1))
+        return {"dtype": "fp16"} if bits == 0 else {"dtype": "fp16", "compression": {"weight_bits": bits,
+                                                                                     "group_size": 32}}
+    m = re.fullmatch(r"q([48])", t)
+    if m:    # MLX affine quantisation (mlx-lm's default group of 64)
+        return {"dtype": "fp16", "compression": {"weight_bits": int(m.group(1)), "group_size": 64}}
+    m = re.fullmatch(r"w(\d+)a(\d+)", t) or re.fullmatch(r"a(\d+)w(\d+)", t)
     if m:
-        comp = {"weight_bits": int(m.group(1))}
-        if int(m.group(2)) == 8:
+        wbits, abits = (m.group(1), m.group(2)) if t.startswith("w") else (m.group(2), m.group(1))
+        comp = {"weight_bits": int(wbits)}
+        if int(abits) == 8:
             comp["act_bits"] = 8
-        return {"dtype": "int8" if int(m.group(2)) == 8 else "fp16", "compression": comp}
+        return {"dtype": "int8" if int(abits) == 8 else "fp16", "compression": comp}
     if re.search(r"int4|awq|gptq|4-?bit", t):
         return {"dtype": "fp16", "compression": {"weight_bits": 4, "group_size": 128}}
     if re.search(r"int8|8-?bit", t):
@@ -400,7 +413,7 @@ def resolve_row(r: dict, mp: dict, runtime: str | None = None):
         return skip(f"no spec {hw['spec']!r} in hardware_specs/")
     spec = load_hardware(hw["spec"])
     stated = str(r.get("hw_class") or "").strip().lower()
-    if stated in ("gpu", "tpu", "npu", "fpga", "cpu") and stated != spec.device_class and "why" in hw \
+    if stated in CLASSES and stated != spec.device_class and "why" in hw \
             and str(hw["why"]).startswith("resolved by model number"):
         return skip(f"hardware {r['hardware']!r} ran on its {stated}, but the nearest spec {hw['spec']} is "
                     f"the {spec.device_class}")

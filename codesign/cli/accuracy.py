@@ -7,6 +7,7 @@ import math
 
 import click
 
+from ..hardware.classes import CLASSES
 from .common import check_writable, echo_json, echo_table
 
 _MEAS = click.option("--measurements", "csv_path", type=click.Path(dir_okay=False), default=None,
@@ -119,7 +120,7 @@ def accuracy_cmd(csv_path, map_path, runtime, cv, by, worst, show_rows, out_csv,
 @_MEAS
 @_MAP
 @click.option("--runtime", required=True, help="The runtime whose figures to fit (rows run under it).")
-@click.option("--class", "device_class", type=click.Choice(["gpu", "tpu", "npu", "fpga", "cpu"]), default=None,
+@click.option("--class", "device_class", type=click.Choice(list(CLASSES)), default=None,
               help="Device class to fit (default: every class the rows cover).")
 @click.option("--params", default="gemm,memory,latency_factor,launch_decode,request,sequence", show_default=True,
               help="Free figures: gemm, vector, memory, latency_factor, launch, launch_decode, request (host "
@@ -139,7 +140,7 @@ def fit_cmd(csv_path, map_path, runtime, device_class, params, out, fresh, as_js
     """
     from ..accuracy import load_map, read_rows, resolve_all
     from ..accuracy.core import device_class as cls_of
-    from ..accuracy.fit import PARAMS, fit_runtime, fittable, loso_for
+    from ..accuracy.fit import PARAMS, fit_runtime, fittable, loso_for, neutral_for
     from ..errors import CodesignError
     from ..runtime import load_runtime
     names = [p.strip() for p in params.split(",") if p.strip()]
@@ -154,12 +155,8 @@ def fit_cmd(csv_path, map_path, runtime, device_class, params, out, fresh, as_js
     if not classes:
         raise CodesignError(f"no usable rows run under {rt.name} (time metrics, not proxies)", field="--runtime")
     results = []
-    start = None
-    if fresh:
-        from ..accuracy.fit import neutral_for
-        start = neutral_for(rt.name)
     for cls in classes:
-        fr = fit_runtime(cases, rt.name, cls, names, start=start)
+        fr = fit_runtime(cases, rt.name, cls, names, start=neutral_for(rt.name, cls) if fresh else None)
         loso = loso_for(cases, rt.name, cls, names)
         kept = True
         if fresh and fr.values and not loso < fr.start_mape:

@@ -4,7 +4,8 @@ from __future__ import annotations
 import click
 
 from ..errors import CodesignError
-from ..units import format_quantity
+from ..hardware.classes import CLASSES
+from ..units import format_quantity, format_rate
 from .common import echo_json, echo_table
 
 
@@ -20,9 +21,7 @@ def _row(s) -> dict:
     return {
         "name": s.name, "class": s.device_class, "vendor": s.vendor or "",
         "bf16/fp16": format_quantity(bf16, "rate") if bf16 else "-",
-        "best peak": (f"{format_quantity(best[0], 'rate')} {best[1]}".replace("FLOP/s", "OP/s")
-                      if best[1].startswith("int") else f"{format_quantity(best[0], 'rate')} {best[1]}")
-        if best[0] else "-",
+        "best peak": f"{format_rate(best[0], best[1].startswith('int'))} {best[1]}" if best[0] else "-",
         "memory": f"{format_quantity(mem.capacity, 'bytes')} {mem.name}",
         "bandwidth": format_quantity(mem.bandwidth, "bandwidth"),
         "TDP": format_quantity(s.power.tdp, "power") if s.power.tdp else "-",
@@ -30,7 +29,7 @@ def _row(s) -> dict:
 
 
 @hardware.command("list")
-@click.option("--class", "device_class", type=click.Choice(["gpu", "tpu", "fpga", "npu", "cpu"]), help="Only this class.")
+@click.option("--class", "device_class", type=click.Choice(list(CLASSES)), help="Only this class.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def list_cmd(device_class, as_json):
     """List the built-in devices with their key figures."""

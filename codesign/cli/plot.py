@@ -133,14 +133,15 @@ def compare_cmd(out, metrics, kind, **kwargs):
 
 @plot.command("breakdown")
 @_engine_options
-@click.option("--absolute", is_flag=True, help="Milliseconds per pass/step instead of shares of the phase.")
+@click.option("--share/--absolute", default=False, show_default=True,
+              help="Shares of the phase time (%) on the axis instead of milliseconds per pass/step.")
 @_OUT
-def breakdown_cmd(out, absolute, **kwargs):
-    """Stacked time per phase by operator kind and by binding resource."""
+def breakdown_cmd(out, share, **kwargs):
+    """Time per phase (one panel per device and phase) by operator kind and by binding resource."""
     from .. import plots
     path = _check_out(out)
     *_, rs = _results(kwargs)
-    _written(plots.save(plots.breakdown(rs, normalize=not absolute), path))
+    _written(plots.save(plots.breakdown(rs, normalize=share), path))
 
 
 @plot.command("sweep")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ..errors import CodesignError
 from ..io import library, read_yaml, resolve, validate
+from .classes import CLASSES
 from .schema import DTYPES, HardwareSpec
 
 __all__ = ["HardwareSpec", "load_hardware", "list_hardware", "hardware_from_dict", "apply_overrides", "DTYPES"]
@@ -41,7 +42,8 @@ def list_hardware() -> list[HardwareSpec]:
             continue
         seen.add(path)
         out.append(load_hardware(path))
-    return sorted(out, key=lambda s: (("gpu", "tpu", "npu", "fpga", "cpu").index(s.device_class), s.name))
+    order = list(CLASSES)
+    return sorted(out, key=lambda s: (order.index(s.device_class), s.name))
 
 
 def _step(node, key: str, path: str, file):

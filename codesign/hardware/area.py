@@ -61,6 +61,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ..errors import CodesignError
+from .classes import CLASSES, UNCALIBRATED, ClassCalibration
 from .schema import OFFCHIP_KINDS, Dtype, HardwareSpec
 
 # -- process nodes -------------------------------------------------------------------
@@ -210,50 +211,11 @@ OTHER_FRACTION = _GA100["other"] / (sum(_GA100[k] for k in ("cores", "noc", "l2"
 # DRAM PHY per 32-bit channel and its controller (LLMCompass cost_model.py DDR5 figures).
 DRAM_PHY_MM2_PER_X32 = 1.45
 DRAM_CTRL_TRANSISTORS_PER_X32 = 90_446_400
-DEFAULT_SPARE = {"gpu": 0.15}
-
-
-@dataclass(frozen=True)
-class ClassCalibration:
-    """Multipliers of one device class on three GA100-derived terms of the model (see CLASS_CALIBRATION)."""
-    datapath: float = 1.0            # x matrix + vector datapaths (MACs x transistors per MAC)
-    core: float = 1.0                # x per-core control + NoC port (GA100 SM remainder per core)
-    sram: float = 1.0                # x on-chip SRAM / cache arrays
-    free: tuple[str, ...] = ()       # the multipliers fitted on data/die-areas.csv (the others are set as noted)
-
-
-UNCALIBRATED = ClassCalibration()
-# Per-class calibration on the public dies of data/die-areas.csv (codesign.hardware.area_fit fits
-# the ``free`` multipliers by least squares on the relative error; ``benchmarks/bench_area.py``
-# prints the fit, the in-sample error and the leave-one-chip-out (LOCO) error, refitting without
-# each die). One code path: estimate_area scales the three terms by its class's entry.
+# Per-class calibration on the public dies of data/die-areas.csv: the ``area`` of each row of
+# hardware/classes.py, where the fits and their errors are noted. One code path: estimate_area
+# scales the three terms by its class's entry.
 CLASS_CALIBRATION: dict[str, ClassCalibration] = {
-    # 13 GPU dies (NVIDIA GP100 .. GB202, AMD MI100 and one MI250X GCD). One multiplier fitted, and it
-    # lands at 1.045: GA100's per-SM remainder holds across NVIDIA and AMD generations once the 16/12 nm
-    # density is right. In-sample MAPE 10.9 %, LOCO 12.0 %; worst GV100 +32 % (Volta SMs are smaller
-    # than GA100's), MI250X GCD -24 % (its 790 mm^2 is a photo estimate), GA106 -23 % (a consumer die:
-    # raster, RT and media blocks that no spec field describes).
-    "gpu": ClassCalibration(core=1.045, free=("core",)),
-    # 4 TensorCore TPU dies (v2, v3, v4i, v4; Google publishes upper bounds, '< 600 mm^2'). Two
-    # multipliers are set from published area shares, not fitted: datapath 2.17 = the MXU shares of
-    # TPUv4i's paper (Jouppi et al., ISCA 2021, Table 7: 8 / 11 / 11 % of v2 / v3 / v4i) over this
-    # model's MXU area (2.26 / 1.71 / 2.54x, mean); sram 1.37 = CMEM's 28 % of v4i and TPU v1's
-    # on-chip memory share of 35 % (Jouppi et al., ISCA 2017), each 1.37x the V-Cache-based SRAM area.
-    # The per-TensorCore overhead (VPU, scalar unit, DMA, ICI) is fitted: 27.8 GA100 SM remainders.
-    # In-sample 14.0 %, LOCO 17.5 % (v4i -25 %): short of the issue's 15 %.
-    "tpu": ClassCalibration(datapath=2.17, core=27.79, sram=1.37, free=("core",)),
-    # 6 accelerator dies (Graphcore GC200, Tesla D1, MTIA v2, NNP-T, Ascend 910, and TPU v1 - an int8
-    # systolic array without a TensorCore). Their units run from 24 cores to 1472 tiles with overheads
-    # that do not follow the count, so the fit puts the overhead on the datapath (5.37x the MAC area)
-    # and leaves the per-unit term at its floor. In-sample 23.6 %, LOCO 32.9 %: the class is too
-    # diverse for two multipliers (TPU v1 +71 %, MTIA v2 -44 %, NNP-T -39 % held out).
-    "npu": ClassCalibration(datapath=5.373, core=0.01, free=("datapath", "core")),
-    # 5 CPU dies (AMD Zen 2-5 CCDs, Sapphire Rapids XCC). A core's logic scales with its FP width (25.1x
-    # the FMA lanes' area: the out-of-order machinery around them) and CPU L2/L3 arrays are about twice
-    # as dense as GA100's L2 (sram 0.476). In-sample 5.2 %, LOCO 10.6 % (Sapphire Rapids -19 % held out:
-    # mesh, accelerators and IO that the spec does not describe, on an area that is itself an estimate).
-    "cpu": ClassCalibration(datapath=25.07, sram=0.4756, free=("datapath", "sram")),
-}
+    c.name: c.area for c in CLASSES.values() if c.area is not None and c.area != UNCALIBRATED}
 
 # HBM generations: peak per-stack bandwidth (JEDEC top bin x 1024 bits) and the capacity of
 # the 8-high stack most products use. A name without a generation is read as HBM3.
@@ -353,21 +315,22 @@ def estimate_area(spec: HardwareSpec, *, spare_fraction: float | None = None,
     """Die area of ``spec`` by component (see the module docstring for the model and its sources).
 
     ``spare_fraction``: extra replicated silicon fused off for yield (default: the spec's
-    ``spare_fraction``, else 0.15 for GPUs and 0 otherwise). ``calibration``: the class
+    ``spare_fraction``, else its class's: 0.15 for GPUs, 0 otherwise). ``calibration``: the class
     multipliers (default the spec class's entry of :data:`CLASS_CALIBRATION`;
     :data:`UNCALIBRATED` gives the bare GA100-derived model that the calibration is fitted on).
     """
-    if spec.device_class == "fpga" or spec.compute.fpga is not None:
-        raise CodesignError("the area model covers ASICs (gpu/tpu/npu/cpu); an FPGA's die is fixed by the part",
-                            file=spec.name, field="class")
+    cls = CLASSES[spec.device_class]
+    if cls.area is None or spec.compute.fpga is not None:
+        raise CodesignError(f"the area model covers ASICs ({'/'.join(CLASS_CALIBRATION)}); an FPGA's die is fixed "
+                            "by the part", file=spec.name, field="class")
     node = _spec_node(spec)
     clock = spec.compute.clock
     if clock is None:
         raise CodesignError("required by the area model (MACs = peak / (2 x clock))", file=spec.name,
                             field="compute.clock")
-    cal = CLASS_CALIBRATION.get(spec.device_class, UNCALIBRATED) if calibration is None else calibration
+    cal = cls.area if calibration is None else calibration
     spare = spare_fraction if spare_fraction is not None else (
-        spec.spare_fraction if spec.spare_fraction is not None else DEFAULT_SPARE.get(spec.device_class, 0.0))
+        spec.spare_fraction if spec.spare_fraction is not None else cls.spare_fraction)
     if not 0 <= spare < 1:
         raise CodesignError(f"spare_fraction must be in [0, 1), got {spare}")
     rep = 1.0 + spare

@@ -11,8 +11,9 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from ..units import UnitError, parse_quantity
+from .classes import CLASSES, DeviceClassName
 
-DEVICE_CLASSES = ("gpu", "tpu", "fpga", "npu", "cpu")
+DEVICE_CLASSES = tuple(CLASSES)      # the rows of hardware/classes.py
 # Datatypes, widest first. Matrix/vector peaks are keyed by these names.
 DTYPES = ("fp64", "fp32", "tf32", "bf16", "fp16", "fp8", "int8", "fp4", "int4")
 DTYPE_BITS = {"fp64": 64, "fp32": 32, "tf32": 32, "bf16": 16, "fp16": 16, "fp8": 8, "int8": 8,
@@ -180,8 +181,8 @@ class PowerSpec(Frozen):
     energy_per_op: dict[Dtype, EnergyPerOp] = Field(default_factory=dict)
     # share of the matrix rate the board holds at its power limit, when the spec's matrix
     # figures are burst rates (datasheets, short benchmarks); 1.0 where they are sustained
-    # rates (codesign calibrate times seconds of back-to-back products); None: the default
-    # of codesign.perf.params (SUSTAINED_MATRIX_SHARE)
+    # rates (codesign calibrate times seconds of back-to-back products); None: the class's
+    # default (hardware/classes.py, sustained_matrix_share)
     sustained_share: Fraction | None = None
     nominal_voltage: float | None = Field(default=None, gt=0)
     operating_points: tuple[OperatingPoint, ...] = ()
@@ -203,13 +204,13 @@ class KernelProfile(Frozen):
 class HardwareSpec(Frozen):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")
     display_name: str | None = None
-    device_class: Literal["gpu", "tpu", "fpga", "npu", "cpu"] = Field(alias="class")
+    device_class: DeviceClassName = Field(alias="class")
     vendor: str | None = None
     year: int | None = Field(default=None, ge=1990, le=2100)
     process_node: Node | None = None
     die_area: Area | None = None
     # replicated blocks (SMs, L2 slices, HBM sites) fused off for yield: units on the die / units
-    # enabled - 1; the area model prices them (default 0.15 for a gpu, 0 otherwise)
+    # enabled - 1; the area model prices them (default: the class's, hardware/classes.py)
     spare_fraction: float | None = Field(default=None, ge=0, lt=1)
     price: Money | None = None
     notes: str | None = None
@@ -223,8 +224,8 @@ class HardwareSpec(Frozen):
 
     @model_validator(mode="after")
     def _check(self):
-        if self.compute.matrix is None and self.compute.fpga is None and self.device_class != "cpu":
-            raise ValueError("compute.matrix: required for a non-CPU device (or compute.fpga for an FPGA)")
+        if self.compute.matrix is None and self.compute.fpga is None and CLASSES[self.device_class].matrix_required:
+            raise ValueError(f"compute.matrix: required for a {self.device_class} device (or compute.fpga for an FPGA)")
         if self.device_class == "fpga" and self.compute.fpga is not None and self.compute.clock is None:
             raise ValueError("compute.clock: an FPGA spec needs the fabric clock to derive its DSP peak")
         names = [m.name for m in self.memory]

@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
-from .evaluate import Result, evaluate, evaluate_batch, footprint
+from ..hardware import load_hardware
+from ..workload.scenario import Scenario
+from .engine import op_table, op_terms
+from .evaluate import Result, _label, evaluate, evaluate_batch, power_limit
+from .footprint import footprint
+from .params import spec_params
+from .prices import prices
 
 if TYPE_CHECKING:
     from ..workload.scenario import Dtype
@@ -23,38 +29,32 @@ def op_times(hardware, ops, dtype: str = "bf16", compression=None, runtime=None)
     """Predicted time of ONE invocation of each op (a DataFrame, one row per op) under a
     runtime (default: generic)."""
     import pandas as pd
-
-    from ..hardware import load_hardware
-    from ..workload.scenario import Scenario
-    from .engine import op_table, op_terms
-    from .evaluate import _label, _prices, power_limit
-    from .params import spec_params
     spec = load_hardware(hardware)
     ops = tuple(ops)
     p = spec_params(spec, runtime=runtime)
     notes: set = set()
     sc = Scenario(dtype=cast("Dtype", dtype))      # pydantic checks the name
-    # _prices reads only the model's head dim (hd) here, which _Dummy stands in for
-    pr = _prices(spec, p, cast("ModelSpec", _Dummy()), sc, ([compression], np.zeros(1, dtype=int)), notes)
+    # prices reads only the model's head dim (hd) here, which _Dummy stands in for
+    pr = prices(spec, p, cast("ModelSpec", _Dummy()), sc, ([compression], np.zeros(1, dtype=int)), notes)
     tab = op_table(ops)
     big = np.array([np.inf])       # standalone kernels: weights and KV start in main memory
     t = op_terms(spec, p, tab, pr, big, big)
-    a = t["a"][:, 0].T                    # (N, J)
+    a = t.a[:, 0].T                    # (N, J)
     # each kernel as a benchmark runs it, back to back: held to the board's power limit
-    throttle = power_limit(t["overhead"][0] + a.max(-1), t["overhead"][0], t["energy_a"][0],
+    throttle = power_limit(t.overhead[0] + a.max(-1), t.overhead[0], t.energy_a[0],
                            {k: p[k][0] for k in ("power.limit", "power.static", "power.busy", "power.gap_share")})
-    best = a.max(-1) * throttle + t["overhead"][0] * (throttle - 1)
+    best = a.max(-1) * throttle + t.overhead[0] * (throttle - 1)
     levels = [m.name for m in spec.memory]
     rows = []
     for i, o in enumerate(ops):
         row = {"name": o.name, "kind": o.kind, "impl": o.impl, "phase": o.phase, "batch": o.batch, "m": o.m,
                "n": o.n, "k": o.k, "elements": o.elements, "flops": o.flops}
         for l, name in enumerate(levels):
-            row[f"bytes_{name}"] = float(t["traffic_a"][l, 0, i])
-        row["time_s"] = float(t["overhead"][0, i] + best[i])
-        row["overhead_s"] = float(t["overhead"][0, i])
+            row[f"bytes_{name}"] = float(t.traffic_a[l, 0, i])
+        row["time_s"] = float(t.overhead[0, i] + best[i])
+        row["overhead_s"] = float(t.overhead[0, i])
         row["throttle"] = float(throttle[i])
-        row["bound"] = _label(t["names"][int(a[i].argmax())], levels) if best[i] >= t["overhead"][0, i] else "overhead"
+        row["bound"] = _label(t.names[int(a[i].argmax())], levels) if best[i] >= t.overhead[0, i] else "overhead"
         rows.append(row)
     return pd.DataFrame(rows)
 

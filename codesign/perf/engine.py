@@ -40,8 +40,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..hardware.classes import CLASSES
 from ..hardware.schema import OFFCHIP_KINDS, HardwareSpec
-from ..workload.ops import MATRIX_KINDS, Op
+from ..workload.ops import OP_KINDS, Op
 from .params import UNIT_BYTES_IN_FLIGHT
 
 # op columns kept as arrays
@@ -95,26 +96,27 @@ def op_table(ops, fuse: tuple = (), kernels_per_op: dict | None = None) -> OpTab
     ops = tuple(ops)
     cols = {c: np.array([getattr(o, c) for o in ops], dtype=float) for c in _COLS}
     kinds = [o.kind for o in ops]
+    kind = [OP_KINDS[k] for k in kinds]
+    is_mx = [k.unit == "matrix" for k in kind]
     n = cols["link_devices"]
-    ring = 2 * (n - 1) / np.maximum(n, 1)           # ring all-reduce: 2(n-1)/n of the data per device
-    a2a = (n - 1) / np.maximum(n, 1)
-    is_ar = np.array([k == "allreduce" for k in kinds])
-    is_a2a = np.array([k == "alltoall" for k in kinds])
+    # a ring collective moves rounds x (n-1)/n of the data per device in rounds x (n-1) steps
+    # (all-reduce: 2(n-1)/n); a point-to-point transfer all of it in one
+    rounds = np.array([float(k.link_rounds) for k in kind])
     return OpTable(
         ops=ops, cols=cols,
-        is_matrix=np.array([k in MATRIX_KINDS for k in kinds]),
-        is_attn=np.array([k in ("attention", "attn_score", "attn_context") for k in kinds]),
-        is_link=np.array([k in ("allreduce", "alltoall", "p2p") for k in kinds]),
+        is_matrix=np.array(is_mx),
+        is_attn=np.array([k.attention for k in kind]),
+        is_link=np.array([k.unit == "link" for k in kind]),
         quantized=np.array([k == "gemm" and o.name not in _UNQUANTIZED for k, o in zip(kinds, ops)]),
-        link_factor=np.where(is_ar, ring, np.where(is_a2a, a2a, 1.0)),
-        link_steps=np.where(is_ar, 2 * (n - 1), np.where(is_a2a, n - 1, 1.0)),
+        link_factor=np.where(rounds > 0, rounds * (n - 1) / np.maximum(n, 1), 1.0),
+        link_steps=np.where(rounds > 0, rounds * (n - 1), 1.0),
         is_gemm=np.array([k == "gemm" for k in kinds]),
-        is_fused=np.array([k == "attention" for k in kinds]),
+        is_fused=np.array([k.fused for k in kind]),
         is_layer=np.array([o.name not in _NON_LAYER and o.count > 1 for o in ops]),
         slope_cols=np.array([i for i, o in enumerate(ops) if o.d_flops or o.d_transcendentals or o.d_kv_read_elems
                              or o.d_act_in_elems or o.d_act_out_elems], dtype=int),
-        matrix_cols=np.flatnonzero([k in MATRIX_KINDS for k in kinds]),
-        matrix_pos=np.cumsum([k in MATRIX_KINDS for k in kinds]) * [k in MATRIX_KINDS for k in kinds] - 1,
+        matrix_cols=np.flatnonzero(is_mx),
+        matrix_pos=np.cumsum(is_mx) * is_mx - 1,
         is_decode=np.array([o.phase == "decode" for o in ops]),
         fused_away=np.array([k in fuse for k in kinds]),
         launches=np.array([float((kernels_per_op or {}).get(k, 1.0)) for k in kinds]),
@@ -148,7 +150,7 @@ def _profile(spec: HardwareSpec, op: Op):
     if not spec.kernels:
         return None
     keys = [f"{op.kind}.{op.impl}"] if op.impl else []
-    if op.m == 1 and (op.kind == "gemm" or op.kind in ("attn_score", "attn_context", "attention")):
+    if op.m == 1 and op.is_matrix:
         keys.append(f"{op.kind}.gemv")    # matrix-vector products take the library's GEMV path
     if op.kind == "gemm" and op.m <= 16:
         keys.append("gemm.skinny")
@@ -190,12 +192,12 @@ def _homes(spec: HardwareSpec, p: dict, weight_bytes, kv_bytes):
 
 def _geometry_util(spec: HardwareSpec, p: dict, b, m, n, k):
     """Fraction of the matrix peak the shape can use (device-class model, see module doc)."""
-    cls = spec.device_class
+    waves = CLASSES[spec.device_class].waves
     mx = spec.compute.matrix
     util = np.ones(np.broadcast(b, m, n, k, p["compute.cores"][:, None]).shape)
     if mx is None:
         return util
-    if cls == "gpu" and mx.block_tile:
+    if waves and mx.block_tile:
         bm0, bn = mx.block_tile
         bm = np.minimum(bm0, np.maximum(16, 2 ** _ceil(np.log2(np.maximum(m, 1)))))
         ctas = b * _ceil(m / bm) * _ceil(n / bn)
@@ -203,7 +205,7 @@ def _geometry_util(spec: HardwareSpec, p: dict, b, m, n, k):
         split = np.where(ctas < sms, np.maximum(1, np.minimum(sms // np.maximum(ctas, 1), k // 256)), 1)
         ctas = ctas * split
         util = util * np.where(ctas > 0, ctas / np.maximum(_ceil(ctas / sms) * sms, 1), 1.0)
-    if mx.tile and cls == "gpu":
+    if mx.tile and waves:
         tm, tn, tk = mx.tile
         pad = lambda x, t: np.where(x > 0, x / (_ceil(x / t) * t), 1.0)   # noqa: E731
         util = util * pad(m, tm) * pad(n, tn) * pad(k, tk)
@@ -228,7 +230,72 @@ def _tile_rereads(S_elems, b, m, n, k, fits_factor=0.5):
 SKINNY_ROWS = 8     # at most this many activation rows: a GEMV-style kernel (cf. llama.cpp MMVQ_MAX_BATCH_SIZE)
 
 
-def op_terms(spec: HardwareSpec, p: dict, tab: OpTable, pr: Prices, weight_total, kv_total):
+# rows of OpTerms.a and .b (the resources), in this order: compute, transcendental,
+# dequant, one row per memory level (outermost first), link
+COMPUTE, TRANSCENDENTAL, DEQUANT, FIRST_LEVEL = 0, 1, 2, 3
+LINK = -1
+
+
+@dataclass(slots=True)
+class OpTerms:
+    """Per-op terms of an op table on D designs (``op_terms``): time per resource, bytes per
+    memory level and activity energy, each as a base (at the op's own context) and, for the
+    S context-dependent ops ``sl`` only, a slope per extra context token (kept compact)."""
+    a: np.ndarray            # (J, D, N) seconds per resource, rows as ``names`` (COMPUTE, ..., LINK)
+    b: np.ndarray            # (J, D, S) seconds per context token
+    sl: np.ndarray           # (S,) op indices of the slope columns (OpTable.slope_cols)
+    names: list              # (J,) compute, transcendental, dequant, each memory level, link
+    overhead: np.ndarray     # (D, N) serial launch cost per op (no resource overlaps it)
+    traffic_a: np.ndarray    # (L, D, N) bytes per memory level
+    traffic_b: np.ndarray    # (L, D, S)
+    energy_a: np.ndarray     # (D, N) activity joules (operations and bytes)
+    energy_b: np.ndarray     # (D, S)
+
+    def split(self, n: int) -> tuple[OpTerms, OpTerms]:
+        """(ops 0..n-1, ops n..): the two phases of a table that holds both (op axis last;
+        the compact slope arrays follow their column indices)."""
+        return self._cut(slice(0, n), self.sl < n, 0), self._cut(slice(n, None), self.sl >= n, n)
+
+    def _cut(self, cols, keep, shift) -> OpTerms:
+        return OpTerms(a=self.a[..., cols], b=self.b[..., keep], sl=self.sl[keep] - shift, names=self.names,
+                       overhead=self.overhead[..., cols], traffic_a=self.traffic_a[..., cols],
+                       traffic_b=self.traffic_b[..., keep], energy_a=self.energy_a[..., cols],
+                       energy_b=self.energy_b[..., keep])
+
+
+@dataclass(frozen=True)
+class ShapeFactors:
+    """Matrix-unit utilisation and tiling re-read factors of an op table (``_shape_factors``)."""
+    util: np.ndarray              # (D, N) fraction of the matrix peak each op's shape can use (1: vector ops)
+    # re-reads per level of the A operand (activations) and the B operand (weights, K/V):
+    # (L, 1, N) when every design tiles alike, else (L, D, Nm) on the matrix columns only
+    fa: np.ndarray
+    fb: np.ndarray
+    fb_w: np.ndarray | None       # fb on GEMM weights only, full width (None when per design)
+    fa_s: np.ndarray | float      # fa and fb at the context-dependent columns (L, D or 1, S)
+    fb_s: np.ndarray | float
+
+
+@dataclass(slots=True)
+class _ComputeTimes:
+    """Seconds of arithmetic per op (D, N): matrix or vector work, transcendentals, and
+    their slopes per context token."""
+    work: np.ndarray
+    d_work: np.ndarray
+    trans: np.ndarray
+    d_trans: np.ndarray
+
+
+@dataclass(slots=True)
+class _Dequant:
+    """Weight-only quantization, per op (D, N)."""
+    time: np.ndarray         # seconds unpacking weights inside the kernel (vector or integer lanes)
+    separate: np.ndarray     # 1 where a separate pass writes a 16-bit copy first (one more launch)
+    weights: np.ndarray      # weight bytes the kernel itself reads
+    extra: np.ndarray        # bytes of that separate pass (packed in, 16-bit out)
+
+
+def op_terms(spec: HardwareSpec, p: dict, tab: OpTable, pr: Prices, weight_total, kv_total) -> OpTerms:
     """Time terms per resource: base ``a`` (J, D, N) and slope per context token ``b``
     (J, D, S) for the S context-dependent ops ``sl``; traffic per level (L, D, N) and its
     slope (L, D, S); energy (D, N) and slope (D, S); overhead (D, N); term names (J)."""
@@ -236,38 +303,48 @@ def op_terms(spec: HardwareSpec, p: dict, tab: OpTable, pr: Prices, weight_total
         return _op_terms(spec, p, tab, pr, weight_total, kv_total)
 
 
-def _op_terms(spec, p, tab, pr, weight_total, kv_total):
-    c = tab.cols
-    L = len(spec.memory)
-    D = pr.w_bytes.shape[0]
+def _op_terms(spec, p, tab, pr, weight_total, kv_total) -> OpTerms:
+    """The stages of op_terms: arithmetic, dequantisation, traffic per level, collectives;
+    then the roofline terms, activity energy and launch overhead."""
     calls, passes, prof_eff = tab.profiles(spec)
-
-    # ---- bytes per operand class, base and slope -------------------------------------
-    wb = np.where(tab.quantized, pr.w_bytes, pr.table_bytes)                     # (D,N)
-    W = c["weight_elems"] * wb
-    A_in, A_out = c["act_in_elems"] * pr.a_bytes, c["act_out_elems"] * pr.a_bytes
-    dA_in, dA_out = c["d_act_in_elems"] * pr.a_bytes, c["d_act_out_elems"] * pr.a_bytes
-    KV_r, dKV_r = c["kv_read_elems"] * pr.kv_bytes, c["d_kv_read_elems"] * pr.kv_bytes
-    KV_w = c["kv_write_elems"] * pr.kv_bytes
-
-    # ---- compute terms ---------------------------------------------------------------
-    is_mx, is_at = tab.is_matrix, tab.is_attn
     # the runtime's multipliers scale the spec's sustained efficiencies (capped at the peak)
-    mat_eff = np.minimum(p.get("compute.matrix.efficiency", np.array([1.0])) * p["runtime.gemm"], 1.0)[:, None]
     vec_eff = np.minimum(p["compute.vector.efficiency"] * p["runtime.vector"], 1.0)[:, None]
+    shape = _shape_factors(spec, p, tab, pr.a_bytes)
+    work = _compute_times(p, tab, pr, prof_eff, vec_eff, shape.util)
+    dq = _dequant(p, tab, pr, vec_eff)
+    traffic_a, traffic_b = _traffic(spec, p, tab, pr, dq, shape, passes, weight_total, kv_total)
+    bw, e_byte = _level_arrays(spec, p)
+    a, b = _resource_times(spec, p, tab, work, dq.time, _link_time(p, tab, pr), traffic_a, traffic_b, bw)
+    energy_a, energy_b = _energy(tab, pr, traffic_a, traffic_b, e_byte)
+    launch = np.where(tab.is_decode, p["runtime.launch_decode"][:, None], p["runtime.launch"][:, None])
+    overhead = (calls + dq.separate) * launch * ~tab.is_link * ~tab.fused_away
+    names = ["compute", "transcendental", "dequant"] + [f"{m_.name}" for m_ in spec.memory] + ["link"]
+    return OpTerms(a=a, b=b, sl=tab.slope_cols, names=names, overhead=overhead, traffic_a=traffic_a,
+                   traffic_b=traffic_b, energy_a=energy_a, energy_b=energy_b)
+
+
+def _compute_times(p, tab, pr, prof_eff, vec_eff, util) -> _ComputeTimes:
+    """Matrix/vector work and transcendentals at the sustained rate of their unit: the
+    spec's (or the kernel profile's) efficiency times the shape's utilisation."""
+    c = tab.cols
+    is_mx = tab.is_matrix
+    mat_eff = np.minimum(p.get("compute.matrix.efficiency", np.array([1.0])) * p["runtime.gemm"], 1.0)[:, None]
     eff = np.where(np.isnan(prof_eff), np.where(is_mx, mat_eff, vec_eff), prof_eff)
-    util, fa, fb, fb_w, fa_s, fb_s = _shape_factors(spec, p, tab, pr.a_bytes)
-    rate = np.where(is_at, pr.attn_rate, np.where(is_mx, pr.gemm_rate, pr.vec_rate)) * eff * util
+    rate = np.where(tab.is_attn, pr.attn_rate, np.where(is_mx, pr.gemm_rate, pr.vec_rate)) * eff * util
     # a skinny product (decode GEMV, M of a few rows) pads the matrix unit's tile and runs
     # faster on the vector units (cuBLAS gemv, llama.cpp MMVQ): a kernel takes the faster
     rate = np.where(is_mx, np.maximum(rate, pr.vec_rate * vec_eff), rate)
-    t_comp = c["flops"] / rate
-    dt_comp = c["d_flops"] / rate
     trans = p["compute.vector.transcendental"][:, None] * np.where(np.isnan(prof_eff), 1.0, prof_eff)
-    t_tr, dt_tr = c["transcendentals"] / trans, c["d_transcendentals"] / trans
-    # weight-only quantization: ~2 vector ops per weight to unpack and scale (in-kernel)
-    # A runtime that dequantises separately in prefill (a 16-bit copy, then a 16-bit GEMM)
-    # instead moves the packed weights once more plus a 16-bit write and read (below).
+    return _ComputeTimes(work=c["flops"] / rate, d_work=c["d_flops"] / rate, trans=c["transcendentals"] / trans,
+                         d_trans=c["d_transcendentals"] / trans)
+
+
+def _dequant(p, tab, pr, vec_eff) -> _Dequant:
+    """Weight-only quantization: ~2 vector ops per weight to unpack and scale (in-kernel).
+    A runtime that dequantises separately in prefill (a 16-bit copy, then a 16-bit GEMM)
+    instead moves the packed weights once more plus a 16-bit write and read."""
+    c = tab.cols
+    wb = np.where(tab.quantized, pr.w_bytes, pr.table_bytes)                     # (D,N)
     sep = tab.quantized & ~tab.is_decode & (pr.dequant * p["runtime.separate_dequant"][:, None] > 0)   # (D,N)
     # a skinny product (M <= 8 rows: decode) unpacks each weight once on the vector units
     # (GEMV kernels, llama.cpp MMVQ); wider ones follow the runtime's GEMM kernel
@@ -277,11 +354,26 @@ def _op_terms(spec, p, tab, pr, weight_total, kv_total):
     dq_ops = np.where(wide, (p["runtime.dequant_ops"] * p["runtime.dequant"])[:, None], 2.0)
     dq_rate = np.where(wide & (p["runtime.dequant_integer"][:, None] > 0), p["compute.integer"][:, None] * vec_eff,
                        pr.vec_rate * vec_eff)
-    t_dq = np.where(tab.quantized & ~sep, pr.dequant * dq_ops * c["weight_elems"] * row_passes / dq_rate, 0.0)
-    W = np.where(sep, c["weight_elems"] * pr.table_bytes, W)       # the GEMM reads the 16-bit copy
-    W_extra = np.where(sep, c["weight_elems"] * (wb + pr.table_bytes), 0.0)   # the dequant pass itself
+    return _Dequant(
+        time=np.where(tab.quantized & ~sep, pr.dequant * dq_ops * c["weight_elems"] * row_passes / dq_rate, 0.0),
+        separate=sep,
+        weights=np.where(sep, c["weight_elems"] * pr.table_bytes, c["weight_elems"] * wb),   # the GEMM reads the 16-bit copy
+        extra=np.where(sep, c["weight_elems"] * (wb + pr.table_bytes), 0.0))                 # the dequant pass itself
 
-    # ---- traffic per level -----------------------------------------------------------
+
+def _traffic(spec, p, tab, pr, dq: _Dequant, shape: ShapeFactors, passes, weight_total, kv_total):
+    """Bytes per memory level, base (L, D, N) and slope (L, D, S): every operand read once
+    from each level at or inside its home, then the re-reads of the matrix ops' tiling (fa:
+    A operand, fb: weights / K,V) on the matrix columns only; a kernel profile's passes
+    scale every operand's traffic (what the library really moves)."""
+    c = tab.cols
+    L = len(spec.memory)
+    D = pr.w_bytes.shape[0]
+    W = dq.weights
+    A_in, A_out = c["act_in_elems"] * pr.a_bytes, c["act_out_elems"] * pr.a_bytes
+    dA_in, dA_out = c["d_act_in_elems"] * pr.a_bytes, c["d_act_out_elems"] * pr.a_bytes
+    KV_r, dKV_r = c["kv_read_elems"] * pr.kv_bytes, c["d_kv_read_elems"] * pr.kv_bytes
+    KV_w = c["kv_write_elems"] * pr.kv_bytes
     if D == 1:
         w_home, kv_home, a_home = _memo(("homes", id(p), float(weight_total[0]), float(kv_total[0])), (p,),
                                         lambda: _homes(spec, p, weight_total, kv_total))
@@ -292,65 +384,76 @@ def _op_terms(spec, p, tab, pr, weight_total, kv_total):
     here_kv = kv_home[None, :, None] <= lv
     here_a = a_home[None, :, None] <= lv
     ps = passes * ~tab.is_link * ~tab.fused_away   # collectives move no memory traffic in this model
-    # every operand read once from each level at or inside its home, then the re-reads of
-    # the matrix ops' tiling (fa: A operand, fb: weights / K,V) on the matrix columns only;
-    # a kernel profile's passes scale every operand's traffic (what the library really moves)
-    mx = tab.matrix_cols
+    fa, fb, mx = shape.fa, shape.fb, tab.matrix_cols
     if fa.shape[-1] == len(tab.ops):     # one tiling for all designs: full-width factors
-        traffic_a = here_a * (A_in * fa + A_out) + here_w * W * fb_w + here_kv * (KV_r * fb + KV_w)
+        traffic_a = here_a * (A_in * fa + A_out) + here_w * W * shape.fb_w + here_kv * (KV_r * fb + KV_w)
     else:                                # per-design tiling: re-reads on the matrix columns only
         traffic_a = here_a * (A_in + A_out) + here_w * W + here_kv * (KV_r + KV_w)  # (L,D,N)
-    if len(mx) and fa.shape[-1] != len(tab.ops):
-        gemm = tab.is_gemm[mx]
-        traffic_a[..., mx] += (here_a * A_in[:, mx] * (fa - 1) + here_w * (W[:, mx] * gemm) * (fb - 1)
-                               + here_kv * KV_r[:, mx] * (fb - 1))
+        if len(mx):
+            gemm = tab.is_gemm[mx]
+            traffic_a[..., mx] += (here_a * A_in[:, mx] * (fa - 1) + here_w * (W[:, mx] * gemm) * (fb - 1)
+                                   + here_kv * KV_r[:, mx] * (fb - 1))
     traffic_a *= ps
-    traffic_a += here_w * W_extra
+    traffic_a += here_w * dq.extra
     # slopes are zero except for context-dependent ops (attention over the KV cache): they
     # are kept compact, for the S columns `sl` only
     sl = tab.slope_cols
-    traffic_b = (here_a * (dA_in[:, sl] * fa_s + dA_out[:, sl]) + here_kv * dKV_r[:, sl] * fb_s) * ps[sl]
-    bw, e_byte = _level_arrays(spec, p)
+    traffic_b = (here_a * (dA_in[:, sl] * shape.fa_s + dA_out[:, sl]) + here_kv * dKV_r[:, sl] * shape.fb_s) * ps[sl]
+    return traffic_a, traffic_b
 
-    # ---- link (collectives): ring all-reduce 2(n-1)/n·bytes/BW + 2(n-1)·latency --------
+
+def _link_time(p, tab, pr):
+    """Collectives on the device link, (D, N): ring all-reduce 2(n-1)/n·bytes/BW +
+    2(n-1)·latency (OpTable.link_factor and link_steps per collective kind)."""
+    c = tab.cols
     # collectives move 16-bit activations (NCCL/TRT-LLM all-reduce in the model dtype even
     # when GEMM inputs are 8-bit)
     link_bytes = c["elements"] * pr.wire_bytes * tab.is_link
-    if "interconnect.device_link.bandwidth" in p:
-        lbw = p["interconnect.device_link.bandwidth"][:, None] * p["interconnect.device_link.efficiency"][:, None]
-        llat = p["interconnect.device_link.latency"][:, None]
-        t_link = np.where(tab.is_link, link_bytes * tab.link_factor / lbw + tab.link_steps * llat, 0.0)
-    else:
-        t_link = np.where(tab.is_link & (c["link_devices"] > 1), np.inf, 0.0)
+    if "interconnect.device_link.bandwidth" not in p:
+        return np.where(tab.is_link & (c["link_devices"] > 1), np.inf, 0.0)
+    lbw = p["interconnect.device_link.bandwidth"][:, None] * p["interconnect.device_link.efficiency"][:, None]
+    llat = p["interconnect.device_link.latency"][:, None]
     # (neglected: the copy of collective buffers in and out of memory)
-    # terms are resource-first, (J, D, N): each resource's row is contiguous
-    N = len(tab.ops)
+    return np.where(tab.is_link, link_bytes * tab.link_factor / lbw + tab.link_steps * llat, 0.0)
+
+
+def _resource_times(spec, p, tab, work: _ComputeTimes, t_dq, t_link, traffic_a, traffic_b, bw):
+    """The roofline terms, resource-first (J, D, N) so each resource's row is contiguous,
+    and their slopes (J, D, S)."""
+    L, N = len(spec.memory), len(tab.ops)
+    D = traffic_a.shape[1]
+    levels = slice(FIRST_LEVEL, FIRST_LEVEL + L)
     a = np.zeros((4 + L, D, N))
-    a[0], a[1], a[2], a[-1] = t_comp, t_tr, t_dq, t_link
-    np.divide(traffic_a, bw, out=a[3:3 + L])
+    a[COMPUTE], a[TRANSCENDENTAL], a[DEQUANT], a[LINK] = work.work, work.trans, t_dq, t_link
+    np.divide(traffic_a, bw, out=a[levels])
     # Little's law: a kernel streams at full bandwidth only once bandwidth x latency bytes are
     # in flight; the ramp-up and the drained tail cost about `latency_factor` latencies of
     # each level it touches, so small kernels (decode GEMVs) fall short of the bandwidth
     stretch = _unit_occupancy(spec, p, tab, bw)
     if stretch is not None:
-        a[3:3 + L] *= stretch
-    a[3:3 + L] += (traffic_a > 0) * _ramps(spec, p)
-    bsl = np.zeros((4 + L, D, len(sl)))                                      # (J,D,S)
-    bsl[0], bsl[1] = dt_comp[:, sl], dt_tr[:, sl]
-    np.divide(traffic_b, bw, out=bsl[3:3 + L])
+        a[levels] *= stretch
+    a[levels] += (traffic_a > 0) * _ramps(spec, p)
+    sl = tab.slope_cols
+    b = np.zeros((4 + L, D, len(sl)))                                        # (J,D,S)
+    b[COMPUTE], b[TRANSCENDENTAL] = work.d_work[:, sl], work.d_trans[:, sl]
+    np.divide(traffic_b, bw, out=b[levels])
     if stretch is not None:
-        bsl[3:3 + L] *= stretch[..., sl]
-    names = ["compute", "transcendental", "dequant"] + [f"{m_.name}" for m_ in spec.memory] + ["link"]
-    e_op = np.where(is_at, pr.attn_e_op, np.where(is_mx, pr.gemm_e_op, pr.vec_e_op))
+        b[levels] *= stretch[..., sl]
+    return a, b
+
+
+def _energy(tab, pr, traffic_a, traffic_b, e_byte):
+    """Activity energy per op, base (D, N) and slope (D, S): FLOPs x energy per operation of
+    its unit and datatype + bytes x energy per byte of every level."""
+    c, sl = tab.cols, tab.slope_cols
+    e_op = np.where(tab.is_attn, pr.attn_e_op, np.where(tab.is_matrix, pr.gemm_e_op, pr.vec_e_op))
     energy_a = c["flops"] * e_op
     energy_b = c["d_flops"][sl] * e_op[:, sl]
-    for l in range(L):
+    for l in range(len(e_byte)):
         energy_a = energy_a + traffic_a[l] * e_byte[l]
         energy_b = energy_b + traffic_b[l] * e_byte[l]
-    launch = np.where(tab.is_decode, p["runtime.launch_decode"][:, None], p["runtime.launch"][:, None])
-    overhead = (calls + sep) * launch * ~tab.is_link * ~tab.fused_away
-    return dict(a=a, b=bsl, sl=sl, names=names, overhead=overhead, traffic_a=traffic_a, traffic_b=traffic_b,
-                energy_a=energy_a, energy_b=energy_b)
+    return energy_a, energy_b
+
 
 _SHAPE_CACHE: dict = {}
 
@@ -394,18 +497,22 @@ def _ramps(spec, p):
 
 def _level_arrays(spec, p):
     """Sustained bandwidth (all instances) and energy per byte of each level, (L,D,1); the
-    runtime's memory multiplier applies to off-chip streaming (capped at the bandwidth)."""
+    runtime's memory multiplier applies to off-chip streaming (capped at the bandwidth), and
+    so does its Little's-law cap: cores x clock x the bytes per clock each core keeps
+    streaming (``runtime.stream``; fmin, as a spec without a clock has no cap)."""
     def make():
+        cap = p["runtime.stream"] * p["compute.cores"] * p["compute.clock"] if "runtime.stream" in p else np.inf
         bw = np.stack([p[f"memory.{m_.name}.bandwidth"] * (p["compute.cores"] if m_.per_core else 1.0)
-                       * (np.minimum(p[f"memory.{m_.name}.efficiency"] * p["runtime.memory"], 1.0)
-                          if m_.kind in OFFCHIP_KINDS else p[f"memory.{m_.name}.efficiency"])
+                       * p[f"memory.{m_.name}.efficiency"] if m_.kind not in OFFCHIP_KINDS else
+                       np.fmin(p[f"memory.{m_.name}.bandwidth"] * (p["compute.cores"] if m_.per_core else 1.0)
+                               * np.minimum(p[f"memory.{m_.name}.efficiency"] * p["runtime.memory"], 1.0), cap)
                        for m_ in spec.memory])[:, :, None]
         e_byte = np.stack([p[f"memory.{m_.name}.energy_per_byte"] for m_ in spec.memory])[:, :, None]
         return bw, e_byte
     return _memo(("levels", id(p)), (p,), make) if len(p["compute.cores"]) == 1 else make()
 
 
-def _shape_factors(spec, p, tab, a_bytes):
+def _shape_factors(spec, p, tab, a_bytes) -> ShapeFactors:
     """Matrix-unit utilisation (D,N) and the A/B re-read factors per level of the matrix
     ops (L, D or 1, Nm).
 
@@ -418,7 +525,7 @@ def _shape_factors(spec, p, tab, a_bytes):
                  lambda: _compute_shape_factors(spec, p, tab, a_bytes))
 
 
-def _compute_shape_factors(spec, p, tab, a_bytes):
+def _compute_shape_factors(spec, p, tab, a_bytes) -> ShapeFactors:
     """See _shape_factors. Re-read factors are for the matrix columns only, (L, D or 1, Nm):
     vector ops stream every operand once."""
     c = tab.cols
@@ -430,7 +537,7 @@ def _compute_shape_factors(spec, p, tab, a_bytes):
     Nm = int(is_mx.sum())
     if not Nm:
         ones = np.ones((L, 1, N))
-        return util, ones, ones, ones, 1.0, 1.0
+        return ShapeFactors(util, ones, ones, ones, 1.0, 1.0)
     b_, m, n, k = (c[x][is_mx] for x in ("batch", "m", "n", "k"))
     geo_keys = [k_ for k_ in ("compute.cores", "compute.matrix.array.0", "compute.matrix.array.1",
                               "compute.matrix.units") if k_ in p]
@@ -486,7 +593,7 @@ def _compute_shape_factors(spec, p, tab, a_bytes):
         full_a[..., is_mx], full_b[..., is_mx] = fa, fb
         fa, fb = full_a, full_b
         fb_w = np.where(tab.is_gemm, fb, 1.0)        # weights are the B operand of GEMMs only
-    return util, fa, fb, fb_w, fa_s, fb_s
+    return ShapeFactors(util=util, fa=fa, fb=fb, fb_w=fb_w, fa_s=fa_s, fb_s=fb_s)
 
 
 def envelope_sum(a, b, lo, hi):

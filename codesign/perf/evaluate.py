@@ -29,168 +29,24 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..compression import (
-    Compression,
-    act_bytes_per_element,
-    effective_model,
-    kv_bytes_per_element,
-    resolve_dtype,
-    sparse_speedup,
-    wanted_gemm_dtype,
-    weight_bytes_per_element,
-)
+from ..compression import Compression, effective_model, resolve_dtype
 from ..errors import CodesignError
+from ..hardware import load_hardware
 from ..hardware.schema import HardwareSpec
-from ..runtime import load_runtime
+from ..runtime import Runtime, load_runtime
+from ..workload import load_workload
 from ..workload.graph import build_graph
+from ..workload.ops import LINK_KINDS
 from ..workload.scenario import Scenario
 from ..workload.schema import ModelSpec
 from .engine import OpTable, Prices, envelope_sum, op_table, op_terms
-from .params import busy_energy, matrix_rate, spec_params
+from .footprint import capacity, footprint, min_devices
+from .params import busy_energy, spec_params
+from .prices import distinct, prices, vector_dtype
 
 SECONDS_PER_YEAR = 365.25 * 24 * 3600
 AMORTIZATION_YEARS = 3.0          # device price spread over 3 years of service (assumption)
 ELECTRICITY_USD_PER_J = 0.12 / 3.6e6   # 0.12 USD/kWh (assumption)
-
-
-# ---------------------------------------------------------------- prices per design
-def _vec_dtype(spec: HardwareSpec, dtype: str) -> str:
-    have = tuple(spec.compute.vector.peak)
-    got, _ = resolve_dtype(dtype, have)
-    return got
-
-
-def _distinct(comps) -> tuple[list, np.ndarray]:
-    """(distinct compressions, index of each design's one): objects first (cheap), then values."""
-    uniq: dict = {}
-    by_id: dict = {}
-    for c in comps:
-        by_id.setdefault(id(c), c)
-    slot = {i: uniq.setdefault(c, len(uniq)) for i, c in by_id.items()}
-    return list(uniq), np.array([slot[id(c)] for c in comps])
-
-
-def _prices(spec: HardwareSpec, p: dict, model: ModelSpec, sc: Scenario, comps, notes: set, rt=None) -> Prices:
-    """Bytes per element and compute rates for each design's compression; ``comps`` is
-    (distinct compressions, per-design index)."""
-    mdt = spec.matrix_dtypes()
-    uniq, index = comps
-    rows = []
-    for comp in uniq:
-        want, deq = wanted_gemm_dtype(comp, sc.dtype, rt.quantized_matmul if rt is not None else "activation")
-        rates = spec.compute.matrix.peak if spec.compute.matrix is not None else None
-        gdt, note = resolve_dtype(want, mdt, rates) if mdt else (_vec_dtype(spec, want), None)
-        if note:
-            notes.add(note)
-        # attention products run in the activation datatype (8-bit with SmoothQuant-style W8A8)
-        a_want = ("fp8" if comp.weight_format == "fp8" else "int8") if comp and comp.act_bits == 8 else sc.dtype
-        adt, note = resolve_dtype(a_want, mdt, rates) if mdt else (_vec_dtype(spec, a_want), None)
-        if note:
-            notes.add(note)
-        speed, note = sparse_speedup(comp, spec)
-        if note:
-            notes.add(note)
-        rows.append((weight_bytes_per_element(comp, sc.dtype), act_bytes_per_element(comp, sc.dtype),
-                     kv_bytes_per_element(comp, sc.dtype, model.hd), gdt, adt, speed, float(deq),
-                     float(bool(comp and comp.quantize_embeddings))))
-    vdt = _vec_dtype(spec, sc.dtype)
-
-    def rate(dt):
-        r = matrix_rate(spec, p, dt) if mdt else None
-        return r if r is not None else p[f"compute.vector.peak.{_vec_dtype(spec, dt)}"]
-
-    def e_op(dt):
-        return p.get(f"power.energy_per_op.{dt}", p[f"power.energy_per_op.{vdt}"])
-
-    D = len(next(iter(p.values())))
-    if len(index) == 1:
-        index = np.zeros(D, dtype=int)
-
-    def col(i):
-        return np.array([r[i] for r in rows], dtype=float)[index][:, None]
-
-    def per_design(fn, i):
-        """fn(dtype) -> (D,) array; each design takes the rate of its own dtype (column i)."""
-        dts = sorted({r[i] for r in rows})
-        table = np.stack([np.broadcast_to(fn(dt), (D,)) for dt in dts])       # (dtypes, D)
-        which = np.array([dts.index(r[i]) for r in rows])[index]
-        return table[which, np.arange(D)][:, None]
-
-    wide = kv_bytes_per_element(None, sc.dtype, 1)
-    return Prices(w_bytes=col(0), table_bytes=np.where(col(7) > 0, col(0), wide), wire_bytes=wide, a_bytes=col(1),
-                  kv_bytes=col(2), gemm_rate=per_design(rate, 3) * col(5), attn_rate=per_design(rate, 4),
-                  vec_rate=p[f"compute.vector.peak.{vdt}"][:, None], dequant=col(6),
-                  # structured sparsity skips the pruned products: energy per dense FLOP falls with speed
-                  gemm_e_op=per_design(e_op, 3) / col(5), attn_e_op=per_design(e_op, 4), vec_e_op=e_op(vdt)[:, None])
-
-
-# ---------------------------------------------------------------- memory footprint
-def footprint(model: ModelSpec, sc: Scenario, w_bytes, a_bytes, kv_bytes, table_bytes=2.0, tp=None, pp=None):
-    # table_bytes: embedding table and LM head, per element
-    """(weights, kv, activations) bytes per device, analytic (independent of the op graph)."""
-    tp = tp or sc.tp
-    pp = pp or sc.pp
-    h, L = model.hidden_size, model.num_layers
-    n_moe = model.moe_layers()
-    dense_layer = model.layer_params()
-    per_layer_linear = (L - n_moe) * dense_layer / L
-    if n_moe:
-        moe = model.moe
-        assert moe is not None      # moe_layers() is 0 without a MoE block
-        expert = model._ffn_params(model.expert_ffn)
-        attn_etc = model.layer_params(True) - (moe.num_experts + moe.shared_experts) * expert
-        experts_dev = moe.num_experts * expert / (sc.ep if sc.ep > 1 else tp)
-        moe_layer_dev = attn_etc / tp + experts_dev + moe.shared_experts * expert / tp
-        per_layer_dev = ((L - n_moe) * dense_layer / tp + n_moe * moe_layer_dev) / L
-    else:
-        per_layer_dev = per_layer_linear / tp
-    layers_dev = math.ceil(L / pp)
-    tables = model.param_count() - L * (per_layer_linear + (model.layer_params(True) * n_moe / L if n_moe else 0))
-    tables_dev = tables / tp / (1 if pp == 1 else 2)        # embedding and LM head on the end stages
-    weights = layers_dev * per_layer_dev * w_bytes + tables_dev * table_bytes
-    reqs = math.ceil(sc.batch / sc.dp)
-    # cached tokens per layer: the whole context, or the window on windowed layers
-    # (beams share the prompt's cache and each keeps its own generated tokens)
-    prompt_kv = model.kv_tokens(sc.prompt)
-    kv_tokens = (prompt_kv + sc.beams * (model.kv_tokens(sc.prompt + sc.generate) - prompt_kv)) * layers_dev / L
-    # per token and layer on this device: K and V of its KV heads, or MLA's latent (every
-    # tensor-parallel rank keeps the whole latent)
-    per_token = model.kv_per_token_layer if model.mla is not None else 2 * math.ceil(model.kv_heads / tp) * model.hd
-    kv = 0.0 * np.asarray(kv_bytes) if model.architecture == "encoder" else reqs * kv_tokens * per_token * kv_bytes
-    tokens = reqs * max(sc.prompt, 1)
-    widest = max(h, math.ceil(model.ffn_size / tp) * (2 if model.ffn_type == "gated" else 1),
-                 math.ceil(model.vocab_size / tp) * 0)   # logits only for the last tokens
-    acts = tokens * (2 * h + widest) * a_bytes
-    if sc.attention == "unfused":
-        acts = acts + reqs * math.ceil(model.num_heads / tp) * sc.prompt * min(sc.prompt, model.sliding_window or sc.prompt) * a_bytes
-    return weights, kv, acts
-
-
-def capacity(spec: HardwareSpec, p: dict):
-    """Bytes of every device level that can hold model state (host memory excluded unless
-    the device streams weights from it, as USB accelerators do)."""
-    levels = [m for m in spec.memory if m.stores() and (m.kind != "host" or m.holds is not None)]
-    levels = levels or [m for m in spec.memory if m.stores()]
-    return sum(p[f"memory.{m.name}.capacity"] * (p["compute.cores"] if m.per_core else 1) for m in levels)
-
-
-def min_devices(model, sc, spec, p, w_b, a_b, kv_b, w16) -> np.ndarray:
-    """Smallest tp x pp (powers of two, tp up to the link's max_devices) that fits, per design."""
-    cap = capacity(spec, p)
-    link = spec.interconnect.device_link
-    max_tp = (link.max_devices or 8) if link else 1
-    out = np.full(np.broadcast(cap, w_b).shape, np.nan)
-    for e in range(0, 13):
-        n = 2 ** e
-        tp = min(n, max_tp)
-        pp = n // tp
-        w, kv, act = footprint(model, sc.model_copy(update={"tp": tp, "pp": pp, "dp": 1, "ep": 1}),
-                               w_b, a_b, kv_b, w16, tp=tp, pp=pp)
-        ok = (w + kv + act <= cap) & np.isnan(out)
-        out = np.where(ok, n, out)
-        if not np.isnan(out).any():
-            break
-    return out
 
 
 # ---------------------------------------------------------------- phases
@@ -216,7 +72,7 @@ def _run_phase(spec, p, ops, pr, wtot, kvtot, steps: int, pp: int, terms=None) -
     computed for these ops (both phases are priced in one call when they share a device)."""
     tab = ops if isinstance(ops, OpTable) else op_table(ops)
     t = terms if terms is not None else op_terms(spec, p, tab, pr, wtot, kvtot)
-    a, b, sl = t["a"], t["b"], t["sl"]
+    a, b, sl = t.a, t.b, t.sl
     count = tab.cols["count"]
     count = np.where(tab.is_layer, np.ceil(count / pp), count) if pp > 1 else count
     J = a.shape[0]
@@ -225,7 +81,7 @@ def _run_phase(spec, p, ops, pr, wtot, kvtot, steps: int, pp: int, terms=None) -
     # each op's time goes to its binding term (the first one on a tie)
     share = np.where(jj == a.argmax(0), best, 0.0)                      # (J, D, N)
     if steps == 0:
-        per_op = t["overhead"] + best
+        per_op = t.overhead + best
         n_eff, c_sum = 1.0, 0.0
     else:
         lo, hi = 1, steps
@@ -248,33 +104,23 @@ def _run_phase(spec, p, ops, pr, wtot, kvtot, steps: int, pp: int, terms=None) -
                 sh = np.where(change, np.moveaxis(env_s, -1, 0), sh)
             best[:, sl] = tot
             share[..., sl] = sh
-        per_op = t["overhead"] + best / n_eff
-    share = np.concatenate([share, (t["overhead"] * n_eff)[None]], 0)    # (J+1, D, N)
+        per_op = t.overhead + best / n_eff
+    share = np.concatenate([share, (t.overhead * n_eff)[None]], 0)    # (J+1, D, N)
     time = (per_op * n_eff * count).sum(-1)
     cnt = tab.cols["count"]
-    energy = t["energy_a"] @ (cnt * n_eff) + t["energy_b"] @ (cnt[sl] * c_sum)
+    energy = t.energy_a @ (cnt * n_eff) + t.energy_b @ (cnt[sl] * c_sum)
     # what one stage runs (layer ops split over the stages, as in ``time``): its board power
-    stage_energy = energy if pp == 1 else t["energy_a"] @ (count * n_eff) + t["energy_b"] @ (count[sl] * c_sum)
-    traffic_op = t["traffic_a"]                                        # (L, D, N), at the mean context
+    stage_energy = energy if pp == 1 else t.energy_a @ (count * n_eff) + t.energy_b @ (count[sl] * c_sum)
+    traffic_op = t.traffic_a                                        # (L, D, N), at the mean context
     if c_sum and len(sl):
         traffic_op = traffic_op.copy()
-        traffic_op[..., sl] += t["traffic_b"] * (c_sum / n_eff)
+        traffic_op[..., sl] += t.traffic_b * (c_sum / n_eff)
     traffic = np.matmul(traffic_op, cnt * n_eff).T                      # (D, L)
     flops = np.full(time.shape, (tab.cols["flops"] * n_eff + tab.cols["d_flops"] * c_sum) @ cnt)
-    gap = (t["overhead"] * n_eff * count).sum(-1)
+    gap = (t.overhead * n_eff * count).sum(-1)
     graphs = p["runtime.decode_graphs"] if steps else np.zeros_like(p["runtime.decode_graphs"])
-    ahead = (p["runtime.dispatch_ahead"] > 0) & (graphs == 0)
-    if ahead.any():
-        # the host runs ahead of the device: the phase is bound by the longer of the host's
-        # dispatch (sum of launches) and the device's kernels plus its own per-kernel gap.
-        # Neglected: a host that runs ahead only within a queue depth (~1024 launches), and
-        # the host's own stalls (allocations, synchronisations)
-        launch = p["runtime.launch_decode"] if steps else p["runtime.launch"]
-        device_gap = gap * np.minimum(p["runtime.device_gap"] / np.maximum(launch, 1e-30), 1.0)
-        kernels_sum = time - gap
-        overlapped = np.maximum(gap, kernels_sum + device_gap)
-        scale = np.where(ahead, overlapped / np.maximum(time, 1e-30), 1.0)
-        gap = np.where(ahead, overlapped - kernels_sum, gap)
+    scale, gap = _dispatch_ahead(p, steps, graphs, time, gap)
+    if scale is not None:
         time = time * scale
         per_op = per_op * scale[:, None]
         share = share * scale[None, :, None]
@@ -283,7 +129,23 @@ def _run_phase(spec, p, ops, pr, wtot, kvtot, steps: int, pp: int, terms=None) -
     return _Phase(time=time, energy=energy, stage_energy=stage_energy, gap=gap, kernels=time - gap, flops=flops, traffic=traffic,
                   per_op_time=per_op,
                   per_op_traffic=traffic_op, per_op_share=share * count, tab=tab,
-                  names=t["names"] + ["overhead"])
+                  names=t.names + ["overhead"])
+
+
+def _dispatch_ahead(p, steps: int, graphs, time, gap):
+    """(factor on the phase's time or None, its launch gaps) where the host runs ahead of the
+    device: the phase is bound by the longer of the host's dispatch (sum of launches) and the
+    device's kernels plus its own per-kernel gap. Neglected: a host that runs ahead only
+    within a queue depth (~1024 launches), and the host's own stalls (allocations,
+    synchronisations)."""
+    ahead = (p["runtime.dispatch_ahead"] > 0) & (graphs == 0)
+    if not ahead.any():
+        return None, gap
+    launch = p["runtime.launch_decode"] if steps else p["runtime.launch"]
+    device_gap = gap * np.minimum(p["runtime.device_gap"] / np.maximum(launch, 1e-30), 1.0)
+    kernels_sum = time - gap
+    overlapped = np.maximum(gap, kernels_sum + device_gap)
+    return np.where(ahead, overlapped / np.maximum(time, 1e-30), 1.0), np.where(ahead, overlapped - kernels_sum, gap)
 
 
 def power_limit(time, gap, energy, p: dict) -> np.ndarray:
@@ -366,7 +228,7 @@ class Result:
                        "n": o.n, "k": o.k, "flops": o.flops, "weight_elems": o.weight_elems}
                 for l, name in enumerate(levels):
                     row[f"bytes_{name}"] = float(pr.per_op_traffic[l, 0, i])
-                row["link_bytes"] = float(o.elements * ph["a_bytes"]) if o.kind in ("allreduce", "alltoall", "p2p") else 0.0
+                row["link_bytes"] = float(o.elements * ph["a_bytes"]) if o.kind in LINK_KINDS else 0.0
                 row["time_s"] = float(pr.per_op_time[0, i])
                 row["total_s"] = float(sh.sum()) / ph["steps"]
                 row["bound"] = _label(pr.names[int(np.argmax(sh))], levels)
@@ -390,8 +252,6 @@ def evaluate(hardware, model, scenario: Scenario | None = None, compression: Com
     runs the decode phase on another device (disaggregated serving: the prompt's KV cache
     crosses the slower of the two host links).
     """
-    from ..hardware import load_hardware
-    from ..workload import load_workload
     spec = load_hardware(hardware)
     model = load_workload(model)
     sc = scenario or Scenario()
@@ -420,7 +280,7 @@ def evaluate_batch(hardware: HardwareSpec, model: ModelSpec, scenario: Scenario,
     if compression_index is not None:
         uniq, index = list(compression), np.asarray(compression_index, dtype=int)
     elif isinstance(compression, (list, tuple)):
-        uniq, index = _distinct(compression)
+        uniq, index = distinct(compression)
     else:
         uniq, index = [compression], np.zeros(1, dtype=int)
     groups: dict = {}
@@ -496,8 +356,78 @@ def _params(spec, overrides, operating_point, runtime=None):
     return {k: np.broadcast_to(v, (D,)) for k, v in p.items()}, D
 
 
+# ---------------------------------------------------------------- one group of designs
+@dataclass(slots=True)
+class _Group:
+    """What the stages of one evaluation share: the devices' figures, the designs' prices,
+    the runtime, and the batch's split into pipeline microbatches."""
+    spec: HardwareSpec
+    model: ModelSpec
+    sc: Scenario              # as the runtime runs it (its attention kernel)
+    rt: Runtime
+    p: dict
+    D: int
+    pr: Prices
+    notes: set
+    single: bool              # one design, no overrides: derived arrays are memoised
+    comp: Compression | None  # the first distinct compression (a single design's: a cache key)
+    reqs: int                 # requests per data-parallel replica
+    mb: int                   # microbatches of a replica's requests
+    micro: int                # requests per microbatch
+    pipe_pre: int             # stage times of a prefill (fill and drain bubble included)
+    pipe_dec: int             # stage times of a decode step (steady state)
+    tables: tuple             # (prefill, decode, both) OpTables of one microbatch (None: no such phase)
+    dspec: HardwareSpec       # the decode device: ``spec``, or another in disaggregated serving
+    dp: dict
+    dpr: Prices
+    disaggregated: bool
+
+
+@dataclass(slots=True)
+class _Memory:
+    """Bytes per device, (D,) each: weights, KV cache and peak activations against the capacity."""
+    weights: np.ndarray
+    kv: np.ndarray
+    acts: np.ndarray
+    capacity: np.ndarray
+    fits: np.ndarray
+    d_weights: np.ndarray     # the same on the decode device
+    d_kv: np.ndarray
+
+
+@dataclass(slots=True)
+class _Timeline:
+    """The request batch's phases, (D,) each, and the phases themselves (name -> dict of
+    the _Phase, its spec and its steps)."""
+    ttft: np.ndarray          # the whole batch's prefill to its first token
+    tpot: np.ndarray          # mean decode step
+    decode: np.ndarray        # all decode steps
+    e_prefill: np.ndarray     # activity energy of each phase, every device
+    e_decode: np.ndarray
+    throttle: np.ndarray      # the largest power-limit stretch of a phase
+    steps: int                # decode steps (generate - 1)
+    phases: dict = field(default_factory=dict)
+
+
 def _evaluate_group(spec, model, sc, comps, overrides, op_name, decode_spec, decode_op, keep) -> dict:
-    from ..hardware import load_hardware
+    """Designs that serve the same model, in stages: set-up, memory footprint, phases,
+    disaggregation (the KV cache crossing devices), energy and cost, summary."""
+    g = _group(spec, model, sc, comps, overrides, op_name, decode_spec, decode_op)
+    mem = _memory(g)
+    tl = _phases(g, mem)
+    kv_xfer = _kv_transfer(g, mem)
+    e2e = tl.ttft + kv_xfer + tl.decode
+    out = _summary(g, mem, tl, kv_xfer, e2e, _first_token_seen(g, mem, tl), _energy_and_cost(g, tl, kv_xfer, e2e))
+    if keep:
+        for entry in tl.phases.values():
+            entry["dtype"] = "?"
+        out["_notes"] = sorted(g.notes)
+        out["_phases"] = (tl.phases, g.spec, g.dspec, g.sc, g.pr, g.dpr)     # described lazily by Result.ops
+    return out
+
+
+def _group(spec, model, sc, comps, overrides, op_name, decode_spec, decode_op) -> _Group:
+    """Check the scenario; the figures and prices of every design on each device; the tables."""
     notes: set = set()
     rt = load_runtime(sc.runtime)
     if rt.attention and rt.attention != sc.attention:     # the stack decides the attention kernel
@@ -513,142 +443,159 @@ def _evaluate_group(spec, model, sc, comps, overrides, op_name, decode_spec, dec
         D = len(index)
     if len(index) == 1 and D > 1:
         comps = (uniq, np.zeros(D, dtype=int))
-    if D == 1 and not overrides:   # the common single evaluation: price once per (spec, model, scenario, comp)
+    single = D == 1 and not overrides
+    if single:   # the common single evaluation: price once per (spec, model, scenario, comp)
         pr, pnotes = _cached(("prices", id(spec), op_name, id(model), sc, uniq[0]), (spec, model),
-                             lambda: (_prices(spec, p, model, sc, comps, n := set[str](), rt), n))
+                             lambda: (prices(spec, p, model, sc, comps, n := set[str](), rt), n))
         notes |= pnotes
     else:
-        pr = _prices(spec, p, model, sc, comps, notes, rt)
+        pr = prices(spec, p, model, sc, comps, notes, rt)
+    dspec, dp, dpr = spec, p, pr
+    if decode_spec is not None:     # decode on another device
+        dspec = decode_spec
+        dp, _ = _params(dspec, {}, decode_op, rt)
+        dp = {k: np.broadcast_to(v, (D,)) for k, v in dp.items()}
+        dpr = prices(dspec, dp, model, sc, comps, notes, rt)
     reqs = math.ceil(sc.batch / sc.dp)
     mb = min(sc.microbatches or min(reqs, sc.pp), reqs)
     micro = math.ceil(reqs / mb)
-    pre_tab, dec_tab, both_tab = _tables(model, sc if micro == sc.batch else sc.model_copy(update={"batch": micro}),
-                                         rt)
-    fp = lambda: footprint(model, sc, pr.w_bytes[:, 0], pr.a_bytes[:, 0], pr.kv_bytes[:, 0], pr.table_bytes[:, 0])  # noqa: E731
-    w, kv, act = _cached(("footprint", id(model), sc, id(pr)), (model, pr), fp) if D == 1 else fp()
-    cap = _cached(("capacity", id(p)), (p,), lambda: capacity(spec, p)) if D == 1 else capacity(spec, p)
-    fits = (w + kv + act) <= cap
-    devices = sc.devices
-    pipe_pre = (mb + sc.pp - 1) if sc.pp > 1 else mb
-    pipe_dec = max(mb, sc.pp) if sc.pp > 1 else mb
+    tables = _tables(model, sc if micro == sc.batch else sc.model_copy(update={"batch": micro}), rt)
+    return _Group(spec=spec, model=model, sc=sc, rt=rt, p=p, D=D, pr=pr, notes=notes, single=single, comp=uniq[0], reqs=reqs,
+                  mb=mb, micro=micro, pipe_pre=(mb + sc.pp - 1) if sc.pp > 1 else mb,
+                  pipe_dec=max(mb, sc.pp) if sc.pp > 1 else mb, tables=tables, dspec=dspec, dp=dp, dpr=dpr,
+                  disaggregated=decode_spec is not None)
 
-    phases = {}
-    # prefill on `spec`
-    ttft = np.zeros(D)
-    e_pre = np.zeros(D)
-    split = (None, None)
-    if both_tab is not None and decode_spec is None:
-        split = _split_terms(op_terms(spec, p, both_tab, pr, w, kv), len(pre_tab.ops))
-    throttle = np.ones(D)
+
+def _memory(g: _Group) -> _Memory:
+    """Footprint per device against the capacity (on both devices when they differ)."""
+    pr, model, sc = g.pr, g.model, g.sc
+    fp = lambda: footprint(model, sc, pr.w_bytes[:, 0], pr.a_bytes[:, 0], pr.kv_bytes[:, 0], pr.table_bytes[:, 0])  # noqa: E731
+    w, kv, act = _cached(("footprint", id(model), sc, id(pr)), (model, pr), fp) if g.D == 1 else fp()
+    cap = _cached(("capacity", id(g.p)), (g.p,), lambda: capacity(g.spec, g.p)) if g.D == 1 else capacity(g.spec, g.p)
+    fits = (w + kv + act) <= cap
+    dw, dkv = w, kv
+    if g.dpr is not pr:
+        dpr = g.dpr
+        dw, dkv = footprint(model, sc, dpr.w_bytes[:, 0], dpr.a_bytes[:, 0], dpr.kv_bytes[:, 0], dpr.table_bytes[:, 0])[:2]
+        if g.tables[1] is not None:
+            fits = fits & ((dw + dkv + act) <= capacity(g.dspec, g.dp))
+    return _Memory(weights=w, kv=kv, acts=act, capacity=cap, fits=fits, d_weights=dw, d_kv=dkv)
+
+
+def _phases(g: _Group, mem: _Memory) -> _Timeline:
+    """Prefill on ``spec`` and decode on ``dspec``, each held to its power limit; TTFT and
+    TPOT through the pipeline."""
+    pre_tab, dec_tab, both_tab = g.tables
+    sc, D = g.sc, g.D
+    split: tuple = (None, None)
+    if both_tab is not None and not g.disaggregated:    # one device: both phases priced in one call
+        split = op_terms(g.spec, g.p, both_tab, g.pr, mem.weights, mem.kv).split(len(pre_tab.ops))
+    tl = _Timeline(ttft=np.zeros(D), tpot=np.zeros(D), decode=np.zeros(D), e_prefill=np.zeros(D),
+                   e_decode=np.zeros(D), throttle=np.ones(D), steps=max(sc.generate - 1, 0))
     if pre_tab is not None:
-        ph = _run_phase(spec, p, pre_tab, pr, w, kv, 0, sc.pp, split[0])
-        throttle = np.maximum(throttle, _power_limit(ph, p))
-        stage = ph.time + _pipeline_hop(spec, p, sc, micro * sc.prompt, model, pr)
-        ttft = pipe_pre * stage + p["runtime.request_overhead"]
-        e_pre = ph.energy * mb * sc.tp * sc.dp
-        phases["prefill"] = dict(phase=ph, spec=spec, steps=1)
-    # decode, possibly on another device
-    dspec, dp_, dpr = spec, p, pr
-    if decode_spec is not None:
-        dspec = decode_spec
-        dp_, _ = _params(dspec, {}, decode_op, rt)
-        dp_ = {k: np.broadcast_to(v, (D,)) for k, v in dp_.items()}
-        dpr = _prices(dspec, dp_, model, sc, comps, notes, rt)
-    steps = max(sc.generate - 1, 0)
-    tpot = np.zeros(D)
-    dec_total = np.zeros(D)
-    e_dec = np.zeros(D)
+        ph = _run_phase(g.spec, g.p, pre_tab, g.pr, mem.weights, mem.kv, 0, sc.pp, split[0])
+        tl.throttle = np.maximum(tl.throttle, _power_limit(ph, g.p))
+        stage = ph.time + _pipeline_hop(g.spec, g.p, sc, g.micro * sc.prompt, g.model, g.pr)
+        tl.ttft = g.pipe_pre * stage + g.p["runtime.request_overhead"]
+        tl.e_prefill = ph.energy * g.mb * sc.tp * sc.dp
+        tl.phases["prefill"] = dict(phase=ph, spec=g.spec, steps=1)
     if dec_tab is not None:
-        dw, dkv = (w, kv) if dpr is pr else footprint(model, sc, dpr.w_bytes[:, 0], dpr.a_bytes[:, 0],
-                                                      dpr.kv_bytes[:, 0], dpr.table_bytes[:, 0])[:2]
-        ph = _run_phase(dspec, dp_, dec_tab, dpr, dw, dkv, max(steps, 1), sc.pp, split[1])
-        throttle = np.maximum(throttle, _power_limit(ph, dp_))
-        hopd = _pipeline_hop(dspec, dp_, sc, micro, model, dpr)
-        step_mean = ph.time / max(steps, 1) + hopd
+        steps = tl.steps
+        ph = _run_phase(g.dspec, g.dp, dec_tab, g.dpr, mem.d_weights, mem.d_kv, max(steps, 1), sc.pp, split[1])
+        tl.throttle = np.maximum(tl.throttle, _power_limit(ph, g.dp))
+        step_mean = ph.time / max(steps, 1) + _pipeline_hop(g.dspec, g.dp, sc, g.micro, g.model, g.dpr)
         # host work per sequence per step, serial with the device (not hidden by the pipeline)
-        tpot = pipe_dec * step_mean + reqs * dp_["runtime.sequence_overhead"]
-        dec_total = tpot * steps
-        e_dec = ph.energy * (steps / max(steps, 1)) * mb * sc.tp * sc.dp
-        phases["decode"] = dict(phase=ph, spec=dspec, steps=max(steps, 1))
-        if decode_spec is not None:
-            cap_d = capacity(dspec, dp_)
-            fits = fits & ((dw + dkv + act) <= cap_d)
-    # disaggregation: the prompt's KV cache crosses to the decode devices
-    kv_xfer = np.zeros(D)
-    if decode_spec is not None and pre_tab is not None:
-        kv_prompt = kv * sc.prompt / max(sc.prompt + sc.generate, 1)
-        bws = [pp_.get("interconnect.host_link.bandwidth") for pp_ in (p, dp_)]
-        bws = [b for b in bws if b is not None]
-        if not bws:
-            raise CodesignError("disaggregated serving needs interconnect.host_link on both devices",
-                                field="interconnect.host_link")
-        bw = np.minimum.reduce(bws)
-        lat = sum(pp_.get("interconnect.host_link.latency", np.zeros(D)) for pp_ in (p, dp_))
-        kv_xfer = kv_prompt / bw + lat
-    e2e = ttft + kv_xfer + dec_total
+        tl.tpot = g.pipe_dec * step_mean + g.reqs * g.dp["runtime.sequence_overhead"]
+        tl.decode = tl.tpot * steps
+        tl.e_decode = ph.energy * (steps / max(steps, 1)) * g.mb * sc.tp * sc.dp
+        tl.phases["decode"] = dict(phase=ph, spec=g.dspec, steps=max(steps, 1))
+    if (tl.throttle > 1.005).any():
+        g.notes.add(f"power-limited: modelled power exceeds the TDP, so the clock drops and the phase takes up to "
+                    f"{(tl.throttle.max() - 1) * 100:.0f}% longer")
+    return tl
+
+
+def _kv_transfer(g: _Group, mem: _Memory) -> np.ndarray:
+    """Disaggregation: seconds for the prompt's KV cache to cross to the decode devices over
+    the slower of the two host links (0 on one device)."""
+    if not g.disaggregated or g.tables[0] is None:
+        return np.zeros(g.D)
+    kv_prompt = mem.kv * g.sc.prompt / max(g.sc.prompt + g.sc.generate, 1)
+    bws = [b for b in (pp_.get("interconnect.host_link.bandwidth") for pp_ in (g.p, g.dp)) if b is not None]
+    if not bws:
+        raise CodesignError("disaggregated serving needs interconnect.host_link on both devices",
+                            field="interconnect.host_link")
+    bw = np.minimum.reduce(bws)
+    lat = sum(pp_.get("interconnect.host_link.latency", np.zeros(g.D)) for pp_ in (g.p, g.dp))
+    return kv_prompt / bw + lat
+
+
+def _first_token_seen(g: _Group, mem: _Memory, tl: _Timeline) -> np.ndarray:
+    """The TTFT a request sees. Continuous (in-flight) batching admits each request on its
+    own: its first token waits for its own prompt, in one step beside the others' decode,
+    not for the whole batch's prompts (the batch's total work, and so throughput and energy,
+    are the same)."""
+    if not (g.rt.batching == "continuous" and g.micro > 1 and g.tables[0] is not None):
+        return tl.ttft
+    sc = g.sc
+    one, _, _ = _tables(g.model, sc.model_copy(update={"batch": 1}), g.rt)
+    ph1 = _run_phase(g.spec, g.p, one, g.pr, mem.weights, mem.kv, 0, sc.pp, None)
+    _power_limit(ph1, g.p)           # one prompt's prefill is held to the power limit as well
+    return np.minimum(tl.ttft, g.pipe_pre * (ph1.time + _pipeline_hop(g.spec, g.p, sc, sc.prompt, g.model, g.pr))
+                      + g.p["runtime.request_overhead"] + tl.tpot)
+
+
+def _energy_and_cost(g: _Group, tl: _Timeline, kv_xfer, e2e) -> dict:
+    """Energy of the request batch, power, and cost per million generated tokens."""
+    sc, devices = g.sc, g.sc.devices
     gen_tokens = sc.batch * sc.generate
-    # continuous (in-flight) batching admits each request on its own: its first token waits
-    # for its own prompt, in one step beside the others' decode, not for the whole batch's
-    # prompts (the batch's total work, and so throughput and energy, are the same)
-    ttft_seen = ttft
-    if rt.batching == "continuous" and micro > 1 and pre_tab is not None:
-        one, _, _ = _tables(model, sc.model_copy(update={"batch": 1}), rt)
-        ph1 = _run_phase(spec, p, one, pr, w, kv, 0, sc.pp, None)
-        _power_limit(ph1, p)           # one prompt's prefill is held to the power limit as well
-        ttft_seen = np.minimum(ttft, pipe_pre * (ph1.time + _pipeline_hop(spec, p, sc, sc.prompt, model, pr))
-                               + p["runtime.request_overhead"] + tpot)
     # board power of every device over the request batch: static all the time, busy while
     # kernels run and a share of it in the gaps (launch gaps, host work, pipeline bubbles),
     # activity energy per op and byte (each device runs its stage's kernels once per
     # microbatch: mb x (stage time - gaps))
-    energy = e_pre + e_dec + dp_["power.static"] * devices * kv_xfer
-    for name, ph_ in phases.items():
-        pw_ = p if name == "prefill" else dp_
-        wall, share = (ttft, 1.0) if name == "prefill" else (dec_total, steps / max(steps, 1))
+    energy = tl.e_prefill + tl.e_decode + g.dp["power.static"] * devices * kv_xfer
+    for name, ph_ in tl.phases.items():
+        pw_ = g.p if name == "prefill" else g.dp
+        wall, share = (tl.ttft, 1.0) if name == "prefill" else (tl.decode, tl.steps / max(tl.steps, 1))
         ph = ph_["phase"]
         # the device's gaps: the request's wall time less its kernels (at the clock they ran)
-        gaps = wall - mb * share * (ph.time - ph.gap)
-        energy = energy + devices * (pw_["power.static"] * wall + busy_energy(pw_, mb * share * ph.kernels, gaps))
-    per_token = energy / max(gen_tokens, 1) if gen_tokens else energy / max(sc.batch * sc.prompt, 1)
-    avg_power = energy / np.maximum(e2e, 1e-30) / devices
-    peak_power = np.max([phase_power(ph_["phase"], p if name == "prefill" else dp_) for name, ph_ in phases.items()],
-                        axis=0) if phases else np.zeros(D)
-    if (throttle > 1.005).any():
-        notes.add(f"power-limited: modelled power exceeds the TDP, so the clock drops and the phase takes up to "
-                  f"{(throttle.max() - 1) * 100:.0f}% longer")
-    price = p["price"] * devices + (dp_["price"] * devices if decode_spec is not None else 0.0)
+        gaps = wall - g.mb * share * (ph.time - ph.gap)
+        energy = energy + devices * (pw_["power.static"] * wall + busy_energy(pw_, g.mb * share * ph.kernels, gaps))
+    peak = np.max([phase_power(ph_["phase"], g.p if name == "prefill" else g.dp) for name, ph_ in tl.phases.items()],
+                  axis=0) if tl.phases else np.zeros(g.D)
+    price = g.p["price"] * devices + (g.dp["price"] * devices if g.disaggregated else 0.0)
     usd_per_s = price / (AMORTIZATION_YEARS * SECONDS_PER_YEAR)
-    cost = (usd_per_s * e2e + energy * ELECTRICITY_USD_PER_J) / max(gen_tokens, 1) * 1e6
-    if D == 1 and not overrides:
-        need = _cached(("need", id(spec), id(model), sc, uniq[0]), (spec, model), lambda: min_devices(
-            model, sc, spec, p, pr.w_bytes[:, 0], pr.a_bytes[:, 0], pr.kv_bytes[:, 0], pr.table_bytes[:, 0]))
-    else:
-        need = min_devices(model, sc, spec, p, pr.w_bytes[:, 0], pr.a_bytes[:, 0], pr.kv_bytes[:, 0], pr.table_bytes[:, 0])
-    if not fits.all():
-        notes.add("does not fit in device memory: see min_devices")
-    # binding resource over the whole request
-    bound = _bound(phases, D)
-    out = {
-        "ttft_s": ttft_seen, "tpot_s": tpot, "e2e_latency_s": e2e,
-        "prefill_tokens_per_s": _per_second(sc.batch * sc.prompt, ttft),
-        "prefill_tokens_per_s_per_request": _per_second(sc.prompt, ttft),
-        "decode_tokens_per_s": _per_second(sc.batch, tpot),
-        "decode_tokens_per_s_per_request": _per_second(1.0, tpot),
-        "throughput_tokens_per_s": gen_tokens / np.maximum(e2e, 1e-30),
-        "energy_j": energy, "energy_per_token_j": per_token, "avg_power_w": avg_power,
-        "peak_power_w": peak_power, "throttle": throttle,
-        "memory_bytes": w + kv + act, "weight_bytes": w, "kv_bytes": kv, "activation_bytes": act,
-        "capacity_bytes": cap * np.ones(D), "fits": fits, "min_devices": need, "devices": np.full(D, devices),
-        "kv_transfer_s": kv_xfer, "cost_per_mtok_usd": cost, "bound": bound,
-        "prefill_flops": phases["prefill"]["phase"].flops * sc.tp * sc.dp * mb if "prefill" in phases else np.zeros(D),
-        "notes": "; ".join(sorted(notes)),
+    return {"energy_j": energy,
+            "energy_per_token_j": energy / max(gen_tokens, 1) if gen_tokens else energy / max(sc.batch * sc.prompt, 1),
+            "avg_power_w": energy / np.maximum(e2e, 1e-30) / devices, "peak_power_w": peak,
+            "cost_per_mtok_usd": (usd_per_s * e2e + energy * ELECTRICITY_USD_PER_J) / max(gen_tokens, 1) * 1e6}
+
+
+def _summary(g: _Group, mem: _Memory, tl: _Timeline, kv_xfer, e2e, ttft_seen, spend: dict) -> dict:
+    """The flat summary of every design (metric name -> (D,) array)."""
+    sc, pr, D = g.sc, g.pr, g.D
+    need_of = lambda: min_devices(g.model, sc, g.spec, g.p, pr.w_bytes[:, 0], pr.a_bytes[:, 0],  # noqa: E731
+                                  pr.kv_bytes[:, 0], pr.table_bytes[:, 0])
+    need = _cached(("need", id(g.spec), id(g.model), sc, g.comp), (g.spec, g.model), need_of) if g.single else need_of()
+    if not mem.fits.all():
+        g.notes.add("does not fit in device memory: see min_devices")
+    pre = tl.phases.get("prefill")
+    return {
+        "ttft_s": ttft_seen, "tpot_s": tl.tpot, "e2e_latency_s": e2e,
+        "prefill_tokens_per_s": _per_second(sc.batch * sc.prompt, tl.ttft),
+        "prefill_tokens_per_s_per_request": _per_second(sc.prompt, tl.ttft),
+        "decode_tokens_per_s": _per_second(sc.batch, tl.tpot),
+        "decode_tokens_per_s_per_request": _per_second(1.0, tl.tpot),
+        "throughput_tokens_per_s": sc.batch * sc.generate / np.maximum(e2e, 1e-30),
+        **{k: spend[k] for k in ("energy_j", "energy_per_token_j", "avg_power_w", "peak_power_w")},
+        "throttle": tl.throttle,
+        "memory_bytes": mem.weights + mem.kv + mem.acts, "weight_bytes": mem.weights, "kv_bytes": mem.kv,
+        "activation_bytes": mem.acts, "capacity_bytes": mem.capacity * np.ones(D), "fits": mem.fits,
+        "min_devices": need, "devices": np.full(D, sc.devices),
+        "kv_transfer_s": kv_xfer, "cost_per_mtok_usd": spend["cost_per_mtok_usd"], "bound": _bound(tl.phases, D),
+        "prefill_flops": pre["phase"].flops * sc.tp * sc.dp * g.mb if pre else np.zeros(D),
+        "notes": "; ".join(sorted(g.notes)),
     }
-    if keep:
-        for entry in phases.values():
-            entry["dtype"] = "?"
-        out["_notes"] = sorted(notes)
-        out["_phases"] = (phases, spec, dspec, sc, pr, dpr)     # described lazily by Result.ops
-    return out
 
 
 def _check_scenario(spec, model, sc, rt, notes: set):
@@ -694,22 +641,6 @@ def _per_second(amount, seconds):
     return np.divide(amount, seconds, out=np.zeros_like(seconds), where=seconds > 0)
 
 
-def _split_terms(t: dict, n: int):
-    """Cut op_terms of [prefill ops + decode ops] into the two phases (op axis = last; the
-    compact slope arrays follow their column indices ``sl``)."""
-    sl = t["sl"]
-    slope_keys = ("b", "traffic_b", "energy_b")
-
-    def cut(cols, keep, shift):
-        out = {k: (v[..., cols] if isinstance(v, np.ndarray) and k not in slope_keys + ("sl",) else v)
-               for k, v in t.items()}
-        for k in slope_keys:
-            out[k] = t[k][..., keep]
-        out["sl"] = sl[keep] - shift
-        return out
-    return cut(slice(0, n), sl < n, 0), cut(slice(n, None), sl >= n, n)
-
-
 def _pipeline_hop(spec, p, sc, tokens, model, pr):
     """Seconds to pass one micro-batch's activations to the next stage (0 without pp)."""
     if sc.pp == 1:
@@ -746,13 +677,12 @@ def _bound(phases: dict, D: int) -> np.ndarray:
 
 
 def _describe(phases, spec, dspec, sc, pr, dpr):
-    from ..compression import resolve_dtype as _rd
     out = {}
     for name, ph in phases.items():
         s = ph["spec"]
         mdt = s.matrix_dtypes()
-        ph["dtype"] = _rd(sc.dtype, mdt)[0] if mdt else _vec_dtype(s, sc.dtype)
-        ph["vdtype"] = _vec_dtype(s, sc.dtype)
+        ph["dtype"] = resolve_dtype(sc.dtype, mdt)[0] if mdt else vector_dtype(s, sc.dtype)
+        ph["vdtype"] = vector_dtype(s, sc.dtype)
         ph["a_bytes"] = float((pr if name == "prefill" else dpr).a_bytes[0, 0])
         out[name] = ph
     return out

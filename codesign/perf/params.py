@@ -6,7 +6,8 @@ points is the same mapping with arrays of length D in place of scalars (a study 
 structure (class, memory-level kinds, supported datatypes, kernel profiles) comes from
 the base spec and is shared by the batch.
 
-Defaults for figures a spec leaves out are engine-wide estimates, listed here once:
+Defaults for figures a spec leaves out are engine-wide estimates, listed here once; those
+that depend on the device class are its row of ``hardware/classes.py``:
 """
 from __future__ import annotations
 
@@ -14,10 +15,12 @@ from typing import cast
 
 import numpy as np
 
+from ..errors import CodesignError
+from ..hardware.classes import CLASSES
 from ..hardware.schema import DTYPE_BITS, HardwareSpec
+from ..runtime import load_runtime
 
-# sustained fraction of peak when the spec does not say (estimates; specs override)
-DEFAULT_MATRIX_EFF = {"gpu": 0.80, "tpu": 0.85, "npu": 0.60, "fpga": 1.0, "cpu": 0.80}
+# sustained fraction of the vector peak when the spec does not say (estimate; specs override)
 DEFAULT_VECTOR_EFF = 0.70
 DEFAULT_MEMORY_EFF = {"register": 1.0, "sram": 0.90, "cache": 0.85, "hbm": 0.85, "gddr": 0.85,
                       "lpddr": 0.75, "ddr": 0.75, "host": 0.70}
@@ -41,30 +44,9 @@ DEFAULT_MEMORY_LATENCY = {"register": 0.0, "sram": 30e-9, "cache": 200e-9, "hbm"
 # (44.6 GB/s each, a kernel at batch 4 x 8 KV heads, 32k context) and 8 units about 0.32 TB/s
 # (39 GB/s each, the TPOT growth of Llama-3.1-8B from 512 to 4096 tokens at batch 1): 25 KB
 UNIT_BYTES_IN_FLIGHT = 25e3
-# board power with clocks up and no work, as a fraction of TDP (estimate: an H200 at 700 W
-# sat at ~130 W between jobs in our run, issue 11 / shared/evidence/gpu-h200-2026-11; A100
-# boards idle at P0 near 60-70 W of 400 W)
-STATIC_FRACTION = {"gpu": 0.18, "tpu": 0.18, "npu": 0.2, "fpga": 0.25, "cpu": 0.2}
-# extra board power while kernels run, as a fraction of (TDP - static) (estimate from the
-# same H200 run: memory-bound decode drew ~430-530 W = static + busy + ~150 W of HBM/L2 traffic)
-BUSY_FRACTION = {"gpu": 0.35, "tpu": 0.35, "npu": 0.35, "fpga": 0.3, "cpu": 0.35}
-# share of that busy power still drawn in the short gaps inside a running job (kernel launch
-# gaps, host work between decode steps, pipeline bubbles): DVFS moves clocks and voltage on
-# millisecond scales (NVIDIA's boost algorithm samples power every few ms), so the board stays
-# at its running clock through microsecond gaps; only idle SMs' clock gating saves their part
-GAP_BUSY_SHARE = {"gpu": 0.5, "tpu": 0.5, "npu": 0.5, "fpga": 0.5, "cpu": 0.5}
+# share of the power budget left after static and busy power that a large GEMM spends on its
+# operations; the rest (~10%) moves its tiles through L2 and shared memory (priced per byte)
 GEMM_COMPUTE_SHARE = 0.9
-# power-limited matrix work: the spec's matrix efficiency is a burst rate (a short benchmark,
-# before the power controller reacts), and the energy per operation is set so that matrix work
-# at this share of it lands on the TDP, so long matrix work throttles (params.power_limit). Set
-# so the h200 library spec's 8192^3 bf16 product comes out at the rate one H200 held: 776-801
-# TFLOP/s over 15 ms, 658-668 over 3 s at 689-692 W of 700 W (docs/validation/h200-2026-11-26,
-# reference*.json; the model gives 658). Neglected: the controller's time constant (bursts of a
-# few ms run faster), and that other GPUs may hold a different share. Other classes: 1 (no
-# measurement; their specs' efficiencies stand for sustained work)
-SUSTAINED_MATRIX_SHARE = {"gpu": 0.80, "tpu": 1.0, "npu": 1.0, "fpga": 1.0, "cpu": 1.0}
-INT_LANES_PER_SM = 64       # NVIDIA SMs since Volta issue 64 INT32 operations per clock (CUDA C guide, arithmetic throughput)
-DEFAULT_KERNEL_OVERHEAD = {"gpu": 4e-6, "tpu": 2e-6, "npu": 20e-6, "fpga": 5e-6, "cpu": 2e-6}
 ON_CHIP = ("register", "sram", "cache")
 # collectives reach ~80% of the link's per-direction bandwidth (NCCL all-reduce bus bandwidth
 # ~360-370 GB/s on 450 GB/s NVLink 4, nccl-tests reports; an estimate for other links)
@@ -74,7 +56,7 @@ DEFAULT_LINK_EFF = 0.80
 def spec_params(spec: HardwareSpec, operating_point: str | None = None, runtime=None) -> dict[str, np.ndarray]:
     """Every figure the engine uses, as 1-element arrays keyed by dotted spec path; the
     runtime's (software stack's) figures join them under ``runtime.*``."""
-    c, cls = spec.compute, spec.device_class
+    c, cls = spec.compute, CLASSES[spec.device_class]
     p: dict[str, float] = {}
     p["compute.clock"] = c.clock or np.nan
     p["compute.cores"] = c.cores or 1
@@ -84,7 +66,7 @@ def spec_params(spec: HardwareSpec, operating_point: str | None = None, runtime=
         p["compute.matrix.units"] = c.matrix.units or 1
         if c.matrix.array:
             p["compute.matrix.array.0"], p["compute.matrix.array.1"] = c.matrix.array
-        p["compute.matrix.efficiency"] = c.matrix.efficiency or DEFAULT_MATRIX_EFF[cls]
+        p["compute.matrix.efficiency"] = c.matrix.efficiency or cls.matrix_efficiency
         for dt, v in c.matrix.efficiency_by_dtype.items():
             p[f"compute.matrix.efficiency_by_dtype.{dt}"] = v
         for dt, v in c.matrix.half_accumulate_peak.items():
@@ -97,14 +79,15 @@ def spec_params(spec: HardwareSpec, operating_point: str | None = None, runtime=
     for dt, v in c.vector.peak.items():
         p[f"compute.vector.peak.{dt}"] = v
     p["compute.vector.efficiency"] = c.vector.efficiency or DEFAULT_VECTOR_EFF
-    # integer lanes (unpacking quantised weights): a stated int32 vector peak, else on GPUs
-    # 64 INT32 lanes per SM per clock (NVIDIA Volta..Blackwell), else the fp32 vector peak
+    # integer lanes (unpacking quantised weights): a stated int32 vector peak, else the class's
+    # lanes per core per clock (GPUs: 64 INT32 lanes per SM, NVIDIA Volta..Blackwell), else the
+    # fp32 vector peak
     # the schema's Dtype keys have no "int32": read the peaks as plain str-keyed figures
     vector_peak = cast("dict[str, float]", c.vector.peak)
     if "int32" in vector_peak:
         p["compute.integer"] = vector_peak["int32"]
-    elif spec.device_class == "gpu" and c.cores and c.clock:
-        p["compute.integer"] = INT_LANES_PER_SM * c.cores * c.clock
+    elif cls.int_lanes_per_core and c.cores and c.clock:
+        p["compute.integer"] = cls.int_lanes_per_core * c.cores * c.clock
     else:
         p["compute.integer"] = c.vector.peak.get("fp32", max(c.vector.peak.values()))
     best_vec = max(c.vector.peak.values())
@@ -144,21 +127,21 @@ def power_params(spec: HardwareSpec, p: dict) -> dict[str, float]:
     efficiency land on the TDP (boards are power-limited there: an H200 runs 8192^3 bf16 at
     ~764 TFLOP/s at its 700 W limit, shared/evidence/gpu-h200-2026-11). It is computed from
     the base spec, so a study that raises clocks or cores raises power, not efficiency."""
-    pw, c = spec.power, spec.compute
+    pw, c, cls = spec.power, spec.compute, CLASSES[spec.device_class]
     out: dict[str, float] = {}
     tdp = pw.tdp
     out["power.tdp"] = tdp if tdp is not None else np.nan
     out["power.limit"] = pw.limit if pw.limit is not None else out["power.tdp"]
     out["power.idle"] = pw.idle if pw.idle is not None else (0.15 * tdp if tdp else 0.0)
     static = pw.static if pw.static is not None else (
-        max(STATIC_FRACTION[spec.device_class] * tdp, out["power.idle"]) if tdp else out["power.idle"])
-    busy = pw.busy if pw.busy is not None else (BUSY_FRACTION[spec.device_class] * (tdp - static) if tdp else 0.0)
+        max(cls.static_fraction * tdp, out["power.idle"]) if tdp else out["power.idle"])
+    busy = pw.busy if pw.busy is not None else (cls.busy_fraction * (tdp - static) if tdp else 0.0)
     out["power.static"], out["power.busy"] = static, max(busy, 0.0)
-    out["power.gap_share"] = GAP_BUSY_SHARE[spec.device_class]
+    out["power.gap_share"] = cls.gap_busy_share
     # the rest of the budget at the sustained matrix rate, less the ~10% a large GEMM spends
     # moving its tiles through L2 and shared memory (priced per byte), so it lands on the TDP
     compute_w = GEMM_COMPUTE_SHARE * (tdp - static - busy) if tdp else 0.0
-    held = pw.sustained_share if pw.sustained_share is not None else SUSTAINED_MATRIX_SHARE[spec.device_class]
+    held = pw.sustained_share if pw.sustained_share is not None else cls.sustained_matrix_share
     energy_per_op = cast("dict[str, float]", pw.energy_per_op)    # read with the str datatypes below
     for dt in set(spec.matrix_dtypes()) | set(c.vector.peak):
         e = energy_per_op.get(dt)
@@ -188,14 +171,14 @@ def busy_energy(p: dict, kernels, gaps):
 def runtime_params(spec: HardwareSpec, runtime) -> dict[str, float]:
     """The software stack's figures for this device (codesign.runtime): efficiency
     multipliers of its class, latency ramps, per-kernel launch costs, dequantisation path."""
-    from ..runtime import load_runtime
     rt = load_runtime(runtime)
     t = rt.tuning_for(spec.device_class)
     launch = rt.launch_overhead
     if launch is None:
-        launch = spec.kernel_overhead if spec.kernel_overhead is not None else DEFAULT_KERNEL_OVERHEAD[spec.device_class]
+        launch = spec.kernel_overhead if spec.kernel_overhead is not None else CLASSES[spec.device_class].kernel_overhead
     return {"runtime.gemm": t.gemm, "runtime.vector": t.vector, "runtime.memory": t.memory,
             "runtime.latency_factor": t.latency_factor, "runtime.launch": launch,
+            "runtime.stream": t.stream if t.stream is not None else np.inf,
             "runtime.launch_decode": rt.decode_launch_overhead if rt.decode_launch_overhead is not None else launch,
             "runtime.decode_graphs": float(rt.decode_graphs),
             "runtime.dispatch_ahead": float(rt.dispatch_ahead),
@@ -203,7 +186,7 @@ def runtime_params(spec: HardwareSpec, runtime) -> dict[str, float]:
             # what the device itself waits per kernel when the host runs ahead (never more
             # than the dispatch: a host slower than that would be the bound anyway)
             "runtime.device_gap": min(launch, spec.kernel_overhead if spec.kernel_overhead is not None
-                                      else DEFAULT_KERNEL_OVERHEAD[spec.device_class]),
+                                      else CLASSES[spec.device_class].kernel_overhead),
             "runtime.separate_dequant": float(rt.prefill_dequant == "separate"),
             "runtime.half_accumulate": float(rt.gemm_accumulate == "fp16"),
             "runtime.dequant_ops": rt.dequant_ops, "runtime.dequant": t.dequant,
@@ -247,7 +230,6 @@ def at_operating_point(spec: HardwareSpec, p: dict, name: str) -> dict:
     """DVFS: compute rates and on-chip bandwidths scale with clock f; dynamic energy per op
     with V² (CV²f switching energy); DRAM bandwidth is unchanged. A point that gives a
     power but no voltage keeps energy per op (only the clock moves)."""
-    from ..errors import CodesignError
     pts = {o.name: o for o in spec.power.operating_points}
     if name not in pts:
         raise CodesignError(f"unknown operating point {name!r}; the spec declares {sorted(pts) or 'none'}",

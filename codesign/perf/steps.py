@@ -41,13 +41,14 @@ from ..hardware.schema import HardwareSpec
 from ..runtime import load_runtime
 from ..workload import load_workload
 from ..workload.graph import _phase_ops
+from ..workload.ops import CONTEXT_KINDS
 from ..workload.scenario import Scenario
 from ..workload.schema import ModelSpec
 from .engine import op_table, op_terms
-from .evaluate import _params, _pipeline_hop, _prices, capacity, footprint, power_limit
+from .evaluate import _params, _pipeline_hop, power_limit
+from .footprint import capacity, footprint
 from .params import busy_energy
-
-_ATTENTION = ("attention", "attn_score", "softmax", "attn_context")   # ops priced by context, not tokens
+from .prices import prices
 
 
 def _grid(top: int, dense: int = 64, ratio: float = 1.08) -> list[int]:
@@ -82,6 +83,51 @@ class Cost:
     energy: float
 
 
+@dataclass(slots=True)
+class _Sums:
+    """Per group of ops (one engine call): seconds with launches, kernel seconds, activity joules."""
+    time: np.ndarray
+    kernels: np.ndarray
+    energy: np.ndarray
+
+
+@dataclass(slots=True)
+class _Curve:
+    """A step term on a grid of one variable (tokens, or a prompt's length), interpolated
+    linearly between its points: seconds, kernel seconds and activity joules."""
+    xs: list
+    time: list
+    kernels: list
+    energy: list
+
+    def at(self, x: float) -> tuple[float, float, float]:
+        return _interp(self.xs, self.time, x), _interp(self.xs, self.kernels, x), _interp(self.xs, self.energy, x)
+
+
+@dataclass(slots=True)
+class _Surface:
+    """Decode attention on a grid of B sequences x mean context c: tables [b][c]."""
+    bs: list
+    cs: list
+    time: list
+    kernels: list
+    energy: list
+
+    def at(self, B: int, ctx_mean: float) -> list[float]:
+        """Bilinear: linear in c on the two batch rows around B, then linear in B."""
+        bs, cs = self.bs, self.cs
+        out = []
+        i = bisect.bisect_left(bs, B)
+        i = min(max(i, 1), len(bs) - 1)
+        b0, b1 = bs[i - 1], bs[i]
+        w = (B - b0) / (b1 - b0)
+        for tab in (self.time, self.kernels, self.energy):
+            lo = _interp(cs, tab[i - 1], ctx_mean)
+            hi = _interp(cs, tab[i], ctx_mean)
+            out.append(lo + (hi - lo) * w)
+        return out
+
+
 @dataclass
 class StepCost:
     """Price of serving steps on one engine (tp x pp devices) from precomputed tables."""
@@ -101,10 +147,10 @@ class StepCost:
     price: float                      # USD per device
     link_bw: float | None             # host link B/s (KV transfer in disaggregated serving)
     link_latency: float
-    _tok_pre: tuple = ()              # (xs, time, kernels, energy) of G on the prefill graph
-    _tok_dec: tuple = ()              # same on the decode graph (T <= max_seqs)
-    _prompt_attn: tuple = ()          # F(P): (xs, time, kernels, energy)
-    _dec_attn: tuple = ()             # (B grid, C grid, time[b][c], kernels[b][c], energy[b][c])
+    _tok_pre: _Curve                  # G(T) on the prefill graph
+    _tok_dec: _Curve                  # G(T) on the decode graph (T <= max_seqs)
+    _prompt_attn: _Curve              # F(P), its attention kernels' launch cost taken out
+    _dec_attn: _Surface               # A(B, c), the same
     _attn_launch: tuple = (0.0, 0.0)  # launch cost of the attention kernels (prefill, decode graph)
     _hop: tuple = (0.0, 0.0)          # pipeline hop per token and fixed, per stage boundary
     pp: int = 1
@@ -117,26 +163,10 @@ class StepCost:
 
     # ---------------------------------------------------------------- lookups
     def _tokens(self, T: float, decode: bool):
-        tab = self._tok_dec if decode and T <= self._tok_dec[0][-1] else self._tok_pre
-        xs = tab[0]
-        return tuple(_interp(xs, tab[j], T) for j in (1, 2, 3))
-
-    def _decode_attention(self, B: int, ctx_mean: float):
-        bs, cs, tt, kk, ee = self._dec_attn
-        out = []
-        i = bisect.bisect_left(bs, B)
-        i = min(max(i, 1), len(bs) - 1)
-        b0, b1 = bs[i - 1], bs[i]
-        w = (B - b0) / (b1 - b0)
-        for tab in (tt, kk, ee):
-            lo = _interp(cs, tab[i - 1], ctx_mean)
-            hi = _interp(cs, tab[i], ctx_mean)
-            out.append(lo + (hi - lo) * w)
-        return out
+        return (self._tok_dec if decode and T <= self._tok_dec.xs[-1] else self._tok_pre).at(T)
 
     def _prompt_attention(self, P: float):
-        xs = self._prompt_attn[0]
-        return tuple(_interp(xs, self._prompt_attn[j], P) for j in (1, 2, 3)) if P > 0 else (0.0, 0.0, 0.0)
+        return self._prompt_attn.at(P) if P > 0 else (0.0, 0.0, 0.0)
 
     def step(self, chunks=(), decode_seqs: int = 0, decode_ctx_sum: float = 0.0, extra_tokens: int = 0) -> Cost:
         """One step: ``chunks`` = [(cached tokens c0, new tokens q), ...] of prompts;
@@ -154,7 +184,7 @@ class StepCost:
             t, k, e = t + a1 - a0, k + k1 - k0, e + e1 - e0
         t += self._attn_launch[0 if chunks else 1]
         if decode_seqs:
-            at, ak, ae = self._decode_attention(decode_seqs, decode_ctx_sum / decode_seqs)
+            at, ak, ae = self._dec_attn.at(decode_seqs, decode_ctx_sum / decode_seqs)
             t, k, e = t + at, k + ak, e + ae
         if self.dispatch_ahead and not (decode_only and self.decode_graphs):
             launches = t - k
@@ -182,30 +212,33 @@ class StepCost:
         return tokens * self.kv_bytes_per_token * self.devices / self.link_bw + self.link_latency
 
 
-def _sum_groups(spec, p, pr, groups: list[list], wtot, kvtot, pp: int, rt) -> tuple[np.ndarray, ...]:
+def _sum_groups(spec, p, pr, groups: list[list], wtot, kvtot, pp: int, rt) -> _Sums:
     """Time, kernel time and activity energy of each op list in ``groups`` (one engine call)."""
     ops = [o for g in groups for o in g]
     if not ops:
         z = np.zeros(len(groups))
-        return z, z, z
+        return _Sums(z, z, z)
     tab = op_table(ops, rt.fuse, rt.kernels_per_op)
     t = op_terms(spec, p, tab, pr, wtot, kvtot)
     count = tab.cols["count"]
     count = np.where(tab.is_layer, np.ceil(count / pp), count) if pp > 1 else count
-    kern = t["a"].max(0)[0] * count
-    ovh = t["overhead"][0] * count
-    energy = t["energy_a"][0] * count
+    kern = t.a.max(0)[0] * count
+    ovh = t.overhead[0] * count
+    energy = t.energy_a[0] * count
     starts = np.cumsum([0] + [len(g) for g in groups])[:-1]
     nonempty = np.array([len(g) > 0 for g in groups])
     out = []
     for arr in (kern + ovh, kern, energy):
         s = np.add.reduceat(arr, np.minimum(starts, len(ops) - 1))
         out.append(np.where(nonempty, s, 0.0))
-    return tuple(out)
+    return _Sums(*out)
 
 
 def _split(ops, attention: bool):
-    return [o for o in ops if (o.name in _ATTENTION) == attention]
+    """The attention core's ops (priced by context, not tokens), or the others. By name: the
+    graph names the core's ops by their kind, and a softmax elsewhere (the MoE router's) is
+    priced by tokens."""
+    return [o for o in ops if (o.name in CONTEXT_KINDS) == attention]
 
 
 def step_cost(hardware, model, scenario: Scenario | None = None, compression: Compression | None = None, *,
@@ -219,9 +252,8 @@ def step_cost(hardware, model, scenario: Scenario | None = None, compression: Co
     (vLLM's gpu_memory_utilization, 0.9 by default), the KV cache gets what weights and the
     peak activations leave."""
     spec = load_hardware(hardware)
-    base = load_workload(model)
     sc = scenario or Scenario()
-    served = effective_model(base, compression)
+    served = effective_model(load_workload(model), compression)
     rt = load_runtime(sc.runtime)
     if rt.attention and rt.attention != sc.attention:
         sc = sc.model_copy(update={"attention": rt.attention})
@@ -230,8 +262,27 @@ def step_cost(hardware, model, scenario: Scenario | None = None, compression: Co
     max_context = int(max_context or min(served.max_position or 131072, 131072))
     max_tokens, max_seqs = int(max_tokens), int(max_seqs)
     p, _ = _params(spec, {}, operating_point, rt)
-    notes: set = set()
-    pr = _prices(spec, p, served, sc, ([compression], np.zeros(1, dtype=int)), notes, rt)
+    pr = prices(spec, p, served, sc, ([compression], np.zeros(1, dtype=int)), set(), rt)
+    w, kv1, kv_tokens = _kv_budget(spec, p, pr, served, sc, max_tokens, max_context, memory_utilization)
+    kvtot = np.array([kv1 * min(kv_tokens, max_seqs * max_context)])
+    tables = _price_tables(spec, p, pr, served, sc, rt, np.array([w]), kvtot, max_tokens, max_seqs, max_context)
+    return StepCost(
+        spec=spec, model=served, scenario=sc, devices=sc.tp * sc.pp, kv_capacity_tokens=kv_tokens,
+        kv_bytes_per_token=kv1, weight_bytes=w, max_tokens=max_tokens, max_seqs=max_seqs, max_context=max_context,
+        sequence_overhead=float(p["runtime.sequence_overhead"][0]), request_overhead=float(p["runtime.request_overhead"][0]),
+        power={k: float(p[k][0]) for k in ("power.static", "power.busy", "power.gap_share", "power.limit")},
+        price=float(p["price"][0]),
+        link_bw=float(p["interconnect.host_link.bandwidth"][0]) if "interconnect.host_link.bandwidth" in p else None,
+        link_latency=float(p.get("interconnect.host_link.latency", np.zeros(1))[0]),
+        **tables, _hop=_hops(spec, p, sc, served, pr), pp=sc.pp, decode_graphs=rt.decode_graphs,
+        dispatch_ahead=rt.dispatch_ahead,
+        _gap_share=tuple(float(min(p["runtime.device_gap"][0] / max(p[k][0], 1e-30), 1.0))
+                         for k in ("runtime.launch", "runtime.launch_decode")))
+
+
+def _kv_budget(spec, p, pr, served, sc, max_tokens: int, max_context: int, memory_utilization: float):
+    """(weight bytes, KV bytes per token, tokens of KV cache) per device: the cache gets what
+    the weights and the peak activations of a ``max_tokens`` step leave of the usable memory."""
     one = sc.model_copy(update={"batch": 1, "prompt": 1, "generate": 0, "dp": 1})
     w, kv1, _ = footprint(served, one, pr.w_bytes[:, 0], pr.a_bytes[:, 0], pr.kv_bytes[:, 0], pr.table_bytes[:, 0])
     _, _, act = footprint(served, one.model_copy(update={"prompt": max_tokens}), pr.w_bytes[:, 0], pr.a_bytes[:, 0],
@@ -244,52 +295,46 @@ def step_cost(hardware, model, scenario: Scenario | None = None, compression: Co
                             f"{w / 1e9:.1f} GB + activations {act / 1e9:.1f} GB of {cap * memory_utilization / 1e9:.1f} "
                             "GB usable leave no room for the KV cache of one prompt (raise --tp/--pp, compress, "
                             "or lower --max-batched-tokens)", field="hardware")
-    kv_tokens = int(budget // kv1)
-    kvtot = np.array([kv1 * min(kv_tokens, max_seqs * max_context)])
-    wtot = np.array([w])
-    pp = sc.pp
+    return w, kv1, int(budget // kv1)
 
-    def ops_at(phase, requests, q, ctx):
-        return _phase_ops(served, sc, phase, requests, q, ctx)
+
+def _price_tables(spec, p, pr, served, sc, rt, wtot, kvtot, max_tokens: int, max_seqs: int, max_context: int) -> dict:
+    """G, F and A on their grids (one engine call per grid), with the attention kernels'
+    launch cost taken out of F and A (StepCost adds it once per step)."""
+    def sums(phase, points, attention: bool):
+        """One engine call for the ops of ``phase`` at each (requests, new tokens, context)."""
+        groups = [_split(_phase_ops(served, sc, phase, r, q, ctx), attention) for r, q, ctx in points]
+        return _sum_groups(spec, p, pr, groups, wtot, kvtot, sc.pp, rt)
 
     # token-linear ops, on the prefill graph (one request of T tokens) and the decode graph
-    t_pre = _grid(max_tokens)
-    g = _sum_groups(spec, p, pr, [_split(ops_at("prefill", 1, T, T), False) for T in t_pre], wtot, kvtot, pp, rt)
-    t_dec = _grid(max_seqs)
-    gd = _sum_groups(spec, p, pr, [_split(ops_at("decode", B, 1, 1), False) for B in t_dec], wtot, kvtot, pp, rt)
+    t_pre, t_dec = _grid(max_tokens), _grid(max_seqs)
+    g = sums("prefill", [(1, T, T) for T in t_pre], False)
+    gd = sums("decode", [(B, 1, 1) for B in t_dec], False)
     # prompt attention F(P), whole causal prompts of one request
     p_grid = _grid(max_context, dense=16, ratio=1.15)
-    f_pre = [_split(ops_at("prefill", 1, P, P), True) for P in p_grid]
-    fa = _sum_groups(spec, p, pr, f_pre, wtot, kvtot, pp, rt)
+    fa = sums("prefill", [(1, P, P) for P in p_grid], True)
     # decode attention A(B, c) on a B x c grid
     b_grid = _grid(max_seqs, dense=8, ratio=1.3)
     c_grid = _grid(max_context, dense=1, ratio=1.6)
-    groups = [_split(ops_at("decode", B, 1, c), True) for B in b_grid for c in c_grid]
-    da = _sum_groups(spec, p, pr, groups, wtot, kvtot, pp, rt)
+    da = sums("decode", [(B, 1, c) for B in b_grid for c in c_grid], True)
     nb, nc = len(b_grid), len(c_grid)
     # the attention kernels' launch cost is paid once per step whatever its size: take it out
     # of F (differences cancel it) and A, and add it once
-    launch_pre = float(fa[0][0] - fa[1][0])
-    launch_dec = float(da[0][0] - da[1][0])
-    f_time = (fa[0] - (fa[0][0] - fa[1][0])).tolist()
-    a_time = (da[0] - (da[0][0] - da[1][0])).reshape(nb, nc).tolist()
-    hop = (0.0, 0.0)
-    if pp > 1:
-        per_tok = float(_pipeline_hop(spec, p, sc, 1, served, pr)[0] - _pipeline_hop(spec, p, sc, 0, served, pr)[0])
-        hop = (per_tok, float(_pipeline_hop(spec, p, sc, 0, served, pr)[0]))
-    pw = {k: float(p[k][0]) for k in ("power.static", "power.busy", "power.gap_share", "power.limit")}
-    return StepCost(
-        spec=spec, model=served, scenario=sc, devices=sc.tp * sc.pp, kv_capacity_tokens=kv_tokens,
-        kv_bytes_per_token=kv1, weight_bytes=w, max_tokens=max_tokens, max_seqs=max_seqs, max_context=max_context,
-        sequence_overhead=float(p["runtime.sequence_overhead"][0]), request_overhead=float(p["runtime.request_overhead"][0]),
-        power=pw, price=float(p["price"][0]),
-        link_bw=float(p["interconnect.host_link.bandwidth"][0]) if "interconnect.host_link.bandwidth" in p else None,
-        link_latency=float(p.get("interconnect.host_link.latency", np.zeros(1))[0]),
-        _tok_pre=(t_pre, g[0].tolist(), g[1].tolist(), g[2].tolist()),
-        _tok_dec=(t_dec, gd[0].tolist(), gd[1].tolist(), gd[2].tolist()),
-        _prompt_attn=(p_grid, f_time, fa[1].tolist(), fa[2].tolist()),
-        _dec_attn=(b_grid, c_grid, a_time, da[1].reshape(nb, nc).tolist(), da[2].reshape(nb, nc).tolist()),
-        _attn_launch=(launch_pre, launch_dec), _hop=hop, pp=pp, decode_graphs=rt.decode_graphs,
-        dispatch_ahead=rt.dispatch_ahead,
-        _gap_share=tuple(float(min(p["runtime.device_gap"][0] / max(p[k][0], 1e-30), 1.0))
-                         for k in ("runtime.launch", "runtime.launch_decode")))
+    launch_pre = float(fa.time[0] - fa.kernels[0])
+    launch_dec = float(da.time[0] - da.kernels[0])
+    return dict(
+        _tok_pre=_Curve(t_pre, g.time.tolist(), g.kernels.tolist(), g.energy.tolist()),
+        _tok_dec=_Curve(t_dec, gd.time.tolist(), gd.kernels.tolist(), gd.energy.tolist()),
+        _prompt_attn=_Curve(p_grid, (fa.time - (fa.time[0] - fa.kernels[0])).tolist(), fa.kernels.tolist(),
+                            fa.energy.tolist()),
+        _dec_attn=_Surface(b_grid, c_grid, (da.time - (da.time[0] - da.kernels[0])).reshape(nb, nc).tolist(),
+                           da.kernels.reshape(nb, nc).tolist(), da.energy.reshape(nb, nc).tolist()),
+        _attn_launch=(launch_pre, launch_dec))
+
+
+def _hops(spec, p, sc, served, pr) -> tuple[float, float]:
+    """Pipeline hop between stages: seconds per token and fixed (0 without pp)."""
+    if sc.pp <= 1:
+        return 0.0, 0.0
+    fixed = float(_pipeline_hop(spec, p, sc, 0, served, pr)[0])
+    return float(_pipeline_hop(spec, p, sc, 1, served, pr)[0]) - fixed, fixed

@@ -10,11 +10,11 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from ..hardware.schema import DEVICE_CLASSES, Frozen, SourceField, Time
-from ..workload.ops import ALL_KINDS, VECTOR_KINDS
+from ..workload.ops import ALL_KINDS, FUSABLE_KINDS
 
 DeviceClass = Literal[DEVICE_CLASSES]  # type: ignore[valid-type]
-VectorKind = Literal[VECTOR_KINDS]  # type: ignore[valid-type]
-OpKind = Literal[ALL_KINDS]  # type: ignore[valid-type]
+FusableKind = Literal[FUSABLE_KINDS]  # type: ignore[valid-type]
+OpKindName = Literal[ALL_KINDS]  # type: ignore[valid-type]
 TuningKey = Literal[DeviceClass, "default"]
 # how much a stack can beat the spec's sustained efficiencies (a spec states one library's
 # large-kernel figure; a multiplier above 1 says this stack's kernels do better)
@@ -35,6 +35,12 @@ class ClassTuning(Frozen):
     memory: float = Field(default=1.0, gt=0, le=MAX_MULTIPLIER)
     latency_factor: float = Field(default=0.0, ge=0, le=50)
     dequant: float = Field(default=1.0, gt=0, le=10)     # multiplies the runtime's dequant_ops
+    # bytes per clock per core (SM, CPU core, NPU core) the stack's streaming kernels keep
+    # fetching from off-chip memory: Little's law, bytes in flight per core / the memory's
+    # latency in core clocks. It caps a level's bandwidth at stream x cores x clock, so a
+    # GEMV stack with few loads in flight (llama.cpp MMVQ) falls short of an HBM GPU's
+    # bandwidth while a GDDR card of more, faster SMs still reaches its own. None: no cap.
+    stream: float | None = Field(default=None, gt=0, le=1e4)
 
 
 TUNABLE = tuple(ClassTuning.model_fields)
@@ -57,7 +63,7 @@ class Runtime(Frozen):
     # decode steps replay a captured graph (CUDA graphs) or a native engine's back-to-back
     # launches: the host never lets the GPU queue drain, so the per-kernel decode cost is
     # device-side (dependent-launch latency, kernel ramp and tail) and the board stays at
-    # busy power through it; False: eager host dispatch, real gaps (params.GAP_BUSY_SHARE)
+    # busy power through it; False: eager host dispatch, real gaps (the class's gap_busy_share, hardware/classes.py)
     decode_graphs: bool = False
     # the host dispatches kernels asynchronously and runs ahead of the device (CUDA/ROCm
     # streams): a phase takes the longer of the host's dispatch and the device's kernels with
@@ -75,13 +81,14 @@ class Runtime(Frozen):
     # bookkeeping, sampling, detokenising); None = none
     request_overhead: Time | None = None
     sequence_overhead: Time | None = None
-    # vector operator kinds folded into a neighbouring kernel (epilogues, fused norms):
+    # operator kinds folded into a neighbouring kernel (epilogues, fused norms; the vector
+    # kinds, fusable in workload/ops.py OP_KINDS):
     # they launch nothing and move no memory traffic of their own
-    fuse: tuple[VectorKind, ...] = ()
+    fuse: tuple[FusableKind, ...] = ()
     # kernels the stack launches for one graph op of a kind, where the device spec has no
     # measured kernel profile (which counts them itself): eager PyTorch's rotate-half RoPE is
     # a negation, a concatenation, two products and a sum for q and for k (10); default 1
-    kernels_per_op: dict[OpKind, float] = Field(default_factory=dict)
+    kernels_per_op: dict[OpKindName, float] = Field(default_factory=dict)
     attention: Literal["fused", "unfused"] | None = None  # None keeps the scenario's choice
     # quantised weights in prefill: 'fused' dequantises inside the GEMM; 'separate' writes a
     # 16-bit copy first (one read of the packed weights + one 16-bit write and read) and

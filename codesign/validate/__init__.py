@@ -5,7 +5,7 @@
 - :mod:`.calibrate`: measure this machine and write a hardware spec (``codesign calibrate``).
 - :mod:`.compare`: engine prediction vs measurement on real model shapes (``codesign validate``).
 - :mod:`.e2e`: a whole decoder from a workload YAML in torch (CUDA-graph decode, board power)
-  against ``evaluate`` (``codesign validate --e2e``).
+  against ``evaluate`` (``codesign validate --e2e``); :mod:`.decoder` builds that decoder.
 
 PyTorch and matplotlib are imported only when used.
 """

@@ -64,7 +64,7 @@ from ..errors import CodesignError
 from ..hardware import load_hardware
 from ..hardware.schema import OFFCHIP_KINDS, HardwareSpec
 from ..units import format_quantity
-from ..workload.ops import Op
+from ..workload.ops import ATTENTION_KINDS, Op
 from . import host
 from .kernels import backend as get_backend
 from .runner import run_op
@@ -503,7 +503,7 @@ class Calibrator:
         # head dim 128, the one LLMs use (row length changes the library's inner loops); the
         # head counts and contexts stay apart from the validation shapes
         d = _ATTN_HEAD_DIM
-        for kind in ("attn_score", "attn_context", "attention"):
+        for kind in ATTENTION_KINDS:
             # two head counts separate per-call from per-head library calls (batched matmul
             # and the blocked attention loop call the library once per head)
             h0, h1 = B.decode_heads

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..errors import CodesignError
 from ..runtime import load_runtime
-from ..workload.ops import LINK_KINDS, Op
+from ..workload.ops import ATTENTION_KINDS, MATRIX_KINDS, RUNNABLE_KINDS, Op
 from .runner import layer_ops, plan_layer, run_block, run_op, runnable_op
 
 if TYPE_CHECKING:
@@ -118,7 +118,7 @@ def shape_ops(s: ShapeSet, dtype: str = "fp32") -> tuple[tuple[Op, ...], tuple[O
         plan = plan_layer(layer)
     except CodesignError:
         pass
-    run = [runnable_op(o, plan, head_dim=model.rotary_dims) for o in ops if o.kind not in LINK_KINDS]
+    run = [runnable_op(o, plan, head_dim=model.rotary_dims) for o in ops if o.kind in RUNNABLE_KINDS]
     if s.layer_only:
         names = {o.name for o in layer}
         run = [o for o in run if o.name in names]
@@ -232,7 +232,7 @@ def kind_class(row) -> str:
     k = row["kind"]
     if k == "gemm":
         return "gemm.prefill" if row["phase"] == "prefill" else "gemm.decode"
-    if k in ("attn_score", "attn_context", "attention"):
+    if k in ATTENTION_KINDS:
         return f"{k}.{row['phase']}"
     return k
 
@@ -251,7 +251,7 @@ def summarize(df, blocks) -> dict:
             per[cls] = {"n": int(len(e)), "mape_pct": float(np.mean(np.abs(e))),
                         "median_signed_pct": float(np.median(e)), "within_25pct": float(np.mean(np.abs(e) <= 25))}
         out["per_class"] = per
-        long_mx = (df["kind"].isin(["gemm", "attn_score", "attn_context", "attention"])
+        long_mx = (df["kind"].isin(MATRIX_KINDS)
                    & (df["measured_s"] >= LONG_KERNEL_S)).to_numpy()
         out["long_matrix_kernels"] = int(long_mx.sum())
         out["long_matrix_mape_pct"] = float(np.mean(np.abs(err[long_mx]))) if long_mx.any() else float("nan")

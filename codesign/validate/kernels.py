@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CodesignError
-from ..workload.ops import LINK_KINDS, Op
+from ..workload.ops import ATTENTION_KINDS, MATRIX_KINDS, OP_KINDS, Op
 
 EPS = 1e-5
 FLOAT_DTYPES = ("fp64", "fp32", "fp16", "bf16")
@@ -116,9 +116,9 @@ class Kernel:
 
 def kv_group(op: Op) -> int:
     """Query heads per KV head, from the op's KV-cache reads (1 if it reads none)."""
-    if op.kind not in ("attn_score", "attn_context", "attention") or op.kv_read_elems <= 0:
+    if op.kind not in ATTENTION_KINDS or op.kv_read_elems <= 0:
         return 1
-    per_head = op.n * op.k if op.kind in ("attn_score", "attn_context") else 2 * op.n * op.k
+    per_head = 2 * op.n * op.k if OP_KINDS[op.kind].fused else op.n * op.k      # fused: K and V
     g = op.batch * per_head / op.kv_read_elems
     gi = int(round(g))
     if gi < 1 or abs(g - gi) > 1e-6 * g or op.batch % gi:
@@ -139,9 +139,9 @@ def head_dim(op: Op) -> int:
 def operands(op: Op, llc: int, itemsize: int = 4) -> tuple[Operand, ...]:
     """The canonical inputs of ``op`` (see the module docstring)."""
     kind, B, m, n, k = op.kind, max(op.batch, 1), op.m, op.n, op.k
-    if kind in LINK_KINDS:
+    if kind in OP_KINDS and not OP_KINDS[kind].runner:
         raise CodesignError(f"op {op.name!r}: collectives ({kind}) have no single-device kernel to run")
-    if kind in ("gemm", "attn_score", "attn_context", "attention"):
+    if kind in MATRIX_KINDS:
         _require(m > 0 and n > 0 and k > 0, op, "needs m, n, k > 0")
     lead = (B,) if B > 1 else ()
     if kind == "gemm":
@@ -239,7 +239,7 @@ def reference(op: Op, *xs: np.ndarray) -> np.ndarray:
     if kind == "gemm":
         x, w = xs
         return np.einsum("...mk,...kn->...mn", x, w)
-    if kind in ("attn_score", "attn_context", "attention"):
+    if kind in ATTENTION_KINDS:
         q = xs[0]
         kv = [np.repeat(t, g, axis=0) for t in xs[1:]]       # expand KV heads (HF repeat_kv)
         if kind == "attn_score":

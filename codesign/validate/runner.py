@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..errors import CodesignError
-from ..workload.ops import LINK_KINDS, Op
+from ..workload.ops import RUNNABLE_KINDS, Op
 from .kernels import Kernel, reference
 from .kernels import backend as get_backend
 from .timing import COLD_FACTOR, GRAPH_CALLS_MAX, Timing, measure, pool_size, thread_limit
@@ -156,7 +156,7 @@ class LayerPlan:
 
 def layer_ops(ops, count: int | None = None) -> tuple[Op, ...]:
     """The ops of one dense transformer layer from a graph phase (those repeated per layer)."""
-    ops = [o for o in ops if o.kind not in LINK_KINDS]
+    ops = [o for o in ops if o.kind in RUNNABLE_KINDS]
     if count is None:
         counts = [o.count for o in ops if o.name == "qkv_proj"]
         if not counts:

@@ -10,19 +10,75 @@ generation.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class OpKind:
+    """One operator kind: the unit that runs it, and how the engine, the serving step
+    tables, the runtimes and the kernel runner treat it."""
+    name: str
+    # the unit that runs it, which sets how the engine prices it: matrix units (tiling,
+    # utilisation, the '.gemv' kernel profile at one row), vector units, or the device link
+    unit: Literal["matrix", "vector", "link"]
+    # a product of the attention core: it runs in the activation datatype (attention rate and
+    # energy), reads the KV cache grouped by KV head, and in decode runs one work unit per
+    # sequence and KV head unless the runtime splits the cache (engine._unit_occupancy)
+    attention: bool = False
+    # the whole attention in one kernel, scores kept on chip: K/V streamed once per query
+    # block (FlashAttention); the runner runs it as SDPA, or NumPy's blocked loop
+    fused: bool = False
+    # its decode work grows with the context (the graph's slope terms), and the serving step
+    # tables price the graph's op of this name on context grids, not per token (perf/steps.py)
+    context: bool = False
+    # a runtime may fold it into a neighbouring kernel (``fuse:`` in the runtime's YAML)
+    fusable: bool = False
+    # the kernel runner (validate/kernels.py) times it: it has a single-device kernel
+    runner: bool = True
+    # collectives: passes of (n-1)/n of the data per device over a ring of n (all-reduce 2:
+    # reduce-scatter then all-gather; all-to-all 1), each with n-1 latency steps; 0: one
+    # point-to-point transfer of all of it
+    link_rounds: int = 0
+
+
+OP_KINDS: dict[str, OpKind] = {k.name: k for k in (
+    OpKind("gemm", "matrix"),
+    OpKind("attn_score", "matrix", attention=True, context=True),
+    OpKind("attn_context", "matrix", attention=True, context=True),
+    OpKind("attention", "matrix", attention=True, fused=True, context=True),
+    OpKind("softmax", "vector", context=True, fusable=True),
+    OpKind("norm", "vector", fusable=True),
+    OpKind("activation", "vector", fusable=True),
+    OpKind("elementwise", "vector", fusable=True),
+    OpKind("embedding", "vector", fusable=True),
+    OpKind("rope", "vector", fusable=True),
+    OpKind("allreduce", "link", runner=False, link_rounds=2),
+    OpKind("alltoall", "link", runner=False, link_rounds=1),
+    OpKind("p2p", "link", runner=False),
+)}
+
+
+def kinds(**where) -> tuple[str, ...]:
+    """Names of the op kinds whose fields equal ``where`` (e.g. ``unit="matrix"``), in table order."""
+    return tuple(k.name for k in OP_KINDS.values() if all(getattr(k, f) == v for f, v in where.items()))
+
 
 # operator kinds -> which unit runs them
-MATRIX_KINDS = ("gemm", "attn_score", "attn_context", "attention")
-VECTOR_KINDS = ("softmax", "norm", "activation", "elementwise", "embedding", "rope")
-LINK_KINDS = ("allreduce", "alltoall", "p2p")
+MATRIX_KINDS = kinds(unit="matrix")
+VECTOR_KINDS = kinds(unit="vector")
+LINK_KINDS = kinds(unit="link")
 ALL_KINDS = MATRIX_KINDS + VECTOR_KINDS + LINK_KINDS
+ATTENTION_KINDS = kinds(attention=True)      # the attention core's products (scores, context, fused)
+CONTEXT_KINDS = kinds(context=True)          # the attention core, its unfused softmax included
+FUSABLE_KINDS = kinds(fusable=True)
+RUNNABLE_KINDS = kinds(runner=True)
 
 
 @dataclass(frozen=True)
 class Op:
     name: str                    # 'q_proj', 'attn_score', 'ffn_down', ...
-    kind: str                    # one of ALL_KINDS
+    kind: str                    # one of OP_KINDS
     phase: str                   # 'prefill' | 'decode'
     count: int = 1               # times per forward pass (e.g. layers)
     impl: str = ""               # variant: rmsnorm/layernorm, silu/gelu, add/mul, ...
@@ -62,7 +118,6 @@ class Op:
         dc = c - self.context
         if dc == 0:
             return self
-        from dataclasses import replace
         return replace(
             self, context=c, flops=self.flops + self.d_flops * dc,
             transcendentals=self.transcendentals + self.d_transcendentals * dc,
