@@ -161,3 +161,53 @@ def test_a_tier_after_the_model_number_is_another_product():
     assert base is None or base[0] == "apple-m4"
     assert auto_hardware("NVIDIA H100 80GB HBM3 (SXM, 700 W max)")[0] == "h100-sxm"   # 'max' of a power limit
     assert auto_hardware("NVIDIA GeForce RTX 4090")[0] == "rtx-4090"
+
+
+def test_a_family_name_takes_the_member_the_software_text_names():
+    """'llama.cpp' in a row's runtime column is a family: a 2023 build on an NVIDIA GPU is
+    the legacy CUDA backend, a current one the CUDA backend; a full runtime name is kept."""
+    row = {"_id": 1, "hardware": "NVIDIA A100 80GB PCIe", "num_devices": "1", "model": "Llama-2-7B",
+           "weight_precision": "Q4_0", "batch": "1", "input_tokens": "512", "output_tokens": "0",
+           "metric": "prompt_tokens_per_s", "value": "3000", "source": "example.org/x", "notes": "", "hw_ref": ""}
+    old = dict(row, software_framework="llama.cpp main (CUDA/cuBLAS, build 1680 (afefa31))", runtime="llama.cpp")
+    new = dict(row, software_framework="llama.cpp b6413 (CUDA, llama-bench)", runtime="llama.cpp")
+    given = dict(old, runtime="llama.cpp-cuda")
+    cases, skipped = resolve_all(load_map(), [old, new, given])
+    assert not skipped
+    assert [c.runtime for c in cases] == ["llama.cpp-cuda-legacy", "llama.cpp-cuda", "llama.cpp-cuda"]
+
+
+@pytest.mark.parametrize("name, cls, spec, match", [
+    ("Raspberry Pi 5 (8GB)", None, "raspberry-pi-5", "auto"),             # no model number: file-name words
+    ("Jetson AGX Orin 64GB", None, "jetson-agx-orin", "auto"),
+    ("Jetson Orin Nano Super", None, "jetson-orin-nano", "auto"),
+    ("Google Coral Edge TPU", None, "coral-edge-tpu", "auto"),
+    ("Intel Gaudi 2", None, "gaudi2", "auto"),                             # 'Gaudi 2' = gaudi2
+    ("Snapdragon X Elite NPU", None, "snapdragon-x-elite-hexagon", "auto"),  # NPU = Hexagon
+    ("Qualcomm Snapdragon 8 Gen 3", "cpu", "snapdragon-8-gen3-cpu", "auto"),  # the row's class decides
+    ("NVIDIA H100 80GB HBM3", None, "h100-sxm", "auto"),                   # HBM3: the SXM card
+    ("Orange Pi 5 (RK3588S)", "cpu", "rk3588-cpu", "proxy"),               # RK3588S: a variant
+    ("A10G", None, "a10", "proxy"),
+    ("RTX 6000 Ada", None, None, None),                                    # not the Blackwell RTX PRO 6000
+])
+def test_device_names_resolve_by_number_words_class_and_variant(name, cls, spec, match):
+    got = auto_hardware(name, cls)
+    assert got == ((spec, match) if spec else None)
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("Meta-Llama-3.1-8B-Instruct", ("llama-3.1-8b", "exact")),            # 'Meta-' and -Instruct dropped
+    ("meta-llama/Llama-3.1-70B-Instruct", ("llama-3.1-70b", "exact")),    # an organisation prefix
+    ("llama3.1:8b", ("llama-3.1-8b", "exact")),                          # an Ollama tag
+    ("qwen2.5:7b", ("qwen2.5-7b", "exact")),                             # not the Qwen2 of the same key
+    ("Qwen2.5-Coder-7B", ("qwen2.5-7b", "exact")),                       # a fine-tune, same architecture
+    ("Phi-3-mini-4k-instruct", ("phi-3-mini", "exact")),                 # a context-length suffix
+    ("Llama 4 Scout 17B-16E", ("llama-4-scout", "exact")),
+    ("Mistral-Nemo-Instruct-2407", ("mistral-nemo-12b", "exact")),       # no size stated: the other words
+    ("DeepSeek-R1-Distill-Llama-8B", ("llama-3.1-8b", "arch")),          # a distilled model is its base
+    ("gptj-6b", ("gpt-j-6b", "exact")),
+    ("DeepSeek-V3-slice-jp64", None),                                    # an expert-pruned artefact
+    ("Qwen3.5-4B", None),                                                # 3.5 changed the architecture
+])
+def test_model_names_resolve_through_organisations_tags_fine_tunes_and_distills(name, expected):
+    assert auto_model(name) == expected

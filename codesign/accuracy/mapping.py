@@ -205,28 +205,71 @@ def _tiers(text: str) -> set[str]:
     return {b for a, b in zip(words, words[1:]) if a in keys and b in TIERS}
 
 
-def auto_hardware(text: str) -> tuple[str, str] | None:
+# GPU architecture names: a row naming one is not a spec of another ('RTX 6000 Ada' is not
+# the Blackwell 'RTX PRO 6000')
+ARCHITECTURES = {"volta", "turing", "ampere", "ada", "lovelace", "hopper", "blackwell"}
+# a word of a spec's file name and the words a row may use for it instead
+STEM_SYNONYMS = {"hexagon": {"hexagon", "npu", "htp"}, "igpu": {"igpu", "gpu", "arc"}}
+
+
+def _hw_tokens(text: str) -> set[str]:
+    """Words of a device name, plus each word joined to a short number after it ('Gaudi 2'
+    -> gaudi2, 'Gen 3' -> gen3) as spec file names write them."""
+    words = re.findall(r"[a-z0-9]+", re.sub(r"(\d+)\s*gb\b", r"\1gb", str(text).lower()))
+    return _tokens(text) | {a + b for a, b in zip(words, words[1:]) if a.isalpha() and re.fullmatch(r"\d{1,2}", b)}
+
+
+def auto_hardware(text: str, device_class: str | None = None) -> tuple[str, str] | None:
     """(spec name, reason) for a device name no mapping lists: the library spec sharing its
-    model number (H100, 4090, RK3588, ...) and most other words; variants (PCIe vs SXM)
-    count as proxies when the spec names the other one."""
-    toks = _tokens(text)
+    model number (H100, 4090, RK3588, ...) and most other words, else the spec all of whose
+    file-name words the name holds ('Raspberry Pi 5', 'Jetson AGX Orin 64GB'); variants (PCIe
+    vs SXM, RK3588S vs RK3588, A10G vs A10) count as proxies. ``device_class`` (the row's
+    stated class) keeps specs of other classes out."""
+    cls = device_class if device_class in CLASSES else None
+    toks = _hw_tokens(text) | ({cls} if cls else set())
+    arch = toks & ARCHITECTURES
+    specs = [(n, w) for n, w in _spec_words(tuple(sorted((k, str(v)) for k, v in library("hardware_specs").items())))
+             if (cls is None or _spec_class(n) == cls) and not (arch and (w & ARCHITECTURES) and not (arch & w))]
+    hit = _by_model_number(text, toks, specs) or _by_stem(toks, specs)
+    if hit is None:
+        return None
+    name, stoks, variant = hit
+    kinds = {"pcie", "sxm", "sxm4", "sxm5", "nvl"}
+    clash = (toks & kinds) and (stoks & kinds) and not (toks & stoks & kinds)
+    return name, "proxy" if clash or variant else "auto"
+
+
+def _by_model_number(text: str, toks: set[str], specs) -> tuple[str, set[str], bool] | None:
+    """The spec sharing a model number with the name (most shared words wins); a number with
+    one letter more ('RK3588S', 'A10G') falls back to the spec without it, as a variant."""
     keys = _key_tokens(toks)
-    if not keys:
+    for variant in (False, True):
+        if variant:     # drop one trailing letter from each model number that has one
+            keys = {k[:-1] for k in keys if k[-1].isalpha() and re.search(r"\d", k[:-1])}
+        best = None
+        for name, stoks in specs:
+            if not (keys & _key_tokens(stoks)):
+                continue
+            if _tiers(text) != _spec_tiers(name):      # an M4 is not an M4 Max, a 4070 not a 4070 Ti
+                continue
+            score = (len(keys & stoks), len(toks & stoks), -len(stoks - toks))
+            if best is None or score > best[0]:
+                best = (score, name, stoks)
+        if best is not None:
+            return best[1], best[2], variant
+    return None
+
+
+def _by_stem(toks: set[str], specs) -> tuple[str, set[str], bool] | None:
+    """The spec whose file-name words all appear in the name (synonyms allowed), the most
+    specific one; None when two equally specific specs match (the class tells them apart)."""
+    gens = {t for t in toks if re.fullmatch(r"gen\d+", t)}       # 'Snapdragon 8 Elite Gen 5' is a newer chip
+    hits = sorted(((len(name.split("-")), name, stoks) for name, stoks in specs
+                   if all(STEM_SYNONYMS.get(w, {w}) & toks for w in name.split("-")) and gens <= stoks | {*name.split("-")}),
+                  reverse=True)
+    if not hits or (len(hits) > 1 and hits[0][0] == hits[1][0]):
         return None
-    best = None
-    for name, stoks in _spec_words(tuple(sorted((k, str(v)) for k, v in library("hardware_specs").items()))):
-        if not (keys & _key_tokens(stoks)):
-            continue
-        if _tiers(text) != _spec_tiers(name):      # an M4 is not an M4 Max, a 4070 not a 4070 Ti
-            continue
-        score = (len(keys & stoks), len(toks & stoks), -len(stoks - toks))
-        if best is None or score > best[0]:
-            best = (score, name, stoks)
-    if best is None:
-        return None
-    variant = {"pcie", "sxm", "sxm4", "sxm5", "nvl"}
-    clash = (toks & variant) and (best[2] & variant) and not (toks & best[2] & variant)
-    return best[1], "proxy" if clash else "auto"
+    return hits[0][1], hits[0][2], False
 
 
 @cache
@@ -239,13 +282,29 @@ def _spec_tiers(name: str) -> frozenset:
 
 @lru_cache(maxsize=4)
 def _spec_words(index: tuple) -> list[tuple[str, set[str]]]:
-    """(spec name, words of its name and display name) for every library spec (read once)."""
+    """(spec name, words of its name, display name and memory level names: 'HBM3' tells an
+    H100 SXM from the HBM2e PCIe card) for every library spec (read once)."""
     from ..hardware import load_hardware
-    return [(name, _tokens(f"{s.name} {s.display_name or ''}")) for name, path in index if name == Path(path).stem
-            for s in [load_hardware(path)]]
+    return [(name, _tokens(f"{s.name} {s.display_name or ''} {' '.join(m.name for m in s.memory)}"))
+            for name, path in index if name == Path(path).stem for s in [load_hardware(path)]]
 
 
-_SUFFIXES = r"(-(instruct|chat|it|hf|base|fp8|awq|gptq|v0\.\d|v\d))+$"
+@cache
+def _spec_class(name: str) -> str:
+    from ..hardware import load_hardware
+    return load_hardware(name).device_class
+
+
+_SUFFIXES = r"(-(instruct|chat|it|hf|base|fp8|awq|gptq|gguf|v0\.\d|v\d|\d+k))+$"
+# DeepSeek-R1's distilled models are their base models' architectures (DeepSeek-R1 model card:
+# distilled from Qwen2.5-Math-1.5B/7B, Qwen2.5-14B/32B, Llama-3.1-8B and Llama-3.3-70B-Instruct)
+DISTILL_BASES = {"llama-8b": "llama-3.1-8b", "llama-70b": "llama-3.3-70b", "qwen-1.5b": "qwen2.5-1.5b",
+                 "qwen-7b": "qwen2.5-7b", "qwen-14b": "qwen2.5-14b", "qwen-32b": "qwen2.5-32b"}
+
+
+# minor versions that changed the architecture: no same-generation stand-in for them (Qwen3.5
+# and 3.6 interleave Gated DeltaNet layers with attention; Qwen3-Next likewise)
+NEW_ARCHITECTURE_VERSIONS = ("qwen3.5", "qwen3.6", "qwen3-next")
 
 
 def _model_key(text: str) -> tuple[str, str, str] | None:
@@ -260,21 +319,65 @@ def _model_key(text: str) -> tuple[str, str, str] | None:
     return fam, (gen or "").split(".")[0], size
 
 
+def _plain_name(text: str) -> str:
+    """A model name as library files spell it: no organisation ('meta-llama/'), no 'Meta-',
+    Ollama tags as words ('llama3.1:8b' -> llama-3.1-8b), 'gptj' -> gpt-j, no (asides)."""
+    t = re.sub(r"\(.*?\)", "", str(text).lower()).strip().replace("_", "-").replace(" ", "-")
+    t = t.rsplit("/", 1)[-1].replace(":", "-")
+    t = re.sub(r"\.gguf$", "", t)
+    t = re.sub(r"^meta-(?=llama)", "", t)
+    t = re.sub(r"^gptj\b", "gpt-j", t)
+    return re.sub(r"^([a-z]+)(\d)", r"\1-\2", t) if not re.match(r"^(qwen|phi|gemma|yi|smollm|internlm|gpt)", t) else t
+
+
+def _words(name: str) -> set[str]:
+    return set(re.findall(r"[a-z0-9.]+", name.replace("-", " ")))
+
+
 def auto_model(text: str) -> tuple[str, str] | None:
     """(workload, match) for a model name no mapping lists: the library name itself (suffixes
-    such as -Instruct dropped), else one of the same family, major generation and size."""
+    such as -Instruct, organisations and Ollama tags dropped), a distilled model's base, the
+    library name all of whose words the name holds ('Qwen2.5-Coder-7B' -> qwen2.5-7b), else one
+    of the same family, major generation and size (the same minor version first)."""
     lib = library("workloads")
     raw = str(text).lower().strip().replace(" ", "-")
-    if raw in lib:                  # 'DeepSeek-V3': a library name that looks like a suffix
-        return raw, "exact"
-    t = re.sub(_SUFFIXES, "", raw)
-    if t in lib:
-        return t, "exact"
-    key = _model_key(text)
-    if key is None:
+    for t in (raw, re.sub(_SUFFIXES, "", raw), _plain_name(text), re.sub(_SUFFIXES, "", _plain_name(text))):
+        if t in lib:                  # 'DeepSeek-V3': a library name that looks like a suffix
+            return t, "exact"
+    plain = re.sub(_SUFFIXES, "", _plain_name(text))
+    m = re.search(r"distill-(llama|qwen)-(\d+(?:\.\d+)?b)", plain)
+    if m:
+        base = DISTILL_BASES.get(f"{m.group(1)}-{m.group(2)}")
+        return (base, "arch") if base in lib else None
+    words = _words(plain)
+    sizes = _size_words(plain)
+    # a library name without a size ('llama-4-scout') fits any stated size; one with a size must
+    # agree, and a name stating no size ('Mistral-Nemo-Instruct-2407') matches on the other words
+    # extra words may qualify a fine-tune ('Coder', 'Nemotron', a date, '16E' experts) but not
+    # name another artefact ('DeepSeek-V3-slice-jp64', an expert-pruned model)
+    subset = sorted(((len(_words(n)), n) for n in lib
+                     if (_words(n) if sizes else _words(n) - _size_words(n)) <= words
+                     and (not sizes or not _size_words(n) or _size_words(n) & sizes)
+                     and not any(_foreign(w) for w in words - _words(n))), reverse=True)
+    if subset and (len(subset) == 1 or subset[0][0] > subset[1][0]):
+        return subset[0][1], "exact"
+    key = _model_key(plain)
+    if key is None or any(re.match(rf"{v}\b", plain) for v in NEW_ARCHITECTURE_VERSIONS):
         return None
     same = sorted(n for n in lib if _model_key(n) == key)
-    return (same[0], "arch") if same else None      # the earliest minor version of that generation
+    gen = re.search(r"[a-z]-?(\d+\.\d+)", plain)
+    minor = [n for n in same if gen and gen.group(1) in _words(n) | {n.split("-")[0][len(key[0]):]}]
+    return ((minor or same)[0], "arch") if same else None      # else the earliest minor version
+
+
+def _foreign(word: str) -> bool:
+    """A word mixing letters and digits that is no size, expert count, context, date or version."""
+    return bool(re.fullmatch(r"[a-z]+\d+[a-z\d]*|\d+[a-z]+\d*", word)) and \
+        not re.fullmatch(r"\d+(\.\d+)?[bek]|v\d+(\.\d+)?|a\d+(\.\d+)?b|q\d\w*", word)
+
+
+def _size_words(name: str) -> set[str]:
+    return {w for w in _words(name) if re.fullmatch(r"\d+(\.\d+)?b", w)}
 
 
 def auto_precision(text: str) -> dict | None:
@@ -403,7 +506,8 @@ def resolve_row(r: dict, mp: dict, runtime: str | None = None):
         return skip(f"value {r.get('value')!r} is not a number")
     hw = mp["hardware"].get(r["hardware"])
     if hw is None:
-        auto_hw = auto_hardware(r["hardware"]) or auto_hardware(r.get("hw_ref", ""))
+        stated_cls = str(r.get("hw_class") or "").strip().lower() or None
+        auto_hw = auto_hardware(r["hardware"], stated_cls) or auto_hardware(r.get("hw_ref", ""), stated_cls)
         if auto_hw is None:
             return skip(f"hardware {r['hardware']!r}: no library spec matches its model number")
         hw = {"spec": auto_hw[0], "match": auto_hw[1], "why": f"resolved by model number to {auto_hw[0]}"}
@@ -430,6 +534,12 @@ def resolve_row(r: dict, mp: dict, runtime: str | None = None):
         if not rt.runs_on(spec.device_class, spec.vendor):     # 'llama.cpp' on an Apple GPU -> its Metal backend
             alt = runtime_for_framework(rt_name, spec.device_class, spec.vendor)
             rt = load_runtime(alt) if alt else rt
+        if rt.name != rt_name:
+            # a family name ('llama.cpp') takes the member the row's software names more precisely
+            # (a build of 2023 -> llama.cpp-cuda-legacy); a full runtime name is taken as given
+            exact = runtime_for_framework(r.get("software_framework", ""), spec.device_class, spec.vendor)
+            if exact and exact != rt.name and exact.split("-")[0] == rt.name.split("-")[0]:
+                rt = load_runtime(exact)
     except CodesignError:
         rt = load_runtime("generic")
         why_rt = f"runtime {rt_name!r} is not in runtimes/: evaluated with generic"
