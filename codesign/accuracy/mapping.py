@@ -44,6 +44,7 @@ METRICS = {
     "prompt_tokens_per_s": "prefill", "prefill_latency_ms": "prefill", "ttft_ms": "prefill",
     "throughput_tokens_per_s": "throughput", "output_throughput_tokens_per_s": "throughput",
     "server_throughput_tokens_per_s": "throughput", "total_throughput_tokens_per_s": "throughput",
+    "interactive_throughput_tokens_per_s": "throughput",     # MLPerf Interactive: Server with tighter limits
     "energy_per_token_j": "energy", "avg_power_w": "power",
     "gemm_tflops": "gemm",
     "decode_throughput_ratio_vs_A100_bf16": "ratio", "energy_efficiency_ratio_vs_A100_bf16": "ratio",
