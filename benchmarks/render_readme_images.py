@@ -23,9 +23,9 @@ import time
 from pathlib import Path
 
 from codesign import plots
+from codesign.assess import evaluate_many, sweep_results
 from codesign.hardware import list_hardware
 from codesign.io import read_csv_table
-from codesign.report import evaluate_many, sweep_results
 from codesign.workload.scenario import Scenario
 
 ROOT = Path(__file__).resolve().parents[1]

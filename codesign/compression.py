@@ -6,9 +6,13 @@ units really run. The perf engine calls these; nothing else decides them.
 """
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .errors import CodesignError
+from .workload import load_workload
 
 
 def normalize_sparsity(v) -> str | None:
@@ -109,8 +113,6 @@ def effective_model(model, comp: Compression | None):
     if comp is None:
         return model
     if comp.distill_to:
-        from .errors import CodesignError
-        from .workload import load_workload
         student = load_workload(comp.distill_to)
         if student.param_count() > model.param_count():
             raise CodesignError(f"distill_to {student.name} ({student.param_count() / 1e9:.1f} B parameters) is larger "
@@ -151,7 +153,6 @@ def weight_bytes_per_element(comp: Compression | None, dtype: str) -> float:
     ceil(log2 M) bits each (NVIDIA 2:4: 2 bits per kept value); unstructured sparsity uses
     a bitmap (1 bit per original element). Neglects alignment padding.
     """
-    import math
     bits = float(comp.weight_bits) if comp and comp.weight_bits else 8 * _WIDE[dtype]
     if comp and comp.weight_bits and comp.weight_bits < 16:
         zero = bits if (comp.weight_format == "int" and comp.zero_point) else 0.0

@@ -5,15 +5,21 @@ the same one-line errors: ``file: field.path: what was expected``.
 """
 from __future__ import annotations
 
+import copy
+import csv
 import difflib
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 from pydantic import ValidationError
 
 from .errors import CodesignError, from_pydantic
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_DIR = PACKAGE_DIR.parent
@@ -42,24 +48,36 @@ def read_text(path) -> str:
         raise CodesignError(f"cannot read: {e.__class__.__name__}", file=path) from None
 
 
-def read_csv_table(path, max_bytes: int | None = None, max_rows: int | None = None):
+def pandas():
+    """The pandas module, imported on first use: the one lazy import point for it. Importing
+    pandas takes ~0.25 s, as long as the whole of ``codesign eval`` may, and the engine needs
+    no table unless one is asked for (``Result.ops``, ``--csv``); modules above the engine
+    that always work with tables import pandas at module level."""
+    import pandas as pd  # lazy on purpose: startup time of `codesign eval` (see the docstring)
+    return pd
+
+
+def frame(rows: list[dict]) -> pd.DataFrame:
+    """A list of dicts (one per row) as a pandas DataFrame, pandas imported on first use."""
+    return pandas().DataFrame(rows)
+
+
+def read_csv_table(path, max_bytes: int | None = None, max_rows: int | None = None) -> pd.DataFrame:
     """A CSV file as a pandas DataFrame, or one clear error line naming the file; ``max_bytes``
     refuses a larger file before reading it, ``max_rows`` reads at most that many rows."""
-    import pandas as pd
     path = Path(path)
     if not path.is_file():
         raise CodesignError("file not found", file=path)
     if max_bytes is not None and path.stat().st_size > max_bytes:
         raise CodesignError(f"the file is over {max_bytes / 2**20:.0f} MiB", file=path)
     try:
-        return pd.read_csv(path, nrows=max_rows)
+        return pandas().read_csv(path, nrows=max_rows)
     except (ValueError, UnicodeDecodeError) as e:
         raise CodesignError(f"cannot read as CSV ({type(e).__name__})", file=path) from None
 
 
 def write_csv_rows(path, rows: list[dict]) -> None:
     """Rows (dicts sharing keys) as a CSV file; one clear error line when it cannot be written."""
-    import csv
     path = Path(path)
     try:
         with open(path, "w", newline="", encoding="utf-8") as f:
@@ -103,7 +121,6 @@ _PARSED_MAX = 512
 def read_yaml(path) -> dict:
     """Load a YAML mapping with the safe loader (no object construction). Parsed files are
     kept by (path, modification time, size), so re-reading an unchanged spec costs a copy."""
-    import copy
     path = Path(path)
     try:
         st = path.stat()

@@ -71,7 +71,7 @@ from typing import Literal
 
 from .compression import Compression, normalize_sparsity
 from .errors import CodesignError
-from .io import data_dir
+from .io import data_dir, read_text
 from .quantize import measured_gemm_error
 from .workload.schema import ModelSpec
 
@@ -200,7 +200,6 @@ def _parse_row(raw: dict, path: Path, line: int) -> QualityRow:
 
 @lru_cache(maxsize=16)
 def _read_csv(path: str, mtime: float) -> tuple[QualityRow, ...]:
-    from .io import read_text
     p = Path(path)
     text = read_text(p)
     reader = csv.DictReader(text.splitlines())

@@ -13,9 +13,10 @@ no codesign. Two kinds:
   Pareto front with the base and reference devices, history, parameter importance and
   parallel coordinates.
 
-The functions here also serve ``codesign plot``: evaluating a list of devices, the
-sweeps, loading a study's trials by name/file or from a CSV, and evaluating reference
-devices on a study's workloads with the study's own metric aggregation.
+This module renders; what it renders comes from elsewhere: evaluations of several devices
+and the sweeps from :mod:`codesign.assess` (``evaluate_many``, ``sweep_results``), a
+study's trials and reference devices from :mod:`codesign.search.load` (``load_trials``,
+``study_references``).
 """
 from __future__ import annotations
 
@@ -25,138 +26,20 @@ import math
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
 from . import plots
 from .accuracy.bands import bands_for_summary
-from .assess import evaluate
+from .assess import sweep_results
 from .compression import describe
 from .errors import CodesignError
-from .io import read_csv_table
 from .metrics import METRICS, direction, display
-from .perf import evaluate as evaluate_speed
-from .search import study_from_dict
-from .search.export import trials_frame
-from .search.metrics import Evaluator
-from .search.runner import open_optuna_study, resolve_study
-from .search.storage import guard
+from .search.load import StudyTrials
 from .search.trials import Trials, numeric_column
 from .serve import Policy, engines, make_requests, simulate
 from .units import format_number, format_quantities, format_quantity, format_si
-from .workload.scenario import Scenario
-
-if TYPE_CHECKING:
-    import optuna
-    import pandas as pd
-
-    from .search.definition import Study
-
-DEFAULT_BATCHES = (1, 2, 4, 8, 16, 32, 64, 128)
-DEFAULT_CONTEXTS = (128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
-
-
-# ---------------------------------------------------------------------------- evaluations
-def split_names(text: str, what: str = "--hardware") -> list[str]:
-    """'a, b,c' -> ['a', 'b', 'c']; empty -> one-line error."""
-    items = [t.strip() for t in str(text).split(",") if t.strip()]
-    if not items:
-        raise CodesignError("expected one or more names separated by commas", field=what)
-    return items
-
-
-def evaluate_many(hardware, workloads, scenario=None, compression=None) -> list:
-    """evaluate() for every device x workload (device-major order)."""
-    hardware = [hardware] if isinstance(hardware, str) else list(hardware)
-    workloads = [workloads] if isinstance(workloads, str) else list(workloads)
-    return [evaluate(h, w, scenario, compression) for h in hardware for w in workloads]
-
-
-def sweep_results(hardware, workload, scenario, compression=None, *, over: str = "batch", values=None) -> list:
-    """evaluate() over batch sizes (``over="batch"``) or prompt lengths (``"context"``)."""
-    if over not in ("batch", "context"):
-        raise CodesignError(f"expected batch or context, got {over!r}", field="--over")
-    field = "batch" if over == "batch" else "prompt"
-    values = list(values or (DEFAULT_BATCHES if over == "batch" else DEFAULT_CONTEXTS))
-    if any(int(v) != v or v <= 0 for v in values):
-        raise CodesignError(f"expected positive integers, got {values}", field="--values")
-    sc = scenario or Scenario()
-    hardware = [hardware] if isinstance(hardware, str) else list(hardware)
-    return [evaluate_speed(h, workload, sc.model_copy(update={field: int(v)}), compression)
-            for h in hardware for v in values]
-
-
-# ---------------------------------------------------------------------------- studies
-@dataclass
-class StudyTrials:
-    """What the study plots need: the trials table, objectives and their directions."""
-    trials: pd.DataFrame
-    objectives: list
-    directions: list
-    name: str
-    study: Study | None = None                  # when loaded from a study
-    optuna_study: optuna.Study | None = None    # when loaded from storage
-
-
-def load_trials(study: str | None = None, storage: str | None = None, trials_csv=None, objectives=None,
-                results_dir=None) -> StudyTrials:
-    """A study by name or file (with ``storage``), or an exported trials CSV.
-
-    The CSV is what ``codesign study export`` writes (``trials.csv``: params.<name>, metric
-    columns, feasible, constraints.<name>) or Optuna's ``trials_dataframe()`` (params_<name>,
-    values_<metric>); a CSV without values_ columns needs ``objectives``.
-    """
-    if (study is None) == (trials_csv is None):
-        raise CodesignError("give either --study NAME|FILE or --trials CSV", field="--study")
-    if trials_csv is not None:
-        path = Path(trials_csv)
-        df = read_csv_table(path)
-        objs = list(objectives) if objectives else [c for c in df.columns if c.startswith("values_")]
-        if not objs:
-            raise CodesignError("no values_<metric> columns: name the objectives (e.g. --objectives "
-                                "tpot_s,energy_per_token_j)", file=path)
-        t = Trials(df, objs)     # checks the columns exist
-        return StudyTrials(df, t.names, t.directions, path.stem)
-    assert study is not None        # exactly one of study / trials_csv, checked above
-    st, sref = resolve_study(study, storage, results_dir)
-    ost = open_optuna_study(st, sref, create=False)
-    with guard(sref):
-        df = trials_frame(st, ost)
-    if df.empty:
-        raise CodesignError(f"study {st.name!r} has no trials yet (run it first)", file=sref.label)
-    objs = list(objectives) if objectives else list(st.objectives)
-    dirs = [st.directions[st.objectives.index(o)] if o in st.objectives else None for o in objs]
-    dirs = [d or direction(o) for d, o in zip(dirs, objs)]
-    return StudyTrials(df, objs, dirs, st.name, st, ost)
-
-
-def study_references(study, devices=(), include_base: bool = True) -> dict:
-    """{label: metrics} for the study's base device and other devices, each evaluated
-    unmodified and uncompressed on the study's workloads with the study's own aggregation
-    (codesign.search.metrics: weighted mean over workloads, area/cost model), so the
-    points are comparable with the trials. A device that cannot be evaluated is skipped
-    with its reason under the key ``"_skipped"``."""
-    out, skipped = {}, {}
-    raw = {k: v for k, v in study.raw.items() if k not in ("space", "compression", "scale_with")}
-    refs = ([(f"base: {study.base.title}", raw["hardware"])] if include_base else [])
-    refs += [(d, d) for d in devices]
-    for label, hw in refs:
-        try:
-            ref_study = study_from_dict({**raw, "hardware": hw}, file=study.file)
-            o = Evaluator(ref_study)([{}])[0]
-        except CodesignError as e:
-            skipped[label] = str(e)
-            continue
-        if o.error:
-            skipped[label] = o.error
-            continue
-        name = label if label.startswith("base: ") else ref_study.base.title
-        out[name] = {**o.metrics, **dict(zip(study.objectives, o.values)), "feasible": o.feasible}
-    if skipped:
-        out["_skipped"] = skipped
-    return out
-
 
 # ---------------------------------------------------------------------------- HTML pieces
 _CSS = """

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import math
 import re
+import reprlib
 
 
 def _show(value, limit: int = 60) -> str:
     """A value for an error message, cut to ``limit`` characters (a hostile file may hold
     megabytes in one field)."""
-    import reprlib
     r = reprlib.Repr()
     r.maxstring = r.maxother = limit
     r.maxlist = r.maxdict = r.maxtuple = 4

@@ -207,7 +207,7 @@ def test_device_names_resolve_by_number_words_class_and_variant(name, cls, spec,
     ("DeepSeek-R1-Distill-Llama-8B", ("llama-3.1-8b", "arch")),          # a distilled model is its base
     ("gptj-6b", ("gpt-j-6b", "exact")),
     ("DeepSeek-V3-slice-jp64", None),                                    # an expert-pruned artefact
-    ("Qwen3.5-4B", None),                                                # 3.5 changed the architecture
+    ("Qwen3.5-4B", ("qwen3.5-4b", "exact")),                             # its own (hybrid) workload, not Qwen3-4B
 ])
 def test_model_names_resolve_through_organisations_tags_fine_tunes_and_distills(name, expected):
     assert auto_model(name) == expected

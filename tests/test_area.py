@@ -12,9 +12,11 @@ from codesign.hardware.classes import CLASSES
 
 # What the calibration reaches on data/die-areas.csv (benchmarks/bench_area.py prints it): per class,
 # the in-sample and the leave-one-chip-out (LOCO) MAPE, with a little slack for rounding of the
-# stored multipliers. The issue asks LOCO <= 15 % per class; the TPU (upper-bound areas) and the NPU
-# classes do not reach it and these numbers say so.
-REACHED = {"gpu": (0.110, 0.121), "tpu": (0.141, 0.176), "npu": (0.236, 0.330), "cpu": (0.052, 0.106)}
+# stored multipliers, and the worst in-sample error of one die. The issue asks LOCO <= 15 % per class;
+# the TPU (upper-bound areas, Google's own densities) and the NPU classes do not reach it and these
+# numbers say so.
+REACHED = {"gpu": (0.108, 0.118, 0.30), "tpu": (0.147, 0.184, 0.30), "npu": (0.306, 0.398, 0.62),
+           "cpu": (0.053, 0.107, 0.15)}
 
 
 @pytest.fixture(scope="module")
@@ -76,13 +78,13 @@ def test_stored_multipliers_are_the_fit_on_the_dataset(dies):
 @pytest.mark.parametrize("cls", sorted(REACHED))
 def test_calibration_reproduces_the_published_dies(report, cls):
     r = report[cls]
-    in_sample, loco = REACHED[cls]
+    in_sample, loco, worst = REACHED[cls]
     assert r.mape <= in_sample and r.loco_mape <= loco
     # the calibrated model (what a study sees) reproduces each die as the fit says
     for d in (d for d in F.load_dies() if d.device_class == cls):
         est = A.estimate_area(d.spec, spare_fraction=d.spare).total
         assert est == pytest.approx(F.predict(d, A.CLASS_CALIBRATION[cls]), rel=1e-9)
-    assert max(abs(e / p - 1) for _, p, e, _ in r.rows) < 0.45
+    assert max(abs(e / p - 1) for _, p, e, _ in r.rows) < worst
 
 
 def test_gpu_class_meets_the_issue_target(report):
@@ -267,3 +269,173 @@ def test_bad_input_errors():
         A.dies_per_wafer(80_000)
     with pytest.raises(CodesignError, match="yield model"):
         A.die_yield(100, 0.1, "poisson")
+
+
+# -- memory technologies, SerDes lanes, SRAM by node (the structure added for issue 17) -------
+
+def level_spec(name: str, kind: str, bandwidth: str, capacity: str = "16 GiB", link: dict | None = None):
+    """A tiny NPU with one off-chip level named ``name`` (and a device link if given)."""
+    over = {"memory": [{"name": name, "kind": kind, "capacity": capacity, "bandwidth": bandwidth},
+                       {"name": "SRAM", "kind": "sram", "capacity": "4 MiB", "bandwidth": "1 TB/s"}]}
+    if link:
+        over["interconnect"] = {"device_link": link}
+    base = {"name": "tiny", "class": "npu", "process_node": "7 nm",
+            "compute": {"clock": "1 GHz", "cores": 1, "matrix": {"peak": {"bf16": 2 * 1024 * 1e9}},
+                        "vector": {"peak": {"fp32": 2 * 64 * 1e9}}}, **over}
+    return hardware_from_dict(base)
+
+
+def test_memory_technology_table_is_sourced_and_every_row_is_reachable():
+    techs = A.memory_technologies()
+    assert {"hbm2", "hbm2e", "hbm3", "hbm3e", "hbm4", "gddr6", "gddr6x", "gddr7", "lpddr4x", "lpddr5", "lpddr5x",
+            "ddr3", "ddr4", "ddr5"} <= set(techs)
+    import csv
+    with open(F.default_path().parent / "memory-technologies.csv", newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            assert row["phy_source"] and row["price_source"] and row["price_date"], row["technology"]
+    for name, t in techs.items():
+        # a level named after the technology is read as it (the name wins over the kind's default)
+        spec = level_spec(name.upper(), t.kind, "100 GB/s")
+        assert A.memory_technology(spec.memory[0]) is t
+        assert t.phy_mm2 > 0 and t.ctrl_transistors > 0 and t.usd_per_gb > 0 and t.bandwidth > 0
+    # a later generation is faster per pin, and HBM dearer per GB than the DRAM it stacks
+    for kind, gens in {"hbm": ("hbm2", "hbm2e", "hbm3", "hbm3e"), "gddr": ("gddr6", "gddr6x", "gddr7"),
+                       "lpddr": ("lpddr4x", "lpddr5", "lpddr5x"), "ddr": ("ddr3", "ddr4", "ddr5")}.items():
+        rates = [techs[g].pin_rate for g in gens]
+        assert rates == sorted(rates) and len(set(rates)) == len(rates), kind
+    assert techs["hbm4"].usd_per_gb > techs["hbm3e"].usd_per_gb > techs["hbm3"].usd_per_gb > techs["hbm2e"].usd_per_gb
+    assert min(t.usd_per_gb for t in techs.values() if t.kind == "hbm") > 2 * techs["ddr5"].usd_per_gb
+    # a level named by kind only is its kind's default technology
+    assert A.memory_technology(level_spec("DRAM", "lpddr", "50 GB/s").memory[0]).name == "lpddr5"
+    assert A.PRICE_PER_GB == {k: techs[t].usd_per_gb for k, t in A.KIND_DEFAULT_TECHNOLOGY.items()}
+
+
+def test_memory_is_priced_by_the_technology_a_level_names():
+    gib = 2**30
+    techs = A.memory_technologies()
+    for name, tech in (("LPDDR4X", "lpddr4x"), ("LPDDR5X", "lpddr5x"), ("HBM3e", "hbm3e"), ("GDDR7", "gddr7")):
+        spec = level_spec(name, techs[tech].kind, "100 GB/s", capacity="24 GiB")
+        assert A.memory_cost(spec) == pytest.approx(24 * techs[tech].usd_per_gb)
+        # an override by technology wins over one by kind
+        assert A.memory_cost(spec, {tech: 1.0, techs[tech].kind: 2.0}) == pytest.approx(24.0)
+        assert A.memory_cost(spec, {techs[tech].kind: 2.0}) == pytest.approx(48.0)
+    h200 = load_hardware("h200")          # its level is named HBM3e: priced as HBM3e, not as HBM3
+    assert A.memory_cost(h200) == pytest.approx(h200.memory[0].capacity / gib * techs["hbm3e"].usd_per_gb)
+    assert A.memory_cost(load_hardware("h100-sxm")) == pytest.approx(80 * techs["hbm3"].usd_per_gb)
+
+
+def test_dram_channels_and_phys_follow_the_generation():
+    """The same 68.3 GB/s takes two 32-bit LPDDR5X-8533 channels or four LPDDR4X-4266 ones, and
+    the PHY area is the table's per-channel PHY plus its controller at the node (hand calculation)."""
+    techs = A.memory_technologies()
+    x5, x4 = (A.estimate_area(level_spec(n, "lpddr", "68.3 GB/s"), calibration=A.UNCALIBRATED)
+              for n in ("LPDDR5X", "LPDDR4X"))
+    assert x5.memory_stacks == {"LPDDR5X": 2.0} and x4.memory_stacks == {"LPDDR4X": 4.0}
+    n7 = A.node_params(7)
+    per = techs["lpddr5x"].phy_mm2 + techs["lpddr5x"].ctrl_transistors / (n7.logic_mtr_mm2 * 1e6)
+    assert x5.memory_phy == pytest.approx(2 * per, rel=1e-12) and x4.memory_phy > x5.memory_phy
+    # HBM: the A100's five HBM2e stacks, each a GA100 PHY + controller, with the GPU's spare site
+    a100 = load_hardware("a100-80gb")
+    est = A.estimate_area(a100)
+    hbm = techs["hbm2e"]
+    assert est.memory_phy == pytest.approx(5 * (1 + est.spare_fraction) * (hbm.phy_mm2 + hbm.ctrl_transistors / 96.3e6))
+    # 4.8 TB/s and 141 GB: 6 HBM3e stacks (24 GiB each), 9 of HBM3 (16 GiB: capacity-bound), 10 of HBM2e
+    # (461 GB/s: bandwidth-bound)
+    stacks = {g: A.memory_interfaces(level_spec(g, "hbm", "4.8 TB/s", "141 GB"))[g][1] for g in ("HBM3e", "HBM3", "HBM2e")}
+    assert stacks == {"HBM3e": 6.0, "HBM3": 9.0, "HBM2e": 10.0}
+
+
+def test_serdes_area_is_per_lane():
+    """A100: 12 NVLink3 links x 4 lanes at 50 Gb/s + PCIe 4.0 x16 = 64 lanes = GA100's 20.95 mm^2 of IO;
+    a link stating faster lanes has fewer of them for the same bandwidth."""
+    assert A.estimate_area(load_hardware("a100-80gb")).io == pytest.approx(20.95, rel=1e-12)
+    assert A.serdes_lanes(load_hardware("a100-80gb")) == pytest.approx(64)
+    assert A.DEVICE_LANE_RATE == 50e9 / 8 and A.HOST_LANE_RATE == 16e9 / 8
+    areas = {r: A.estimate_area(level_spec("HBM3", "hbm", "819 GB/s", link={"bandwidth": "400 GB/s"} | (
+                 {"lane_rate": f"{r} Gb/s"} if r else {}))).io
+             for r in (None, 25, 50, 112)}
+    assert areas[None] == pytest.approx(areas[50]) == pytest.approx(400 * 8 / 50 * A.SERDES_MM2_PER_LANE)
+    assert areas[25] == pytest.approx(2 * areas[50]) and areas[112] == pytest.approx(areas[50] * 50 / 112)
+
+
+def test_sram_and_logic_scale_apart_with_the_node():
+    """TSMC N3E keeps N5's 0.021 um^2 bitcell while its logic is 1.6x denser; N2 shrinks both."""
+    n5, n3, n2 = (A.node_params(n) for n in (5, 3, 2))
+    mib = 2**20
+    assert A.sram_mm2(64 * mib, n3) == pytest.approx(A.sram_mm2(64 * mib, n5))
+    assert A.logic_mm2(1e9, n3) == pytest.approx(A.logic_mm2(1e9, n5) / 1.6, rel=1e-3)
+    assert A.sram_mm2(64 * mib, n2) < A.sram_mm2(64 * mib, n3) and A.logic_mm2(1e9, n2) < A.logic_mm2(1e9, n3)
+    assert n2.sram_bitcell_um2 == 0.0175 and n2.logic_mtr_mm2 == pytest.approx(221.1 * 1.15, rel=1e-3)
+
+
+@pytest.mark.parametrize("name", sorted(KNOBS))
+def test_area_is_monotone_in_capacity_and_lane_rate(name):
+    """Off-chip capacity never shrinks a die (HBM capacity past its stacks adds stacks); a slower
+    lane rate for the same link bandwidth never shrinks it either."""
+    base = spec_dict(name)
+    level = KNOBS[name]["mem"][0].rsplit(".", 1)[0]
+    cap = next(m.capacity for m in load_hardware(name).memory if m.name == level.split(".", 1)[1])
+    a0 = total(base)
+    more = total(apply_overrides(base, {f"{level}.capacity": 4 * cap}))
+    assert more >= a0 and (more > a0 if "HBM" in level else True)
+    with_link = apply_overrides(base, {"interconnect.device_link.bandwidth": "100 GB/s"})
+    rates = [total(apply_overrides(with_link, {"interconnect.device_link.lane_rate": f"{r} Gb/s"})) for r in (16, 32, 64, 128)]
+    assert all(a > b for a, b in zip(rates, rates[1:]))
+
+
+def test_bench_loco_matches_a_hand_calculation(tmp_path, capsys):
+    """benchmarks/bench_area.py on three synthetic TPU dies (one free multiplier, the per-core term):
+    the fit and each leave-one-out refit by hand, min sum (p x_i + c_i - 1)^2 -> p = sum x (1 - c) / sum x^2."""
+    import csv
+    import importlib.util
+    cols = open(F.default_path(), encoding="utf-8").readline().strip().split(",")
+    dies = [("syn-a", 300, 1, 100, 16), ("syn-b", 520, 2, 200, 32), ("syn-c", 700, 2, 300, 96)]
+    path = tmp_path / "dies.csv"
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=cols)
+        w.writeheader()
+        for chip, area, cores, tflops, sram in dies:
+            w.writerow({c: "" for c in cols} | {
+                "chip": chip, "class": "tpu", "vendor": "x", "process_node_nm": "7", "die_area_mm2": str(area),
+                "area_scope": "whole die", "estimate_from": "columns", "use": "fit", "units_enabled": str(cores),
+                "units_on_die": str(cores), "clock_ghz": "1.0", "matrix_bf16_tflops": str(tflops),
+                "vector_fp32_tflops": "2", "shared_sram_mib": str(sram), "shared_sram_kind": "sram",
+                "source_url": "synthetic", "source_date_or_commit": "synthetic"})
+    loaded = F.load_dies(path)
+    cal = A.CLASS_CALIBRATION["tpu"]
+    assert cal.free == ("core",)
+    t = [d.terms for d in loaded]
+    y = [d.area_mm2 for d in loaded]
+    x = [ti["core"] / yi for ti, yi in zip(t, y)]
+    c = [(cal.datapath * ti["datapath"] + cal.sram * ti["sram"] + ti["rest"]) / yi for ti, yi in zip(t, y)]
+
+    def p_of(idx):
+        return sum(x[i] * (1 - c[i]) for i in idx) / sum(x[i] ** 2 for i in idx)
+    p_all = p_of(range(3))
+    loco = [abs(p_of([j for j in range(3) if j != i]) * x[i] + c[i] - 1) for i in range(3)]
+    ins = [abs(p_all * x[i] + c[i] - 1) for i in range(3)]
+    r = F.report(loaded)["tpu"]
+    assert r.fitted.core == pytest.approx(p_all, rel=1e-9)
+    assert r.loco_mape == pytest.approx(sum(loco) / 3, rel=1e-9) and r.mape == pytest.approx(sum(ins) / 3, rel=1e-9)
+    spec = importlib.util.spec_from_file_location("bench_area", F.default_path().parents[1] / "benchmarks" / "bench_area.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--dies", str(path)]) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("tpu "))
+    assert f"{sum(loco) / 3:.1%}" in line.split() and f"{sum(ins) / 3:.1%}" in line.split()
+
+
+def test_a_level_states_its_technology():
+    """A study preset that swaps the DRAM of a level named LPDDR4X sets ``technology``: the level is
+    then sized (channels at 8.533 Gb/s) and priced as LPDDR5X; a technology of another kind is refused."""
+    base = spec_dict("rk3588-npu")
+    x5 = hardware_from_dict(apply_overrides(base, {"memory.LPDDR4X.bandwidth": "68.3 GB/s",
+                                                   "memory.LPDDR4X.technology": "lpddr5x"}))
+    x4 = hardware_from_dict(apply_overrides(base, {"memory.LPDDR4X.bandwidth": "68.3 GB/s"}))
+    assert A.memory_interfaces(x5) == {"LPDDR4X": ("x32-channel", 2.0)}
+    assert A.memory_interfaces(x4) == {"LPDDR4X": ("x32-channel", 4.0)}
+    assert A.estimate_area(x5).total < A.estimate_area(x4).total
+    assert A.memory_cost(x5) == pytest.approx(32 * A.memory_technologies()["lpddr5x"].usd_per_gb)
+    bad = hardware_from_dict(apply_overrides(base, {"memory.LPDDR4X.technology": "hbm3e"}))
+    with pytest.raises(CodesignError, match="not a lpddr technology"):
+        A.estimate_area(bad)

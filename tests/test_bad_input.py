@@ -1,10 +1,9 @@
 """Hostile and impossible input: YAML aliases, duplicate keys, huge files, layouts a model cannot take (issue 15)."""
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from conftest import cli
 
 from codesign.errors import CodesignError
 from codesign.io import MAX_YAML_BYTES, read_yaml
@@ -39,8 +38,7 @@ def test_oversized_file_is_refused_before_parsing(tmp_path):
 def test_cli_exits_2_with_one_line(tmp_path, args):
     f = tmp_path / "bomb.yaml"
     f.write_text("name: bomb\n" + BOMB)
-    r = subprocess.run([sys.executable, "-m", "codesign.cli", *args, str(f)], capture_output=True, text=True,
-                       timeout=60)
+    r = cli(*args, f)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
 
 
@@ -57,8 +55,7 @@ def test_long_values_are_cut_in_messages():
     (["--distill-to", "llama-3.1-70b"], "is larger than"),
 ])
 def test_impossible_layouts_are_refused(flags, words):
-    r = subprocess.run([sys.executable, "-m", "codesign.cli", "eval", "-H", "h100-sxm", "-w", "llama-3.1-8b", *flags],
-                       capture_output=True, text=True, timeout=60)
+    r = cli("eval", "-H", "h100-sxm", "-w", "llama-3.1-8b", *flags)
     assert r.returncode == 2 and words in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
@@ -71,37 +68,31 @@ def test_tp_beyond_kv_heads_replicates_them_with_a_note():
         evaluate("h100-sxm", "llama-3.1-8b", Scenario(tp=4, ep=4))
 
 
-def _cli(*args, env=None):
-    import os
-    return subprocess.run([sys.executable, "-m", "codesign.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=120, env=dict(os.environ, **(env or {})))
-
-
 def _one_line(r) -> bool:
     return r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
 
 
 def test_ordinary_bad_paths_are_one_line_exit_2(tmp_path):
     missing = tmp_path / "no" / "out.csv"
-    r = _cli("eval", "-H", "h100-sxm", "-w", "llama-3.1-8b", "--csv", missing)
+    r = cli("eval", "-H", "h100-sxm", "-w", "llama-3.1-8b", "--csv", missing)
     assert _one_line(r) and "folder does not exist" in r.stderr
-    r = _cli("eval", "-H", "h100-sxm", "-w", "llama-3.1-8b", "--compression", tmp_path / "nope.yaml")
+    r = cli("eval", "-H", "h100-sxm", "-w", "llama-3.1-8b", "--compression", tmp_path / "nope.yaml")
     assert _one_line(r) and "file not found" in r.stderr
     deep = tmp_path / "deep.json"
     deep.write_text("[" * 100_000 + "]" * 100_000)
-    r = _cli("workload", "import", deep, "--out", tmp_path / "x.yaml")
+    r = cli("workload", "import", deep, "--out", tmp_path / "x.yaml")
     assert _one_line(r) and "nested too deeply" in r.stderr
     cfg = tmp_path / "config.json"
     cfg.write_text("{}")
-    r = _cli("workload", "import", cfg, "--out", tmp_path / "no" / "x.yaml")
+    r = cli("workload", "import", cfg, "--out", tmp_path / "no" / "x.yaml")
     assert _one_line(r) and "folder does not exist" in r.stderr
 
 
 def test_a_non_mapping_yaml_in_a_user_folder_does_not_break_the_library(tmp_path):
     (tmp_path / "bad.yaml").write_text("- a\n- b\n")
     env = {"CODESIGN_HARDWARE_PATH": str(tmp_path)}
-    assert _cli("eval", "-H", "h100-sxm", "-w", "llama-3.1-8b", "--no-ops", env=env).returncode == 0
-    r = _cli("eval", "-H", "bad", "-w", "llama-3.1-8b", env=env)
+    assert cli("eval", "-H", "h100-sxm", "-w", "llama-3.1-8b", "--no-ops", env=env).returncode == 0
+    r = cli("eval", "-H", "bad", "-w", "llama-3.1-8b", env=env)
     assert _one_line(r) and "expected a YAML mapping" in r.stderr
 
 
@@ -113,12 +104,12 @@ def test_a_grid_too_fine_is_refused(tmp_path):
              "objectives": ["tpot_s"], "sampler": {"name": "grid"}, "trials": 5}
     f = tmp_path / "g.yaml"
     f.write_text(yaml.safe_dump(study))
-    r = _cli("study", "run", f, "--storage", tmp_path / "g.journal", "--no-progress")
+    r = cli("study", "run", f, "--storage", tmp_path / "g.journal", "--no-progress")
     assert _one_line(r) and "use a larger 'step'" in r.stderr
 
 
 def test_compare_says_when_a_device_cannot_hold_the_model():
-    r = _cli("compare", "-H", "h100-sxm,h200", "-w", "llama-3.1-70b")
+    r = cli("compare", "-H", "h100-sxm,h200", "-w", "llama-3.1-70b")
     assert r.returncode == 0
     tpot = next(line for line in r.stdout.splitlines() if line.startswith("time/token"))
     assert "does not fit (needs 2)" in tpot and " ms" in tpot
@@ -126,27 +117,27 @@ def test_compare_says_when_a_device_cannot_hold_the_model():
 
 def test_validate_refuses_a_spec_not_measured_here(tmp_path):
     """The kernel runner times this machine: a GPU's predictions must not be 'validated' by it."""
-    r = _cli("validate", "--hardware", "h100-sxm")
+    r = cli("validate", "--hardware", "h100-sxm")
     assert _one_line(r) and "codesign calibrate" in r.stderr and "--any-spec" in r.stderr
-    r = _cli("validate", "--hardware", "h100-sxm", "--csv", tmp_path / "no" / "v.csv")
+    r = cli("validate", "--hardware", "h100-sxm", "--csv", tmp_path / "no" / "v.csv")
     assert _one_line(r) and "folder does not exist" in r.stderr
 
 
 @pytest.mark.parametrize("args", [("eval", "-H", "h100-sxm", "-w", "llama-3.1-8b", "--batch", "x"),
                                   ("eval", "--bogus"), ("nosuch",), ("serve", "-w", "llama-3.1-8b")])
 def test_usage_errors_are_one_line(args):
-    r = _cli(*args)
+    r = cli(*args)
     assert _one_line(r) and r.stderr.startswith("error: codesign") and "--help" in r.stderr
 
 
 def test_edge_values_get_a_clear_line_or_note():
-    r = _cli("eval", "-H", "h100-sxm", "-w", "llama-3.1-8b", "--group-size", "64")
+    r = cli("eval", "-H", "h100-sxm", "-w", "llama-3.1-8b", "--group-size", "64")
     assert _one_line(r) and "--group-size" in r.stderr and "--weight-bits" in r.stderr
-    r = _cli("eval", "-H", "h100-sxm", "-w", "llama-3.1-8b", "--prompt", "200000", "--no-ops")
+    r = cli("eval", "-H", "h100-sxm", "-w", "llama-3.1-8b", "--prompt", "200000", "--no-ops")
     assert r.returncode == 0 and "exceed the 131072 positions" in r.stdout
-    r = _cli("compare", "-H", "alveo-u280,h100-sxm", "-w", "llama-3.2-1b")
+    r = cli("compare", "-H", "alveo-u280,h100-sxm", "-w", "llama-3.2-1b")
     assert r.returncode == 0 and "n/a (no price)" in r.stdout and " nan " not in r.stdout
-    r = _cli("eval", "-H", "h100-sxm", "-w", "llama-3.1-8b", "--json")
+    r = cli("eval", "-H", "h100-sxm", "-w", "llama-3.1-8b", "--json")
     assert '"min_devices": 1,' in r.stdout
 
 
@@ -155,7 +146,7 @@ def test_an_absurd_kernel_overhead_is_a_unit_slip(tmp_path):
     text = (Path(__file__).resolve().parents[1] / "hardware_specs" / "gpu" / "h100-sxm.yaml").read_text()
     spec.write_text("\n".join(ln for ln in text.splitlines() if not ln.startswith("kernel_overhead:"))
                     + "\nkernel_overhead: 1e9 s\n")
-    r = _cli("eval", "-H", spec, "-w", "llama-3.1-8b")
+    r = cli("eval", "-H", spec, "-w", "llama-3.1-8b")
     assert _one_line(r) and "kernel_overhead" in r.stderr
 
 
@@ -166,5 +157,5 @@ def test_an_absurd_kernel_overhead_is_a_unit_slip(tmp_path):
 ])
 def test_e2e_validation_bad_input_is_one_line(args, words):
     extra = () if words == "--workload" else ("--workload", "llama-3.2-1b")
-    r = _cli("validate", "--e2e", "--hardware", "h200", *extra, *args)
+    r = cli("validate", "--e2e", "--hardware", "h200", *extra, *args)
     assert _one_line(r) and words in r.stderr

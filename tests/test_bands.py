@@ -2,6 +2,7 @@
 import json
 
 import pytest
+from conftest import cli
 
 from codesign.accuracy import bands
 
@@ -50,8 +51,6 @@ def test_eval_json_carries_a_band_or_unvalidated_per_metric():
 
 def test_accuracy_writes_bands_and_refuses_without_cv(tmp_path):
     import csv
-    import subprocess
-    import sys
 
     import yaml
 
@@ -64,11 +63,11 @@ def test_accuracy_writes_bands_and_refuses_without_cv(tmp_path):
         w.writeheader()
         w.writerows(rows)
     out = tmp_path / "b.yaml"
-    cmd = [sys.executable, "-m", "codesign.cli", "accuracy", "--measurements", str(mine), "--bands", str(out)]
-    res = subprocess.run(cmd + ["--no-cv"], capture_output=True, text=True)
+    cmd = ["accuracy", "--measurements", mine, "--bands", out]
+    res = cli(*cmd, "--no-cv")
     assert res.returncode == 2 and "drop --no-cv" in res.stderr and len(res.stderr.strip().splitlines()) == 1
     assert not out.exists()
-    res = subprocess.run(cmd + ["--worst", "0"], capture_output=True, text=True)
+    res = cli(*cmd, "--worst", "0")
     assert res.returncode == 0, res.stderr
     table = yaml.safe_load(out.read_text())["bands"]
     cell = table["gpu/llama.cpp-metal/decode"]

@@ -1,5 +1,6 @@
 """Compression choices change bytes, fit and compute datatype the way real hardware does."""
 import pytest
+from conftest import cli
 
 from codesign.compression import Compression, effective_model, weight_bytes_per_element
 from codesign.errors import CodesignError
@@ -95,11 +96,8 @@ def test_bad_compression_values(bad):
 
 def test_cli_compression_flags():
     import json
-    import subprocess
-    import sys
-    r = subprocess.run([sys.executable, "-m", "codesign.cli", "eval", "-H", "h100-sxm", "-w", "llama-2-7b",
-                        "--weight-bits", "4", "--group-size", "128", "--act-bits", "8", "--kv-bits", "8",
-                        "--sparsity", "2:4", "--json"], capture_output=True, text=True)
+    r = cli("eval", "-H", "h100-sxm", "-w", "llama-2-7b", "--weight-bits", "4", "--group-size", "128", "--act-bits", "8",
+            "--kv-bits", "8", "--sparsity", "2:4", "--json")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["compression"]["weight_bits"] == 4 and out["weight_bytes"] < 3.1e9
@@ -135,12 +133,9 @@ def test_symmetric_groups_and_quantized_embeddings():
 
 def test_cli_compression_file_and_flag_override(tmp_path):
     import json
-    import subprocess
-    import sys
     f = tmp_path / "c.yaml"
     f.write_text("weight_bits: 4\ngroup_size: 128\nkv_bits: 8\n")
-    run = lambda *a: subprocess.run([sys.executable, "-m", "codesign.cli", "eval", "-H", "h100-sxm", "-w",  # noqa: E731
-                                     "llama-2-7b", "--compression", str(f), "--json", *a], capture_output=True, text=True)
+    run = lambda *a: cli("eval", "-H", "h100-sxm", "-w", "llama-2-7b", "--compression", f, "--json", *a)  # noqa: E731
     r = run()
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["compression"] == {"weight_bits": 4, "group_size": 128, "kv_bits": 8}

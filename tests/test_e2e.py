@@ -1,13 +1,13 @@
 """End-to-end decoder harness (codesign.validate.e2e) on the torch CPU with a tiny model."""
 import contextlib
 import math
-import subprocess
 import sys
 import time
 import types
 
 import pandas as pd
 import pytest
+from conftest import cli
 
 torch = pytest.importorskip("torch")
 
@@ -252,10 +252,8 @@ def test_cli_writes_the_table_csv_and_plot(tiny, tmp_path):
     """`codesign validate --e2e` end to end on the CPU: one row per grid point in the CSV, the
     predicted-vs-measured plot, and the three MAPE lines."""
     csv, png = tmp_path / "e2e.csv", tmp_path / "e2e.png"
-    r = subprocess.run([sys.executable, "-m", "codesign.cli", "validate", "--e2e", "--workload", str(tiny), "--hardware",
-                        CPU_SPEC, "--runtime", "pytorch-eager", "--device", "cpu", "--dtype", "fp32", "--grid", "1x16,2x8",
-                        "--generate", "4", "--csv", str(csv), "--plot", str(png), "-q"],
-                       capture_output=True, text=True, timeout=300)
+    r = cli("validate", "--e2e", "--workload", tiny, "--hardware", CPU_SPEC, "--runtime", "pytorch-eager", "--device",
+            "cpu", "--dtype", "fp32", "--grid", "1x16,2x8", "--generate", "4", "--csv", csv, "--plot", png, "-q")
     assert r.returncode == 0, r.stderr
     df = pd.read_csv(csv)
     assert list(zip(df["batch"], df["prompt"])) == [(1, 16), (2, 8)]

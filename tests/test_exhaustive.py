@@ -4,13 +4,14 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 import yaml
+from conftest import cli
+from conftest import optuna_study_in as stored
+from conftest import run_study_in as run
 from test_study import BASE as TINY
 
 from codesign.errors import CodesignError
@@ -45,21 +46,6 @@ def write(tmp_path, **changes):
     path = tmp_path / "enum.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
-
-
-def cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "codesign.cli", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=120)
-
-
-def run(st, tmp_path, **kw):
-    from codesign.search.runner import run_study
-    return run_study(st, parse_ref(None, st.name, tmp_path / "results"), progress=False, **kw)
-
-
-def stored(st, tmp_path):
-    from codesign.search.runner import open_optuna_study
-    return open_optuna_study(st, parse_ref(None, st.name, tmp_path / "results"), create=False)
 
 
 def keys(params_list) -> set:

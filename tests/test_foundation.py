@@ -1,9 +1,8 @@
 """Units, spec validation and the one-line error contract of the CLI."""
-import subprocess
-import sys
 import textwrap
 
 import pytest
+from conftest import cli
 
 from codesign.errors import CodesignError
 from codesign.hardware import hardware_from_dict, load_hardware
@@ -68,10 +67,6 @@ def test_spec_errors_name_the_field():
     assert "larger than the level above" in _err(bad)
 
 
-def _cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "codesign.cli", *args], capture_output=True, text=True, cwd=cwd)
-
-
 @pytest.mark.parametrize("content,needle", [
     ("name: x\nclass: gpu\n  bad: [", "line"),                                  # YAML syntax
     ("name: x\nclass: gpu\ncompute: {vector: {peak: {fp32: 1 TFLOP/s}}}\nmemory: []\n", "memory"),
@@ -81,7 +76,7 @@ def _cli(*args, cwd=None):
 def test_cli_check_bad_files_one_line(tmp_path, content, needle):
     f = tmp_path / "bad.yaml"
     f.write_text(textwrap.dedent(content))
-    r = _cli("hardware", "check", str(f))
+    r = cli("hardware", "check", str(f))
     assert r.returncode == 2
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "Traceback" not in r.stderr and str(f) in lines[0]
@@ -89,15 +84,15 @@ def test_cli_check_bad_files_one_line(tmp_path, content, needle):
 
 
 def test_cli_unknown_names():
-    r = _cli("eval", "--hardware", "h100-sxmm", "--workload", "llama-2-7b")
+    r = cli("eval", "--hardware", "h100-sxmm", "--workload", "llama-2-7b")
     assert r.returncode == 2 and "did you mean h100-sxm" in r.stderr and "Traceback" not in r.stderr
-    r = _cli("eval", "--hardware", "h100-sxm", "--workload", "llama-9")
+    r = cli("eval", "--hardware", "h100-sxm", "--workload", "llama-9")
     assert r.returncode == 2 and "unknown workload" in r.stderr
 
 
 def test_cli_eval_json_has_the_contract_keys():
     import json
-    r = _cli("eval", "--hardware", "h100-sxm", "--workload", "llama-2-7b", "--batch", "2", "--json")
+    r = cli("eval", "--hardware", "h100-sxm", "--workload", "llama-2-7b", "--batch", "2", "--json")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     for k in ("ttft_s", "tpot_s", "prefill_tokens_per_s", "decode_tokens_per_s", "e2e_latency_s",
@@ -125,7 +120,7 @@ def test_every_library_device_evaluates():
 
 def test_help_on_every_level():
     for args in ([], ["hardware"], ["workload"], ["eval"], ["compare"], ["sweep"]):
-        r = _cli(*args, "--help")
+        r = cli(*args, "--help")
         assert r.returncode == 0 and "Usage" in r.stdout, args
 
 

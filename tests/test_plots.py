@@ -12,10 +12,13 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import cli
 
 from codesign import plots, report
+from codesign.assess import sweep_results
 from codesign.errors import CodesignError
 from codesign.perf import evaluate
+from codesign.search.load import load_trials, study_references
 from codesign.search.trials import Trials, param_importance, pareto_mask
 from codesign.units import format_quantities, format_quantity, format_rate
 from codesign.workload.scenario import Scenario
@@ -252,7 +255,7 @@ def test_breakdown_is_readable_at_six_devices():
 # ---------------------------------------------------------------------------- sweeps
 def test_batch_sweep_lines_follow_results():
     batches = (1, 4, 16, 64)
-    rs = report.sweep_results(["h100-sxm", "l4"], "llama-3.2-1b", SC, over="batch", values=batches)
+    rs = sweep_results(["h100-sxm", "l4"], "llama-3.2-1b", SC, over="batch", values=batches)
     fig = plots.sweep(rs)
     ax = fig.axes[0]
     lines = [ln for ln in ax.lines if len(ln.get_xdata()) == len(batches)]
@@ -266,7 +269,7 @@ def test_batch_sweep_lines_follow_results():
 
 def test_context_sweep_shows_tpot_growing_with_context():
     ctx = (128, 1024, 8192)
-    rs = report.sweep_results(["h100-sxm"], "llama-3.2-1b", SC, over="context", values=ctx)
+    rs = sweep_results(["h100-sxm"], "llama-3.2-1b", SC, over="context", values=ctx)
     fig = plots.sweep(rs, over="context")
     ax = fig.axes[0]
     line = ax.lines[0]
@@ -277,7 +280,7 @@ def test_context_sweep_shows_tpot_growing_with_context():
 
 def test_sweep_rejects_bad_values():
     with pytest.raises(CodesignError, match="positive integers"):
-        report.sweep_results(["h100-sxm"], "llama-3.2-1b", SC, values=[0, 4])
+        sweep_results(["h100-sxm"], "llama-3.2-1b", SC, values=[0, 4])
 
 
 # ---------------------------------------------------------------------------- study plots
@@ -521,13 +524,9 @@ def test_save_rejects_unknown_extension(tmp_path, results):
 
 
 # ---------------------------------------------------------------------------- CLI
-def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "codesign.cli", *map(str, args)], capture_output=True, text=True)
-
-
 def test_cli_plot_compare_writes_png(tmp_path):
     out = tmp_path / "cmp.png"
-    r = _cli("plot", "compare", "--hardware", "h100-sxm,l4", "--workload", "llama-3.2-1b", "--batch", "2",
+    r = cli("plot", "compare", "--hardware", "h100-sxm,l4", "--workload", "llama-3.2-1b", "--batch", "2",
              "--prompt", "128", "--generate", "16", "--out", out)
     assert r.returncode == 0, r.stderr
     assert out.read_bytes().startswith(MAGIC["png"]) and f"wrote {out}" in r.stdout
@@ -610,9 +609,9 @@ def test_study_plots_and_report_from_a_real_study(study_run, tmp_path):
 
     from codesign.cli import main
     f, journal = study_run
-    st = report.load_trials(str(f), str(journal))
+    st = load_trials(str(f), str(journal))
     assert st.objectives == ["tpot_s", "energy_per_token_j"] and len(st.trials) == 24
-    refs = report.study_references(st.study, ["h100-sxm"])
+    refs = study_references(st.study, ["h100-sxm"])
     assert set(refs) == {"base: NVIDIA L4 24GB", "NVIDIA H100 SXM5 80GB"}
     # the base device evaluated by the study's own path equals evaluate() on its workload
     base = evaluate("l4", "llama-3.2-1b", Scenario(batch=1, prompt=128, generate=16))
@@ -645,9 +644,9 @@ def test_trials_csv_needs_objectives(tmp_path):
     csv = tmp_path / "t.csv"
     df.drop(columns=["values_area_mm2", "values_throughput_tokens_per_s"]).to_csv(csv, index=False)
     with pytest.raises(CodesignError, match="name the objectives"):
-        report.load_trials(trials_csv=csv)
-    st = report.load_trials(trials_csv=csv, objectives=["tpot_s"])
+        load_trials(trials_csv=csv)
+    st = load_trials(trials_csv=csv, objectives=["tpot_s"])
     assert st.objectives == ["tpot_s"]
     with pytest.raises(CodesignError, match="no column for objective 'area'"):
-        report.load_trials(trials_csv=csv, objectives=["area"])
+        load_trials(trials_csv=csv, objectives=["area"])
 

@@ -3,11 +3,10 @@ Little's-law ramps at their limits, the fit recovering known figures, the accura
 import csv
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import cli
 
 from codesign import Scenario, evaluate, load_hardware, load_workload
 from codesign.errors import CodesignError
@@ -26,10 +25,6 @@ def _write(tmp_path, name, body):
     p = tmp_path / f"{name}.yaml"
     p.write_text(f"name: {name}\n" + body)
     return str(p)
-
-
-def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "codesign.cli", *args], capture_output=True, text=True, timeout=300)
 
 
 def test_library_has_the_named_stacks_and_every_figure_is_sourced():
@@ -57,7 +52,7 @@ def test_bad_runtime_files_and_names_are_one_line_exit_2(tmp_path):
     base = ["eval", "--hardware", "h100-sxm", "--workload", "llama-3.2-1b", "--runtime"]
     for path, want in ((unknown, "launch_ovrhead: unknown field"), (unsourced, "no source for launch_overhead"),
                        (badkind, "fuse"), ("no-such-stack", "unknown runtime 'no-such-stack'")):
-        r = _cli(*base, path)
+        r = cli(*base, path)
         assert r.returncode == 2, r.stderr
         assert want in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
 
@@ -259,7 +254,7 @@ def test_accuracy_cli_on_a_small_csv(tmp_path):
                     "example.org/a,vllm\n"
                     "NVIDIA H100 SXM 80GB,1,vLLM 0.6,Llama-3.1-8B,bf16,8,512,0,ttft_ms,90,example.org/b,vllm\n"
                     "Mystery Box 3000,1,x,Llama-3.1-8B,bf16,1,1,1,decode_tokens_per_s,1,example.org/c,vllm\n")
-    r = _cli("accuracy", "--measurements", str(path), "--no-cv", "--json")
+    r = cli("accuracy", "--measurements", str(path), "--no-cv", "--json")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     rows = out["rows"]
@@ -270,13 +265,13 @@ def test_accuracy_cli_on_a_small_csv(tmp_path):
     assert all(x["runtime"] == "vllm" for x in rows)
     bad = tmp_path / "bad.csv"
     bad.write_text("hardware,model,value\nx,y,1\n")
-    r = _cli("accuracy", "--measurements", str(bad), "--no-cv")
+    r = cli("accuracy", "--measurements", str(bad), "--no-cv")
     assert r.returncode == 2 and "missing column 'metric'" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
 def test_eval_json_names_the_runtime_and_it_changes_the_answer():
-    a = _cli("eval", "--hardware", "h100-sxm", "--workload", "llama-3.2-1b", "--json", "--runtime", "llama.cpp")
-    b = _cli("eval", "--hardware", "h100-sxm", "--workload", "llama-3.2-1b", "--json", "--runtime", "tensorrt-llm")
+    a = cli("eval", "--hardware", "h100-sxm", "--workload", "llama-3.2-1b", "--json", "--runtime", "llama.cpp")
+    b = cli("eval", "--hardware", "h100-sxm", "--workload", "llama-3.2-1b", "--json", "--runtime", "tensorrt-llm")
     assert a.returncode == 0 and b.returncode == 0, a.stderr + b.stderr
     ja, jb = json.loads(a.stdout), json.loads(b.stdout)
     assert ja["runtime"] == "llama.cpp-cuda" and jb["runtime"] == "tensorrt-llm"
@@ -318,7 +313,7 @@ def test_fit_keeps_figures_only_when_they_beat_the_unfitted_ones_out_of_sample(t
     import yaml
     path = _synthetic_csv(tmp_path, {"gemm": gemm})
     out = tmp_path / "fitted.yaml"
-    r = _cli("fit", "--measurements", str(path), "--runtime", "synthetic-stack", "--class", "gpu", "--fresh",
+    r = cli("fit", "--measurements", str(path), "--runtime", "synthetic-stack", "--class", "gpu", "--fresh",
              "--params", "gemm", "--out", str(out))
     assert r.returncode == 0, r.stderr
     data = yaml.safe_load(out.read_text())

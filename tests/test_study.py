@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import cli
+from conftest import optuna_study_in as optuna_study
+from conftest import run_study_in as run
 
 from codesign.errors import CodesignError
 from codesign.search import load_study, parse_ref
@@ -53,23 +56,6 @@ def make(tmp_path, name="study.yaml", **changes) -> Path:
     path = tmp_path / name
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
-
-
-def cli(*args, cwd=None, timeout=120):
-    """Run the real command line in a fresh interpreter (what a user runs)."""
-    return subprocess.run([sys.executable, "-m", "codesign.cli", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=timeout)
-
-
-def run(study, tmp_path, **kw):
-    from codesign.search.runner import run_study
-    kw.setdefault("progress", False)
-    return run_study(study, parse_ref(kw.pop("storage", None), study.name, tmp_path / "results"), **kw)
-
-
-def optuna_study(study, tmp_path, storage=None):
-    from codesign.search.runner import open_optuna_study
-    return open_optuna_study(study, parse_ref(storage, study.name, tmp_path / "results"), create=False)
 
 
 # ---------------------------------------------------------------- validation: one line each

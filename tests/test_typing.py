@@ -68,6 +68,7 @@ CLEAN_MODULES = (
     "codesign.search.exhaustive",
     "codesign.search.export",
     "codesign.search.front",
+    "codesign.search.load",
     "codesign.search.metrics",
     "codesign.search.runner",
     "codesign.search.samplers",

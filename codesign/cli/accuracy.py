@@ -3,11 +3,22 @@ and the software stacks that make them."""
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import math
 
 import click
 
+from ..accuracy import bands, evaluate_measurements, load_map, read_rows, resolve_all
+from ..accuracy.core import device_class as cls_of
+from ..accuracy.core import summarize
+from ..accuracy.fit import PARAMS, fit_runtime, fittable, loso_for, neutral_for
+from ..errors import CodesignError
 from ..hardware.classes import CLASSES
+from ..io import write_csv_rows
+from ..plots import plot_accuracy
+from ..runtime import list_runtimes, load_runtime
+from ..runtime.fitted import write_fitted
+from ..units import format_quantity
 from .common import check_writable, echo_json, echo_table
 
 _MEAS = click.option("--measurements", "csv_path", type=click.Path(dir_okay=False), default=None,
@@ -59,11 +70,8 @@ def accuracy_cmd(csv_path, map_path, runtime, cv, by, worst, show_rows, out_csv,
       codesign accuracy                                   # the built-in published measurements
       codesign accuracy --measurements mine.csv --runtime vllm --worst 20
     """
-    from ..accuracy import evaluate_measurements
-    from ..accuracy.core import summarize
     check_writable(out_csv, plot_path, bands_path)
     if bands_path and not cv:
-        from ..errors import CodesignError
         raise CodesignError("error bands come from cross-validated residuals: drop --no-cv", field="--bands")
     res = evaluate_measurements(csv_path, map_path, runtime, cv=cv)
     cols = [c.strip() for c in by.split(",") if c.strip()]
@@ -72,15 +80,10 @@ def accuracy_cmd(csv_path, map_path, runtime, cv, by, worst, show_rows, out_csv,
     if cv:
         tables["cross_validated"] = summarize(rows, "error_cv", by=cols)
     if out_csv:
-        from ..io import write_csv_rows
         write_csv_rows(out_csv, sorted(rows, key=lambda r: r["row"]))
     if plot_path:
-        from ..plots import plot_accuracy
         plot_accuracy(rows, plot_path)
     if bands_path:
-        import datetime
-
-        from ..accuracy import bands
         table = bands.build(rows)
         bands.write(table, bands_path, f"Error bands of codesign answers: quantiles {bands.QUANTILES} of measured / "
                     f"predicted (as rates), leave-one-publisher-out,\nfrom {len(rows)} rows of "
@@ -138,11 +141,6 @@ def fit_cmd(csv_path, map_path, runtime, device_class, params, out, fresh, as_js
     Example:
       codesign fit --runtime llama.cpp-cuda --class gpu --out runtimes/llama.cpp-cuda.yaml
     """
-    from ..accuracy import load_map, read_rows, resolve_all
-    from ..accuracy.core import device_class as cls_of
-    from ..accuracy.fit import PARAMS, fit_runtime, fittable, loso_for, neutral_for
-    from ..errors import CodesignError
-    from ..runtime import load_runtime
     names = [p.strip() for p in params.split(",") if p.strip()]
     bad = [p for p in names if p not in PARAMS]
     if bad:
@@ -168,7 +166,6 @@ def fit_cmd(csv_path, map_path, runtime, device_class, params, out, fresh, as_js
                         "sources": len(fr.sources), "MAPE before": fr.start_mape, "MAPE in-sample": fr.in_sample_mape,
                         "MAPE leave-one-publisher-out": loso, "kept": kept, "_fit": fr})
     if out:
-        from ..runtime.fitted import write_fitted
         write_fitted(rt, [r["_fit"] for r in results], out, csv_path, fresh=fresh)
     if as_json:
         echo_json([{k: v for k, v in r.items() if k != "_fit"} for r in results])
@@ -196,8 +193,6 @@ def runtime_grp():
 @runtime_grp.command("list")
 def runtime_list():
     """Every library runtime with its launch costs, fusions and fitted classes."""
-    from ..runtime import list_runtimes
-    from ..units import format_quantity
     t = lambda v: "-" if v is None else format_quantity(v, "time", 3)  # noqa: E731
     echo_table([{"name": r.name, "classes": ",".join(r.device_classes) or "any",
                  "launch": t(r.launch_overhead), "decode launch": t(r.decode_launch_overhead),
@@ -209,7 +204,6 @@ def runtime_list():
 @click.argument("name")
 def runtime_show(name):
     """One runtime in full (JSON)."""
-    from ..runtime import load_runtime
     echo_json(load_runtime(name).model_dump(mode="json", exclude_defaults=True))
 
 

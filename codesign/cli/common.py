@@ -1,13 +1,20 @@
-"""Shared CLI helpers: table printing, JSON output."""
+"""Shared CLI helpers: table printing, JSON output, lists and paths from options, the
+scenario and compression options."""
 from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import click
+import numpy as np
 
+from ..compression import Compression
 from ..errors import CodesignError
+from ..io import read_text, read_yaml, validate
 from ..units import format_number, format_quantity
+from ..workload import load_workload
+from ..workload.scenario import Scenario
 
 
 def echo_table(rows: list[dict], columns: list[str] | None = None) -> None:
@@ -66,24 +73,16 @@ def _finite(o):
         return {k: _finite(v) for k, v in o.items()}
     if isinstance(o, (list, tuple)):
         return [_finite(v) for v in o]
-    try:
-        import numpy as np
-        if isinstance(o, np.generic):
-            o = o.item()
-    except ImportError:
-        pass
+    if isinstance(o, np.generic):
+        o = o.item()
     if isinstance(o, float) and not math.isfinite(o):
         return None
     return o
 
 
 def _default(o):
-    try:
-        import numpy as np
-        if isinstance(o, np.generic):
-            return o.item()
-    except ImportError:
-        pass
+    if isinstance(o, np.generic):
+        return o.item()
     return str(o)
 
 
@@ -150,8 +149,6 @@ COMPRESSION_KEYS = ("weight_bits", "weight_format", "group_size", "act_bits", "k
 
 def build_scenario(kwargs: dict, **update):
     """A Scenario from CLI options (pops them from ``kwargs``); bad values -> one-line error."""
-    from ..io import validate
-    from ..workload.scenario import Scenario
     data = {k: kwargs.pop(k) for k in SCENARIO_KEYS if k in kwargs}
     data = {k: v for k, v in data.items() if v is not None}
     data.update(update)
@@ -160,8 +157,6 @@ def build_scenario(kwargs: dict, **update):
 
 def build_compression(kwargs: dict):
     """A Compression from CLI options (pops them), or None when nothing is compressed."""
-    from ..compression import Compression
-    from ..io import validate
     path = kwargs.pop("compression_file", None)
     data = {k: kwargs.pop(k) for k in COMPRESSION_KEYS if k in kwargs}
     for k in ("weight_bits", "act_bits", "kv_bits"):
@@ -170,7 +165,6 @@ def build_compression(kwargs: dict):
     data = {k: v for k, v in data.items() if v is not None}
     defaults = {"weight_format": "int", "prune_heads": 0.0, "prune_ffn": 0.0, "prune_layers": 0.0}
     if path:   # the file first; flags the user actually set override it
-        from ..io import read_text, read_yaml
         base = read_yaml(path) if read_text(path).strip() else {}
         data = {**validate(Compression, base, path).model_dump(exclude_defaults=True),
                 **{k: v for k, v in data.items() if defaults.get(k, object()) != v}}
@@ -179,14 +173,41 @@ def build_compression(kwargs: dict):
         raise CodesignError("sets the scales of quantized weights: give --weight-bits below 16 too",
                             field="--group-size")
     if comp.distill_to:
-        from ..workload import load_workload
         load_workload(comp.distill_to)   # unknown model -> clear error now
     return None if comp.is_none else comp
 
 
 def check_writable(*paths) -> None:
     """Fail before any work when an output file's folder does not exist (nothing computed is lost)."""
-    from pathlib import Path
     for p in paths:
         if p and not Path(p).resolve().parent.is_dir():
             raise CodesignError("folder does not exist", file=p)
+
+
+def check_out(out: str, formats=("png", "svg", "pdf")) -> Path:
+    """The path of a figure (or report) to write, its extension checked before any work."""
+    p = Path(out)
+    if p.suffix.lower().lstrip(".") not in formats:
+        raise CodesignError(f"expected a file name ending in {', '.join('.' + f for f in formats)}, got {p.name!r}",
+                            field="--out")
+    return p
+
+
+# -- lists in one option ('h100-sxm,l4', '2,4,8') ----------------------------------------
+def split_names(text: str, what: str = "--hardware") -> list[str]:
+    """'a, b,c' -> ['a', 'b', 'c']; empty -> one-line error naming the option ``what``."""
+    items = [t.strip() for t in str(text).split(",") if t.strip()]
+    if not items:
+        raise CodesignError("expected one or more names separated by commas", field=what)
+    return items
+
+
+def split_rates(text: str, what: str) -> list[float]:
+    """'2, 8,4' -> [2.0, 4.0, 8.0]: request rates > 0, sorted; anything else -> one-line error."""
+    try:
+        vals = [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise CodesignError(f"expected comma-separated numbers, got {text!r}", field=what) from None
+    if not vals or any(not v > 0 for v in vals):
+        raise CodesignError(f"expected rates > 0, got {text!r}", field=what)
+    return sorted(vals)

@@ -5,7 +5,10 @@ import math
 
 import click
 
+from ..accuracy.bands import bands_for_summary
+from ..assess import evaluate
 from ..errors import CodesignError
+from ..io import frame
 from ..metrics import METRICS
 from ..units import format_number, format_quantity
 from .common import (
@@ -16,6 +19,7 @@ from .common import (
     echo_json,
     echo_table,
     scenario_options,
+    split_names,
     with_units,
 )
 
@@ -57,15 +61,7 @@ def _fmt(key, value, dim):
     return format_number(value)
 
 
-def _split(ref: str) -> list[str]:
-    items = [r.strip() for r in ref.split(",") if r.strip()]
-    if not items:
-        raise CodesignError("expected one or more names separated by commas", field="--hardware")
-    return items
-
-
 def _eval(hardware, workload, kwargs, measure: bool = False, **scenario_update):
-    from ..assess import evaluate
     op = kwargs.pop("operating_point", None)
     dec = kwargs.pop("decode_hardware", None)
     sc = build_scenario(kwargs, **scenario_update)
@@ -128,7 +124,6 @@ def eval_cmd(hardware, workload, csv_path, as_json, show_ops, **kwargs) -> None:
 
 def _bands(r) -> dict:
     """p10-p90 band per metric from the cross-validated residuals of published measurements."""
-    from ..accuracy.bands import bands_for_summary
     return bands_for_summary(r.summary, r.hardware.device_class, r.scenario.runtime)
 
 
@@ -139,15 +134,14 @@ def _bands(r) -> dict:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 def compare_cmd(hardware, workload, csv_path, as_json, **kwargs):
     """The same scenario on several devices, side by side."""
-    import pandas as pd
     check_writable(csv_path)
     rows, bands = [], []
-    for ref in _split(hardware):
+    for ref in split_names(hardware):
         r = _eval(ref, workload, dict(kwargs))
         rows.append({"hardware": r.hardware.name, **r.summary})
         bands.append(_bands(r))
     if csv_path:
-        pd.DataFrame(rows).to_csv(csv_path, index=False)
+        frame(rows).to_csv(csv_path, index=False)
     if as_json:
         echo_json([dict(row, error_band=b) for row, b in zip(rows, bands)])
         return
@@ -166,7 +160,6 @@ def compare_cmd(hardware, workload, csv_path, as_json, **kwargs):
 @click.option("--json", "as_json", is_flag=True)
 def sweep_cmd(hardware, workload, over, values, csv_path, as_json, **kwargs):
     """Sweep batch size or context length: throughput against latency."""
-    import pandas as pd
     check_writable(csv_path)
     try:
         vals = [int(v) for v in values.split(",") if v.strip()]
@@ -174,7 +167,7 @@ def sweep_cmd(hardware, workload, over, values, csv_path, as_json, **kwargs):
         raise CodesignError(f"expected comma-separated integers, got {values!r}", field="--values") from None
     kwargs.pop(over, None)
     rows = []
-    for ref in _split(hardware):
+    for ref in split_names(hardware):
         for v in vals:
             r = _eval(ref, workload, dict(kwargs), **{over: v})
             s = r.summary
@@ -183,9 +176,8 @@ def sweep_cmd(hardware, workload, over, values, csv_path, as_json, **kwargs):
                          "throughput_tokens_per_s": s["throughput_tokens_per_s"],
                          "energy_per_token_j": s["energy_per_token_j"], "memory_bytes": s["memory_bytes"],
                          "fits": s["fits"], "bound": s["bound"]})
-    df = pd.DataFrame(rows)
     if csv_path:
-        df.to_csv(csv_path, index=False)
+        frame(rows).to_csv(csv_path, index=False)
     if as_json:
         echo_json(rows)
     else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from ..errors import CodesignError
+from ..hardware import list_hardware, load_hardware
 from ..hardware.classes import CLASSES
 from ..units import format_quantity, format_rate
 from .common import echo_json, echo_table
@@ -33,7 +34,6 @@ def _row(s) -> dict:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def list_cmd(device_class, as_json):
     """List the built-in devices with their key figures."""
-    from ..hardware import list_hardware
     specs = [s for s in list_hardware() if not device_class or s.device_class == device_class]
     rows = [_row(s) for s in specs]
     echo_json(rows) if as_json else echo_table(rows)
@@ -43,7 +43,6 @@ def list_cmd(device_class, as_json):
 @click.argument("ref")
 def show_cmd(ref):
     """Show one spec (library name or YAML file) in full, with SI values."""
-    from ..hardware import load_hardware
     s = load_hardware(ref)
     echo_json(s.model_dump(by_alias=True, exclude_none=True))
 
@@ -53,7 +52,6 @@ def show_cmd(ref):
 @click.option("--strict", is_flag=True, help="Also fail on figures that cite no source.")
 def check_cmd(files, strict):
     """Validate hardware YAML files; one line per problem, exit 2 on any."""
-    from ..hardware import load_hardware
     bad = 0
     for f in files:
         try:

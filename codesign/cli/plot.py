@@ -13,8 +13,21 @@ from pathlib import Path
 
 import click
 
+from .. import plots
+from .. import report as rep
+from ..assess import evaluate_many, sweep_results
 from ..errors import CodesignError
-from .common import build_compression, build_scenario, compression_options, scenario_options
+from ..io import read_csv_table
+from ..search.load import load_trials, study_references
+from .common import (
+    build_compression,
+    build_scenario,
+    check_out,
+    compression_options,
+    scenario_options,
+    split_names,
+    split_rates,
+)
 
 _OUT = click.option("--out", "-o", required=True, type=click.Path(dir_okay=False),
                     help="Image file to write: .png, .svg or .pdf.")
@@ -44,16 +57,7 @@ def _study_options(f):
     return f
 
 
-def _check_out(out: str, formats=("png", "svg", "pdf")) -> Path:
-    p = Path(out)
-    if p.suffix.lower().lstrip(".") not in formats:
-        raise CodesignError(f"expected a file name ending in {', '.join('.' + f for f in formats)}, got {p.name!r}",
-                            field="--out")
-    return p
-
-
 def _results(kwargs, *, multi_workload: bool = False):
-    from ..report import evaluate_many, split_names
     hardware = split_names(kwargs.pop("hardware"), "--hardware")
     workloads = split_names(kwargs.pop("workload"), "--workload")
     if len(workloads) > 1 and not multi_workload:
@@ -102,8 +106,7 @@ def plot():
 @_OUT
 def roofline_cmd(out, level, **kwargs):
     """Operators of a scenario on the roofline of one device or several (overlaid)."""
-    from .. import plots
-    path = _check_out(out)
+    path = check_out(out)
     *_, rs = _results(kwargs)
     _written(plots.save(plots.roofline(rs, level=level), path))
 
@@ -118,9 +121,7 @@ def roofline_cmd(out, level, **kwargs):
 @_OUT
 def compare_cmd(out, metrics, kind, **kwargs):
     """TTFT, time per token, throughput, energy and cost per token across devices (and workloads)."""
-    from .. import plots
-    from ..report import split_names
-    path = _check_out(out)
+    path = check_out(out)
     ms = split_names(metrics, "--metrics")
     *_, rs = _results(kwargs, multi_workload=True)
     unknown = [m for m in ms if m not in rs[0].summary]
@@ -138,8 +139,7 @@ def compare_cmd(out, metrics, kind, **kwargs):
 @_OUT
 def breakdown_cmd(out, share, **kwargs):
     """Time per phase (one panel per device and phase) by operator kind and by binding resource."""
-    from .. import plots
-    path = _check_out(out)
+    path = check_out(out)
     *_, rs = _results(kwargs)
     _written(plots.save(plots.breakdown(rs, normalize=share), path))
 
@@ -153,9 +153,7 @@ def breakdown_cmd(out, share, **kwargs):
 @_OUT
 def sweep_cmd(out, over, values, **kwargs):
     """Throughput against latency over batch sizes, or time per token against context."""
-    from .. import plots
-    from ..report import split_names, sweep_results
-    path = _check_out(out)
+    path = check_out(out)
     vals = None
     if values:
         try:
@@ -172,7 +170,6 @@ def sweep_cmd(out, over, values, **kwargs):
 
 
 def _trials(study_ref, storage, results_dir, trials_csv, objectives):
-    from ..report import load_trials, split_names
     objs = split_names(objectives, "--objectives") if objectives else None
     return load_trials(study_ref, storage, trials_csv, objs, results_dir)
 
@@ -185,9 +182,7 @@ def _trials(study_ref, storage, results_dir, trials_csv, objectives):
 @_OUT
 def pareto_cmd(out, study_ref, trials_csv, storage, results_dir, objectives, reference, no_base):
     """Pareto front of a study (pairwise panels for 3+ objectives), with reference devices."""
-    from .. import plots
-    from ..report import split_names, study_references
-    path = _check_out(out)
+    path = check_out(out)
     st = _trials(study_ref, storage, results_dir, trials_csv, objectives)
     refs = {}
     if st.study is not None and (reference or not no_base):
@@ -205,8 +200,7 @@ def pareto_cmd(out, study_ref, trials_csv, storage, results_dir, objectives, ref
 @_OUT
 def history_cmd(out, study_ref, trials_csv, storage, results_dir, objectives):
     """Objective values by trial number with the best so far."""
-    from .. import plots
-    path = _check_out(out)
+    path = check_out(out)
     st = _trials(study_ref, storage, results_dir, trials_csv, objectives)
     _written(plots.save(plots.history(st.trials, st.objectives, directions=st.directions), path))
 
@@ -216,8 +210,7 @@ def history_cmd(out, study_ref, trials_csv, storage, results_dir, objectives):
 @_OUT
 def importance_cmd(out, study_ref, trials_csv, storage, results_dir, objectives):
     """Parameter importance per objective (Optuna's evaluators for a stored study; correlation for a CSV)."""
-    from .. import plots
-    path = _check_out(out)
+    path = check_out(out)
     st = _trials(study_ref, storage, results_dir, trials_csv, objectives)
     src, objs = (st.optuna_study, list(st.study.objectives)) if st.optuna_study is not None and not objectives \
         else (st.trials, st.objectives)
@@ -231,9 +224,7 @@ def importance_cmd(out, study_ref, trials_csv, storage, results_dir, objectives)
 @_OUT
 def parallel_cmd(out, study_ref, trials_csv, storage, results_dir, objectives, params):
     """Parallel coordinates of parameters and objectives, one line per trial."""
-    from .. import plots
-    from ..report import split_names
-    path = _check_out(out)
+    path = check_out(out)
     st = _trials(study_ref, storage, results_dir, trials_csv, objectives)
     ps = split_names(params, "--params") if params else None
     _written(plots.save(plots.parallel_coordinates(st.trials, st.objectives, directions=st.directions, params=ps),
@@ -247,10 +238,7 @@ def parallel_cmd(out, study_ref, trials_csv, storage, results_dir, objectives, p
 @_OUT
 def validation_cmd(out, csv_path):
     """Predicted against measured kernel times, and the error by kernel kind."""
-
-    from .. import plots
-    path = _check_out(out)
-    from ..io import read_csv_table
+    path = check_out(out)
     src = Path(csv_path)
     df = read_csv_table(src)
     try:
@@ -286,8 +274,7 @@ def report(hardware, workload, study_ref, trials_csv, storage, results_dir, obje
       codesign report --hardware h100-sxm,a100-80gb --workload llama-3.1-8b --serve-rates 2,8,16 --out r.html
       codesign report --study quickstart --reference h100-sxm --out study.html
     """
-    from .. import report as rep
-    path = _check_out(out, ("html", "htm"))
+    path = check_out(out, ("html", "htm"))
     command = _command_line(click.get_current_context())
     if study_ref or trials_csv:
         if hardware or workload:
@@ -296,21 +283,20 @@ def report(hardware, workload, study_ref, trials_csv, storage, results_dir, obje
         st = _trials(study_ref, storage, results_dir, trials_csv, objectives)
         refs = {}
         if st.study is not None:
-            refs = rep.study_references(st.study, rep.split_names(reference) if reference else ())
+            refs = study_references(st.study, split_names(reference) if reference else ())
         html = rep.study_report(st, references=refs, fmt=fmt, command=command)
     else:
         if not hardware or not workload:
             raise CodesignError("a comparison report needs --hardware and --workload (or give --study)",
                                 field="--hardware")
-        hw = rep.split_names(hardware, "--hardware")
-        wls = rep.split_names(workload, "--workload")
+        hw = split_names(hardware, "--hardware")
+        wls = split_names(workload, "--workload")
         sc = build_scenario(kwargs)
         comp = build_compression(kwargs)
-        rs = rep.evaluate_many(hw, wls, sc, comp)
+        rs = evaluate_many(hw, wls, sc, comp)
         extra = ()
         if serve_rates:
-            from .serve import _floats
-            extra = (rep.serving_section(hw, wls[0], sc, comp, rates=_floats(serve_rates, "--serve-rates"),
+            extra = (rep.serving_section(hw, wls[0], sc, comp, rates=split_rates(serve_rates, "--serve-rates"),
                                          slo_ttft=slo_ttft, slo_tpot=slo_tpot, fmt=fmt),)
         html = rep.comparison_report(rs, sweeps=sweeps, fmt=fmt, command=command, extra=extra)
     _written(rep.write_html(html, path))

@@ -4,10 +4,26 @@ from __future__ import annotations
 import math
 
 import click
+import pandas as pd
 
+from .. import plots
 from ..errors import CodesignError
+from ..serve import Policy, draft_engine, engines, load_trace, make_requests, simulate
+from ..serve import find_max_rate as max_rate_under_slos  # serve_cmd's flag has the function's name
+from ..serve.api import MTP_ACCEPTANCE
 from ..units import format_number, format_quantity
-from .common import build_compression, build_scenario, check_writable, compression_options, echo_json, echo_table
+from ..workload import load_workload
+from .common import (
+    build_compression,
+    build_scenario,
+    check_out,
+    check_writable,
+    compression_options,
+    echo_json,
+    echo_table,
+    split_names,
+    split_rates,
+)
 
 _SHOWN = [("ttft", "TTFT", "time"), ("tpot", "TPOT", "time"), ("itl", "inter-token", "time"),
           ("e2e", "end-to-end", "time"), ("queue", "queueing", "time")]
@@ -37,7 +53,6 @@ def _summary_lines(s: dict) -> list[tuple[str, str]]:
 
 
 def _requests(rate, requests, duration, burstiness, prompt_dist, output_dist, trace, seed, max_context, concurrency):
-    from ..serve import load_trace, make_requests
     if concurrency is not None:
         if rate is not None or trace:
             raise CodesignError("a closed loop sets its own arrivals: drop --rate/--trace", field="--concurrency")
@@ -129,12 +144,9 @@ def serve_cmd(hardware, workload, runtime, dtype, tp, pp, ep, replicas, policy, 
       codesign serve -H h100-sxm -w llama-3.1-8b --slo-ttft 2 --slo-tpot 0.1 --find-max-rate
       codesign serve -H h100-sxm,a100-80gb -w llama-3.1-8b --rates 2,4,8,16 --slo-ttft 2 --plot load.png
     """
-    from ..serve import Policy, draft_engine, engines, make_requests, simulate
-    from ..workload import load_workload
     check_writable(csv_path, plot_path, timeline_path)
     if plot_path:
-        from .plot import _check_out
-        _check_out(plot_path)
+        check_out(plot_path)
     if replicas < 1 or decode_replicas < 1:
         raise CodesignError("expected an integer >= 1", field="--replicas")
     if not 0 < percentile <= 100:
@@ -145,7 +157,6 @@ def serve_cmd(hardware, workload, runtime, dtype, tp, pp, ep, replicas, policy, 
     sc = build_scenario({"runtime": runtime, "dtype": dtype, "tp": tp, "pp": pp, "ep": ep}, batch=1)
     comp = build_compression(kwargs)
     if draft:
-        from ..serve.api import MTP_ACCEPTANCE
         if spec_tokens is None:
             spec_tokens = load_workload(workload).mtp_layers if draft == "mtp" else 4
         if acceptance is None:
@@ -163,8 +174,8 @@ def serve_cmd(hardware, workload, runtime, dtype, tp, pp, ep, replicas, policy, 
     if (find_max_rate or rates) and (trace or concurrency):
         raise CodesignError("--find-max-rate and --rates draw their own arrivals: drop --trace/--concurrency",
                             field="--trace" if trace else "--concurrency")
-    rate_list = _floats(rates, "--rates") if rates else None
-    devices = _names(hardware)
+    rate_list = split_rates(rates, "--rates") if rates else None
+    devices = split_names(hardware)
     runs, rows = {}, []
     reqs = None
     for hw in devices:
@@ -194,7 +205,6 @@ def serve_cmd(hardware, workload, runtime, dtype, tp, pp, ep, replicas, policy, 
                              cost.max_context, concurrency)
         runs[label] = (what, run(reqs, concurrency))
     if plot_path:
-        from .. import plots
         if find_max_rate:
             raise CodesignError("--plot draws a run or a --rates sweep", field="--plot")
         fig = (plots.serve_rates(rows, slo_ttft=slo_ttft, slo_tpot=slo_tpot, percentile=percentile) if rate_list
@@ -208,7 +218,6 @@ def serve_cmd(hardware, workload, runtime, dtype, tp, pp, ep, replicas, policy, 
         _echo_rates(rows, as_json, percentile)
         return
     if csv_path or timeline_path:
-        import pandas as pd
         for path, table in ((csv_path, "requests"), (timeline_path, "steps")):
             if path:
                 pd.concat([getattr(res, table).assign(hardware=k) for k, (_, res) in runs.items()]).to_csv(path, index=False)
@@ -243,31 +252,13 @@ def _cell(key: str, v) -> str:
     return format_number(v)
 
 
-def _names(text: str) -> list[str]:
-    items = [t.strip() for t in str(text).split(",") if t.strip()]
-    if not items:
-        raise CodesignError("expected one or more names separated by commas", field="--hardware")
-    return items
-
-
-def _floats(text: str, field: str) -> list[float]:
-    try:
-        vals = [float(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise CodesignError(f"expected comma-separated numbers, got {text!r}", field=field) from None
-    if not vals or any(not v > 0 for v in vals):
-        raise CodesignError(f"expected rates > 0, got {text!r}", field=field)
-    return sorted(vals)
-
-
 def _max_rate(run, cost, requests, prompt_dist, output_dist, burstiness, seed, slo_ttft, slo_tpot, percentile,
               label, what, as_json) -> dict:
     """Bisect one device's highest rate under the SLOs; print it unless JSON is asked for."""
-    from ..serve import find_max_rate, make_requests
     unit = make_requests(1.0, requests, prompt_dist, output_dist, burstiness, seed, cost.max_context)
     others = [make_requests(1.0, requests, prompt_dist, output_dist, burstiness, seed + k, cost.max_context)
               for k in (1, 2)]
-    m = find_max_rate(run, unit, slo_ttft, slo_tpot, percentile=percentile, confirm=others)
+    m = max_rate_under_slos(run, unit, slo_ttft, slo_tpot, percentile=percentile, confirm=others)
     s = m.result.with_slo(slo_ttft, slo_tpot) if m.result else {}
     # what one dollar buys: requests served per USD of device time and electricity at that rate
     usd_per_s = s["cost_per_mtok_usd"] * s["output_tokens_per_s"] / 1e6 if s else math.nan

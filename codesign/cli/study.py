@@ -2,9 +2,20 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
+from pathlib import Path
 
 import click
 
+from ..errors import CodesignError
+from ..io import library
+from ..search import load_study, parse_ref
+from ..search.exhaustive import ATTR, Tally
+from ..search.export import export_study, trials_frame, unique_front
+from ..search.front import MARGIN
+from ..search.runner import describe_trial, open_optuna_study, resolve_study, run_study, stale_trials
+from ..search.space import params_key
+from ..search.storage import JOURNAL_FILE, SQLITE_FILE, guard
 from .common import echo_json, echo_table, with_units
 
 _STORAGE = click.option("--storage", default=None, metavar="URL",
@@ -43,10 +54,6 @@ def _run_opts(f):
 
 
 def _go(st, sref, trials, timeout, workers, batch, progress, fail_stale=None):
-    from ..errors import CodesignError
-    from ..search.exhaustive import Tally
-    from ..search.front import MARGIN
-    from ..search.runner import run_study
     rep = run_study(st, sref, trials=trials, timeout=timeout, workers=workers, batch=batch, progress=progress,
                     say=click.echo, fail_stale=fail_stale)
     if rep.interrupted_marked:
@@ -86,7 +93,6 @@ def _go(st, sref, trials, timeout, workers, batch, progress, fail_stale=None):
 @_run_opts
 def run_cmd(file, storage, results_dir, trials, timeout, workers, batch, progress):
     """Run the study in FILE (continues it when it already exists in the storage)."""
-    from ..search import load_study, parse_ref
     st = load_study(file)
     _go(st, parse_ref(storage, st.name, results_dir), trials, timeout, workers, batch, progress)
 
@@ -99,13 +105,11 @@ def run_cmd(file, storage, results_dir, trials, timeout, workers, batch, progres
                                         "this (alone: codesign.search.runner.STALE_AFTER_S, 10 min).")
 def resume_cmd(ref, storage, results_dir, trials, timeout, workers, batch, progress, fail_stale):
     """Continue a study (by name, as stored) until it holds its number of trials."""
-    from ..search.runner import resolve_study
     st, sref = resolve_study(ref, storage, results_dir)
     _go(st, sref, trials, timeout, workers, batch, progress, fail_stale)
 
 
 def _open(ref, storage, results_dir):
-    from ..search.runner import open_optuna_study, resolve_study
     st, sref = resolve_study(ref, storage, results_dir)
     return st, sref, open_optuna_study(st, sref, create=False)
 
@@ -115,11 +119,6 @@ def _open(ref, storage, results_dir):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def list_cmd(results_dir, as_json):
     """Ready studies in the library, and the studies stored under the results folder."""
-    from pathlib import Path
-
-    from ..io import library
-    from ..search import load_study
-    from ..search.storage import JOURNAL_FILE, SQLITE_FILE
     rows, seen = [], set()
     for _, path in sorted(library("studies").items()):
         if path in seen:
@@ -145,10 +144,6 @@ def list_cmd(results_dir, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def status_cmd(ref, storage, results_dir, as_json):
     """Trial counts, feasibility, the best value of each objective, where the study lives."""
-    from collections import Counter
-
-    from ..search.export import unique_front
-    from ..search.storage import guard
     st, sref, ost = _open(ref, storage, results_dir)
     with guard(sref):
         trials = ost.get_trials(deepcopy=False)
@@ -163,9 +158,6 @@ def status_cmd(ref, storage, results_dir, as_json):
     for i, (m, d) in enumerate(zip(st.objectives, st.directions)):
         vals = [t.values[i] for t in feas]
         best[m] = (min if d == "minimize" else max)(vals) if vals else math.nan
-    from ..search.exhaustive import ATTR, Tally
-    from ..search.runner import describe_trial, stale_trials
-    from ..search.space import params_key
     enumerated = ost.user_attrs.get(ATTR)
     info = {"name": st.name, "storage": sref.label, "target_trials": st.spec.trials,
             "exhaustive": Tally(**enumerated).summary() if enumerated else "",
@@ -194,8 +186,6 @@ def status_cmd(ref, storage, results_dir, as_json):
 @click.option("--limit", type=int, default=50, show_default=True, help="Rows to show.")
 def best_cmd(ref, storage, results_dir, as_json, limit):
     """The feasible Pareto front (distinct designs): parameters and objective values."""
-    from ..search.export import trials_frame
-    from ..search.storage import guard
     st, sref, ost = _open(ref, storage, results_dir)
     with guard(sref):
         df = trials_frame(st, ost)
@@ -222,8 +212,6 @@ def best_cmd(ref, storage, results_dir, as_json, limit):
 @_RESULTS
 def export_cmd(ref, out, storage, results_dir):
     """All trials (CSV + Parquet), the Pareto table and each Pareto design as YAML files."""
-    from ..search.export import export_study
-    from ..search.storage import guard
     st, sref, ost = _open(ref, storage, results_dir)
     with guard(sref):
         info = export_study(st, ost, out)

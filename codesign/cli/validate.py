@@ -5,8 +5,15 @@ import math
 
 import click
 
+from .. import plots
 from ..errors import CodesignError
-from .common import echo_json, echo_table
+from ..hardware import load_hardware
+from ..validate.calibrate import calibrate as measure_machine
+from ..validate.calibrate import write_spec
+from ..validate.compare import LONG_KERNEL_S
+from ..validate.compare import validate as validate_kernels
+from ..validate.e2e import run_e2e, validation_rows
+from .common import check_writable, echo_json, echo_table
 
 _BACKEND = click.option("--backend", type=click.Choice(["numpy", "torch"]), default="numpy", show_default=True,
                         help="Kernel library to run.")
@@ -42,12 +49,9 @@ def calibrate(backend, device, threads, dtype, out, quick, repeat, datasheet, qu
       codesign calibrate --out host.yaml
       codesign validate --hardware host.yaml
     """
-    from ..validate.calibrate import calibrate as run
-    from ..validate.calibrate import write_spec
-    spec = run(backend=backend, device=device, threads=threads, dtype=dtype, quick=quick, repeat=repeat,
-               log=_log(quiet), datasheet=datasheet)
+    spec = measure_machine(backend=backend, device=device, threads=threads, dtype=dtype, quick=quick,
+                           repeat=repeat, log=_log(quiet), datasheet=datasheet)
     write_spec(spec, out)
-    from ..hardware import load_hardware
     load_hardware(out)          # what we wrote must load
     click.echo(f"wrote {out} ({spec['name']})")
 
@@ -87,13 +91,9 @@ def validate(hardware, backend, device, threads, dtype, shapes, csv_path, plot_p
 
     The last line reads `overall MAPE: X.X%`.
     """
-    from ..hardware import load_hardware
     if e2e:
         return _validate_e2e(hardware, workload, runtime, device, dtype, grid, generate, layers, csv_path, plot_path,
                              as_json, quiet)
-    from ..validate.compare import LONG_KERNEL_S
-    from ..validate.compare import validate as run
-    from .common import check_writable
     check_writable(csv_path, plot_path)
     spec = load_hardware(hardware)
     # the runner times *this* machine: predictions for another device would be compared with it
@@ -102,12 +102,11 @@ def validate(hardware, backend, device, threads, dtype, shapes, csv_path, plot_p
                             "predictions cannot be checked against this machine's kernels: run "
                             "`codesign calibrate --out host.yaml` and validate that (or pass --any-spec)",
                             field="--hardware")
-    df, rep = run(hardware, backend=backend, device=device, dtype=dtype, threads=threads, shapes=shapes,
-                  max_time=max_time, blocks=not no_blocks, log=_log(quiet or as_json))
+    df, rep = validate_kernels(hardware, backend=backend, device=device, dtype=dtype, threads=threads, shapes=shapes,
+                               max_time=max_time, blocks=not no_blocks, log=_log(quiet or as_json))
     if csv_path:
         df.to_csv(csv_path, index=False)
     if plot_path and len(df):
-        from .. import plots
         plots.save(plots.validation(df), plot_path)
     if as_json:
         echo_json({**rep, "rows": df.to_dict("records")})
@@ -150,8 +149,6 @@ def _parse_grid(text: str) -> list[tuple[int, int]]:
 
 
 def _validate_e2e(hardware, workload, runtime, device, dtype, grid, generate, layers, csv_path, plot_path, as_json, quiet):
-    from ..validate.e2e import run_e2e, validation_rows
-    from .common import check_writable
     if not workload:
         raise CodesignError("--e2e needs --workload (a library model name or YAML)", field="--workload")
     check_writable(csv_path, plot_path)
@@ -160,7 +157,6 @@ def _validate_e2e(hardware, workload, runtime, device, dtype, grid, generate, la
     if csv_path:
         df.to_csv(csv_path, index=False)
     if plot_path and len(df):
-        from .. import plots
         plots.save(plots.validation(validation_rows(df), title=f"{rep.get('model')} on {rep.get('hardware')}"), plot_path)
     if as_json:
         echo_json({**rep, "rows": df.to_dict("records")})

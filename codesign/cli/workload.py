@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import click
+import yaml
 
-from .common import echo_json, echo_table
+from ..errors import CodesignError
+from ..workload import list_workloads, load_workload
+from ..workload.hf import import_hf_config
+from .common import check_writable, echo_json, echo_table
 
 
 @click.group("workload")
@@ -15,7 +19,6 @@ def workload():
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def list_cmd(as_json):
     """List the built-in models with their sizes."""
-    from ..workload import list_workloads
     rows = []
     for m in list_workloads():
         rows.append({"name": m.name, "family": m.family or "", "arch": m.architecture,
@@ -30,7 +33,6 @@ def list_cmd(as_json):
 @click.argument("ref")
 def show_cmd(ref):
     """Show one model (library name, YAML or config.json) with derived parameter counts."""
-    from ..workload import load_workload
     m = load_workload(ref)
     d = m.model_dump(exclude_none=True)
     d["derived"] = {"params": m.param_count(), "active_params": m.param_count(active=True),
@@ -44,10 +46,6 @@ def show_cmd(ref):
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the workload YAML here.")
 def import_cmd(path, name, out):
     """Import a Hugging Face config.json (file or model folder) from disk; no network."""
-    import yaml
-
-    from ..workload.hf import import_hf_config
-    from .common import check_writable
     check_writable(out)
     m = import_hf_config(path, name=name)
     text = yaml.safe_dump(m.model_dump(exclude_none=True, exclude_defaults=True), sort_keys=False)
@@ -56,7 +54,6 @@ def import_cmd(path, name, out):
             with open(out, "w", encoding="utf-8") as f:
                 f.write(text)
         except OSError as e:
-            from ..errors import CodesignError
             raise CodesignError(f"cannot write: {e.strerror}", file=out) from None
         click.echo(f"wrote {out} ({m.name}, {m.param_count() / 1e9:.3f} B parameters)")
     else:

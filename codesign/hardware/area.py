@@ -32,10 +32,17 @@ where ' marks replicated blocks that get the spare fraction and ``datapath``, ``
   SRAM macros (scratchpads, per-core SRAM): AMD's 64 MiB V-Cache die is 41 mm^2 at N7
   (Wuu et al., ISSCC 2022) -> 0.354. Caches (tags, ECC, slices, crossbar ports): GA100's
   48 MB L2 in 119.31 mm^2 -> 0.091.
-* Off-chip memory: HBM stacks are counted from bandwidth and capacity (see
-  :func:`memory_interfaces`); PHYs do not shrink with the node (analog, bump-limited),
-  controllers do. GDDR/LPDDR/DDR: 32-bit channels from bandwidth at the generation's pin
-  rate; PHY per 32 bits from LLMCompass's DDR5 figure (used for all three: estimate).
+* Off-chip memory: one row per technology in ``data/memory-technologies.csv`` (HBM2 .. HBM4,
+  GDDR6/6X/7, LPDDR4X/5/5X, DDR3/4/5), the level's technology being the generation its name
+  mentions ('LPDDR5X'), else its kind's default. Interfaces: HBM stacks from bandwidth and
+  capacity, 32-bit channels from bandwidth at the generation's pin rate (:func:`memory_interfaces`),
+  so a faster generation needs less shoreline for the same bandwidth. Per interface a PHY (does
+  not shrink with the node: analog, bump-limited) and a controller (logic, scales): HBM from the
+  GA100 annotation, DDR5 from LLMCompass, the other DRAM PHYs estimates (no published area found).
+* IO SerDes: per lane (a transmit + a receive pair), 20.95 mm^2 / 64 lanes on GA100; lanes =
+  bandwidth / lane rate (the link's ``lane_rate``, else 50 Gb/s for a device link, 16 for a host
+  link). A lane's PHY hardly depends on its rate (LLMCompass: 0.47-0.64 mm^2 per lane from PCIe 4.0
+  to NVLink4's 100 Gb/s PAM4), so 112 Gb/s lanes cost half the area per GB/s of 50 Gb/s ones.
 * Spare units: reticle-size GPUs ship with part of each replicated block fused off for
   yield (GA100: 108 of 128 SMs, 40 of 48 MB L2, 5 of 6 HBM sites; GH100 SXM: 132 of 144
   SMs, 50 of 60 MB, 5 of 6). A spec lists what is enabled; its ``spare_fraction`` (units on
@@ -43,24 +50,28 @@ where ' marks replicated blocks that get the spare fraction and ``datapath``, ``
   and 0 for other classes.
 
 Neglected: sparsity hardware (2:4 metadata), media/graphics engines beyond GA100's
-"other" share, clock/power distribution differences between nodes, the faster SerDes of
-newer links (NVLink4's PHY is ~half NVLink3's area per link in LLMCompass's constants; a
-112 Gb/s die such as Tesla's D1 comes out large). FPGAs are fixed parts: their area is the
-vendor's die, not a model output.
+"other" share, clock/power distribution differences between nodes, general-purpose control
+cores inside NPUs, and each design's own achieved density (TPU v4: 22 B transistors on < 600
+mm^2 at N7, GA100 54 B on 826). FPGAs are fixed parts: their area is the vendor's die, not a
+model output.
 
 Cost: :func:`die_cost` = wafer price / (dies per wafer x yield); dies per wafer with the
 edge-loss formula, yield negative-binomial (Stapper) with clustering alpha = 3 or Murphy;
-:func:`memory_cost` = capacity x $/GB of the memory kind; :func:`chip_cost` adds both and
-a packaging/test estimate.
+:func:`memory_cost` = capacity x $/GB of each level's technology (the table's July 2025
+snapshot of contract prices and analyst ratios, each row with its source); :func:`chip_cost`
+adds both and a packaging/test estimate.
 """
 from __future__ import annotations
 
+import csv
 import math
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Literal
 
 from ..errors import CodesignError
+from ..io import data_dir
 from .classes import CLASSES, UNCALIBRATED, ClassCalibration
 from .schema import OFFCHIP_KINDS, Dtype, HardwareSpec
 
@@ -83,7 +94,13 @@ class NodeParams:
 # prices (N6 ~ N7, N4 ~ N5, N3 ~ USD 20k, 8 nm ~ 10 nm class) are estimates.
 # Bitcells (um^2, TSMC HD 6T unless noted; WikiChip / TSMC IEDM): 28 nm 0.127, 20 nm 0.081,
 # 16/12 nm 0.074, 10 nm 0.042, N7/N6 0.027, N5/N4 0.021, N3E 0.021; Samsung 8LPP 0.040;
-# 40-90 nm values approximate.
+# 40-90 nm values approximate. SRAM stopped scaling with logic: TSMC's N3E bitcell is N5's
+# 0.021 um^2 (N3B 0.0199) while N3 logic is 1.6x denser, macro density ~31.8 Mib/mm^2 for both
+# (TSMC at IEDM 2022, WikiChip Fuse 'IEDM 2022: Did We Just Witness The Death Of SRAM?'); N2 is
+# 0.0175 um^2 (38 Mb/mm^2) with 1.15x N3E's logic density (TSMC at IEDM 2024, Tom's Hardware
+# 'SRAM scaling isn't dead after all'); its wafer price, ~USD 30,000, is reported (Fudzilla,
+# 2025-10-30), its D0 an estimate. So the model scales logic by the logic density and SRAM by
+# the bitcell of each node (sram_mm2), never by one factor.
 # 16/12 nm logic density is not CSET's 28.9 (the 16FF+ HD library) but 36.9, the N7-equivalent of
 # what GPUs at that node achieve: the model counts GA100-calibrated transistors, and NVIDIA's
 # 16/12 nm dies reach 25.1 MTr/mm^2 on average (GP100 15.3 B / 610, GV100 21.1 B / 815, TU102
@@ -95,6 +112,7 @@ class NodeParams:
 # (AnandTech, 2020-08-25, "Better Yield on 5nm than 7nm"), levelling off "comparable to
 # prior nodes": 0.1 /cm^2 is used for every mature node (estimate for nodes it does not name).
 NODES: tuple[NodeParams, ...] = (
+    NodeParams(2, 254.3, 0.0175, 30000, 0.10),
     NodeParams(3, 221.1, 0.021, 20000, 0.10),
     NodeParams(4, 147.0, 0.021, 16988, 0.10),
     NodeParams(5, 138.2, 0.021, 16988, 0.10),
@@ -203,33 +221,86 @@ CORE_CONTROL_TRANSISTORS = (
     (_GA100["cores"] / _GA100["sms"] - sram_mm2(192 * 1024, _N7)) * _N7.logic_mtr_mm2 * 1e6
     - datapath_transistors(_GA100_SM_TENSOR, 1.0) - datapath_transistors(_GA100_SM_VECTOR, 1.0))
 NOC_TRANSISTORS_PER_CORE = _GA100["noc"] / _GA100["sms"] * _N7.logic_mtr_mm2 * 1e6
-HBM_PHY_MM2 = _GA100["hbm_phy"] / _GA100["stacks"]                     # per 1024-bit stack, not scaled
-HBM_CTRL_TRANSISTORS = _GA100["hbm_ctrl"] / _GA100["stacks"] * _N7.logic_mtr_mm2 * 1e6
-# A100 off-chip IO: NVLink3 300 GB/s + PCIe4 x16 32 GB/s per direction in 20.95 mm^2 (PHY + ctrl).
-SERDES_MM2_PER_GBPS = _GA100["io"] / (300 + 32)
+# A100 off-chip IO: 12 NVLink3 links x 4 lanes at 50 Gb/s + PCIe 4.0 x16 (16 GT/s): 64 SerDes lanes
+# (one lane = a transmit and a receive pair) in 20.95 mm^2, PHYs and controllers. A lane's PHY
+# hardly changes with its rate: LLMCompass's cost_model.py gives 0.48 mm^2 per PCIe 4.0 lane
+# (16 GT/s), 0.64 per PCIe 5.0 lane (32 GT/s), 1.888 per NVLink3 link of 4 lanes (0.47 per 50 Gb/s
+# lane) and 0.965 per NVLink4 link of 2 lanes (0.48 per 100 Gb/s PAM4 lane); a 113 Gb/s PAM4 lane
+# in 5 nm is 0.22 mm^2 (Gangasani et al., IEEE Solid-State Circuits Letters 8, 2025). So the area
+# is per lane, lanes = bandwidth / lane rate, and faster lanes cost less area per GB/s.
+SERDES_MM2_PER_LANE = _GA100["io"] / (12 * 4 + 16)
+DEVICE_LANE_RATE = 50e9 / 8        # bytes/s per lane per direction when a device link states none (NVLink3)
+HOST_LANE_RATE = 16e9 / 8          # ... a host link (PCIe 4.0, 16 GT/s; 128b/130b neglected)
 OTHER_FRACTION = _GA100["other"] / (sum(_GA100[k] for k in ("cores", "noc", "l2", "hbm_phy", "hbm_ctrl", "io")))
-# DRAM PHY per 32-bit channel and its controller (LLMCompass cost_model.py DDR5 figures).
-DRAM_PHY_MM2_PER_X32 = 1.45
-DRAM_CTRL_TRANSISTORS_PER_X32 = 90_446_400
 # Per-class calibration on the public dies of data/die-areas.csv: the ``area`` of each row of
 # hardware/classes.py, where the fits and their errors are noted. One code path: estimate_area
 # scales the three terms by its class's entry.
 CLASS_CALIBRATION: dict[str, ClassCalibration] = {
     c.name: c.area for c in CLASSES.values() if c.area is not None and c.area != UNCALIBRATED}
 
-# HBM generations: peak per-stack bandwidth (JEDEC top bin x 1024 bits) and the capacity of
-# the 8-high stack most products use. A name without a generation is read as HBM3.
-HBM_GENERATIONS = {
-    "hbm2": (307e9, 8 * 2**30), "hbm2e": (461e9, 16 * 2**30), "hbm3": (819e9, 16 * 2**30),
-    "hbm3e": (1229e9, 24 * 2**30), "hbm4": (2048e9, 36 * 2**30),
-}
-# Per-pin data rate (bit/s) of DRAM generations -> bandwidth of one 32-bit channel.
-DRAM_PIN_RATE = {
-    "gddr": 16e9, "gddr6": 16e9, "gddr6x": 21e9, "gddr7": 32e9,
-    "lpddr": 6.4e9, "lpddr4x": 4.266e9, "lpddr5": 6.4e9, "lpddr5x": 8.533e9,
-    "ddr": 4.8e9, "ddr4": 3.2e9, "ddr5": 4.8e9,
-}
-BANDWIDTH_TOLERANCE = 1.05   # parts run up to ~5 % above the JEDEC bin (A100 40GB: 2.43 Gb/s HBM2)
+
+# -- off-chip memory technologies (data/memory-technologies.csv) -------------------------------
+
+@dataclass(frozen=True)
+class MemoryTechnology:
+    """One DRAM technology: its interface (an HBM stack, or a 32-bit channel), the PHY and
+    controller it takes on the die, and its price. Every figure cites a source in the table."""
+    name: str
+    kind: str                   # hbm | gddr | lpddr | ddr
+    interface: str              # 'stack' | 'x32'
+    bits: int                   # data bits of one interface
+    pin_rate: float             # bit/s per pin, the generation's top JEDEC bin
+    stack_capacity: float | None    # bytes of the stack most products use (HBM)
+    phy_mm2: float              # PHY per interface (analog, bump-limited: not scaled with the node)
+    ctrl_transistors: float     # controller per interface (logic: scaled with the node)
+    usd_per_gb: float
+
+    @property
+    def bandwidth(self) -> float:
+        """Peak bytes/s of one interface."""
+        return self.bits * self.pin_rate / 8
+
+
+@lru_cache(maxsize=1)
+def memory_technologies() -> dict[str, MemoryTechnology]:
+    """The rows of data/memory-technologies.csv by technology name (lower case: 'hbm3e')."""
+    out = {}
+    with open(data_dir("data") / "memory-technologies.csv", newline="", encoding="utf-8") as f:
+        for r in csv.DictReader(f):
+            out[r["technology"]] = MemoryTechnology(
+                r["technology"], r["kind"], r["interface"], int(r["interface_bits"]), float(r["pin_gbps"]) * 1e9,
+                float(r["stack_gib"]) * 2**30 if r["stack_gib"] else None, float(r["phy_mm2"]),
+                float(r["ctrl_mtr"]) * 1e6, float(r["usd_per_gb"]))
+    return out
+
+
+# A level whose name names no generation: the technology of its kind read by default.
+KIND_DEFAULT_TECHNOLOGY = {"hbm": "hbm3", "gddr": "gddr6", "lpddr": "lpddr5", "ddr": "ddr5"}
+BANDWIDTH_TOLERANCE = 1.05   # HBM parts run up to ~5 % above the JEDEC bin (A100 40GB: 2.43 Gb/s HBM2)
+ROUNDING_TOLERANCE = 1.01    # DRAM bandwidths are published rounded (68.3 GB/s for 4 x 17.064 GB/s)
+
+
+def memory_technology(level) -> MemoryTechnology | None:
+    """The technology of an off-chip level: its ``technology`` field, else the most specific
+    generation its name mentions ('HBM3e' -> hbm3e, 'LPDDR5X' -> lpddr5x), else its kind's
+    default; None on chip or host."""
+    if level.kind not in KIND_DEFAULT_TECHNOLOGY:
+        return None
+    techs = memory_technologies()
+    if level.technology is not None:
+        tech = techs.get(level.technology.lower())
+        if tech is None or tech.kind != level.kind:
+            known = ", ".join(t for t, m in techs.items() if m.kind == level.kind)
+            raise CodesignError(f"technology {level.technology!r} is not a {level.kind} technology of "
+                                f"data/memory-technologies.csv ({known})", field=f"memory.{level.name}.technology")
+        return tech
+    compact = re.sub(r"[^a-z0-9]", "", level.name.lower())
+    hits = [t for t, m in techs.items() if m.kind == level.kind and t in compact]
+    return techs[max(hits, key=len) if hits else KIND_DEFAULT_TECHNOLOGY[level.kind]]
+
+
+# USD per GB of each kind's default technology (a level's price is its own technology's).
+PRICE_PER_GB = {k: memory_technologies()[t].usd_per_gb for k, t in KIND_DEFAULT_TECHNOLOGY.items()}
 
 
 # -- results ---------------------------------------------------------------------------
@@ -278,34 +349,36 @@ class ChipCost:
 
 # -- memory interfaces ----------------------------------------------------------------------
 
-def _generation(name: str, kind: str, table: dict) -> str:
-    """The most specific generation key of ``table`` that the level's name mentions, else the kind."""
-    compact = re.sub(r"[^a-z0-9]", "", name.lower())
-    hits = [g for g in table if g in compact and g.startswith(kind)]
-    return max(hits, key=len) if hits else kind
+def _interfaces(spec: HardwareSpec):
+    """(level, technology, interfaces) per off-chip level: HBM stacks = max(ceil(bandwidth /
+    per-stack peak), ceil(capacity / per-stack capacity)) of the level's generation (a product
+    may run below the top speed bin, H100: 5 stacks at 5.2 Gb/s, but never above it, and never
+    holds more than its stacks; taller 12-high stacks make this over-count); DRAM: 32-bit
+    channels = ceil(bandwidth / (pin rate x 4 B))."""
+    for m in spec.memory:
+        tech = memory_technology(m)
+        if tech is None:
+            continue
+        tolerance = BANDWIDTH_TOLERANCE if tech.interface == "stack" else ROUNDING_TOLERANCE
+        n = math.ceil(m.bandwidth / (tech.bandwidth * tolerance) - 1e-9)
+        if tech.stack_capacity:
+            n = max(n, math.ceil(m.capacity / tech.stack_capacity - 1e-9))
+        yield m, tech, float(max(n, 1))
 
 
 def memory_interfaces(spec: HardwareSpec) -> dict[str, tuple[str, float]]:
-    """Off-chip interfaces per memory level: name -> ('hbm-stack' | 'x32-channel', count).
+    """Off-chip interfaces per memory level: name -> ('hbm-stack' | 'x32-channel', count)."""
+    return {m.name: ("hbm-stack" if tech.interface == "stack" else "x32-channel", n)
+            for m, tech, n in _interfaces(spec)}
 
-    HBM stacks = max(ceil(bandwidth / per-stack peak), ceil(capacity / per-stack capacity))
-    of the generation named in the level name (``HBM2e``, ``HBM3`` ...; default HBM3): a
-    product may run below the top speed bin (H100: 5 stacks at 5.2 Gb/s) but never above
-    it, and never holds more than its stacks. Taller stacks (12-high) make this over-count.
-    GDDR/LPDDR/DDR: 32-bit channels = ceil(bandwidth / (pin rate x 4 B)).
-    """
-    out = {}
-    for m in spec.memory:
-        if m.kind == "hbm":
-            gen = _generation(m.name, "hbm", HBM_GENERATIONS)
-            bw, cap = HBM_GENERATIONS.get(gen, HBM_GENERATIONS["hbm3"])
-            n = max(math.ceil(m.bandwidth / (bw * BANDWIDTH_TOLERANCE) - 1e-9), math.ceil(m.capacity / cap - 1e-9))
-            out[m.name] = ("hbm-stack", float(max(n, 1)))
-        elif m.kind in ("gddr", "lpddr", "ddr"):
-            gen = _generation(m.name, m.kind, DRAM_PIN_RATE)
-            per_channel = DRAM_PIN_RATE[gen] * 4
-            out[m.name] = ("x32-channel", float(max(math.ceil(m.bandwidth / per_channel - 1e-9), 1)))
-    return out
+
+def serdes_lanes(spec: HardwareSpec) -> float:
+    """SerDes lanes of the device and host links: bandwidth per direction / lane rate (the
+    link's ``lane_rate``, else NVLink3's 50 Gb/s for a device link, PCIe 4.0's 16 for a host link)."""
+    links = spec.interconnect
+    return sum(link.bandwidth / (link.lane_rate or default)
+               for link, default in ((links.device_link, DEVICE_LANE_RATE), (links.host_link, HOST_LANE_RATE))
+               if link is not None)
 
 
 # -- area ---------------------------------------------------------------------------------
@@ -347,17 +420,12 @@ def estimate_area(spec: HardwareSpec, *, spare_fraction: float | None = None,
 
     phy_ctrl = 0.0
     stacks = {}
-    for name, (what, n) in memory_interfaces(spec).items():
-        if what == "hbm-stack":
-            n *= rep
-            phy_ctrl += n * (HBM_PHY_MM2 + logic_mm2(HBM_CTRL_TRANSISTORS, node))
-        else:
-            phy_ctrl += n * (DRAM_PHY_MM2_PER_X32 + logic_mm2(DRAM_CTRL_TRANSISTORS_PER_X32, node))
-        stacks[name] = n
-
-    links = spec.interconnect
-    io_bw = sum(link.bandwidth for link in (links.device_link, links.host_link) if link is not None)
-    io = io_bw / 1e9 * SERDES_MM2_PER_GBPS
+    for m, tech, n in _interfaces(spec):
+        if tech.interface == "stack":
+            n *= rep                     # HBM sites are replicated blocks: spares fused off too
+        phy_ctrl += n * (tech.phy_mm2 + logic_mm2(tech.ctrl_transistors, node))
+        stacks[m.name] = n
+    io = serdes_lanes(spec) * SERDES_MM2_PER_LANE
 
     matrix = logic_mm2(matrix_t, node) * rep * cal.datapath
     vector = logic_mm2(vector_t, node) * rep * cal.datapath
@@ -415,20 +483,23 @@ def die_cost(area_mm2, node_nm=None, *, defect_per_cm2: float | None = None,
     return node.wafer_usd / (dies_per_wafer(area_mm2) * die_yield(area_mm2, d0, yield_model))
 
 
-# USD per GiB of DRAM by kind. DDR5 2.4 (DRAMeXchange spot, Oct 2023) and HBM2e 7.0 ("consumer
-# estimates") are LLMCompass's cost_model.py figures; HBM3E is reported at 8-10 USD/GB (2026
-# press); LPDDR ~1.2x DDR5 and GDDR6 ~3 USD/GB are estimates. The HBM figure used (10) is
-# the upper end of the HBM3E range: an estimate.
-PRICE_PER_GB = {"hbm": 10.0, "gddr": 3.0, "lpddr": 2.9, "ddr": 2.4}
 # Packaging + test per chip: CSET (Khan & Mann 2020) estimate for a 610 mm^2 5 nm GPU-class
 # chip; 2.5D interposers for HBM cost more (not modeled).
 PACKAGING_TEST_USD = 80.0
 
 
 def memory_cost(spec: HardwareSpec, price_per_gb: dict[str, float] | None = None) -> float:
-    """USD of the off-chip memory the device carries: capacity (GiB) x $/GB of its kind (host excluded)."""
-    prices = {**PRICE_PER_GB, **(price_per_gb or {})}
-    return sum(m.capacity / 2**30 * prices[m.kind] for m in spec.memory if m.kind in prices)
+    """USD of the off-chip memory the device carries (host excluded): capacity (GiB) x the $/GB
+    of each level's technology (data/memory-technologies.csv: an 'LPDDR5X' level is priced as
+    LPDDR5X, a level named by kind only as the kind's default). ``price_per_gb`` overrides
+    by technology ('hbm3e') or by kind ('hbm')."""
+    over = price_per_gb or {}
+    total = 0.0
+    for m in spec.memory:
+        tech = memory_technology(m)
+        if tech is not None:
+            total += m.capacity / 2**30 * over.get(tech.name, over.get(m.kind, tech.usd_per_gb))
+    return total
 
 
 def chip_cost(spec: HardwareSpec, area: AreaBreakdown | None = None, *, packaging_usd: float = PACKAGING_TEST_USD,

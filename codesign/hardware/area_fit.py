@@ -3,7 +3,7 @@ per-class calibration fit, and its in-sample and leave-one-chip-out errors.
 
 Each fitted row becomes a :class:`HardwareSpec`: the library spec named in ``library_spec``
 when ``estimate_from`` is ``library``, else one built from the row's columns (peaks, clock,
-units, SRAM, memory, IO; every figure in the CSV cites its source). A die with units fused
+units, SRAM, memory, IO and its SerDes lanes; every figure in the CSV cites its source). A die with units fused
 off (``units_on_die`` > ``units_enabled``) is priced with that spare fraction instead of the
 model's default.
 
@@ -120,9 +120,11 @@ def spec_from_columns(row: dict) -> HardwareSpec:
          "compute": {"clock": f"{clock} GHz", "cores": cores, "vector": {"peak": peaks["vector"]}}, "memory": memory}
     if peaks["matrix"]:
         d["compute"]["matrix"] = {"peak": peaks["matrix"]}
-    io = _num(row, "io_gbs_per_direction")
+    io, lanes = _num(row, "io_gbs_per_direction"), _num(row, "io_lanes")
     if io:
         d["interconnect"] = {"device_link": {"bandwidth": f"{io} GB/s"}}
+        if lanes:      # the die's SerDes lanes (transmit + receive pairs): the mean lane rate
+            d["interconnect"]["device_link"]["lane_rate"] = f"{io * 8 / lanes} Gb/s"
     return hardware_from_dict(d)
 
 

@@ -148,6 +148,9 @@ class MemoryLevel(Frozen):
     energy_per_byte: EnergyPerByte | None = None
     latency: Time | None = None
     holds: tuple[Literal["weights", "kv", "activations"], ...] | None = None
+    # off-chip technology ('lpddr5x', 'hbm3e': a row of data/memory-technologies.csv) for the
+    # area and cost model; None: the generation the level's name mentions, else the kind's default
+    technology: str | None = None
 
     def stores(self) -> tuple[str, ...]:
         """Tensor classes this level may hold across operators (default: off-chip holds all)."""
@@ -162,6 +165,10 @@ class Link(Frozen):
     topology: Literal["ring", "switch", "torus2d", "torus3d", "mesh", "point-to-point"] = "switch"
     max_devices: int | None = Field(default=None, gt=0)
     efficiency: Fraction | None = None          # sustained fraction of bandwidth in collectives
+    # signalling rate of one SerDes lane per direction ("112 Gb/s"): the area model counts
+    # lanes = bandwidth / lane_rate (None: NVLink3's 50 Gb/s for a device link, PCIe 4.0's
+    # 16 Gb/s for a host link; codesign.hardware.area)
+    lane_rate: Bandwidth | None = None
 
 
 class OperatingPoint(Frozen):

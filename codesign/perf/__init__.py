@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, cast
 import numpy as np
 
 from ..hardware import load_hardware
+from ..io import frame
 from ..workload.scenario import Scenario
 from .engine import op_table, op_terms
 from .evaluate import Result, _label, evaluate, evaluate_batch, power_limit
@@ -28,7 +29,6 @@ __all__ = ["evaluate", "evaluate_batch", "op_times", "Result", "footprint"]
 def op_times(hardware, ops, dtype: str = "bf16", compression=None, runtime=None):
     """Predicted time of ONE invocation of each op (a DataFrame, one row per op) under a
     runtime (default: generic)."""
-    import pandas as pd
     spec = load_hardware(hardware)
     ops = tuple(ops)
     p = spec_params(spec, runtime=runtime)
@@ -56,7 +56,7 @@ def op_times(hardware, ops, dtype: str = "bf16", compression=None, runtime=None)
         row["throttle"] = float(throttle[i])
         row["bound"] = _label(t.names[int(a[i].argmax())], levels) if best[i] >= t.overhead[0, i] else "overhead"
         rows.append(row)
-    return pd.DataFrame(rows)
+    return frame(rows)
 
 
 class _Dummy:

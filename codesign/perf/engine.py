@@ -47,7 +47,7 @@ from .params import UNIT_BYTES_IN_FLIGHT
 
 # op columns kept as arrays
 _COLS = ("count", "batch", "m", "n", "k", "elements", "flops", "transcendentals", "weight_elems", "act_in_elems",
-         "act_out_elems", "kv_read_elems", "kv_write_elems", "link_devices", "context", "d_flops",
+         "act_out_elems", "kv_read_elems", "kv_write_elems", "state_bytes", "link_devices", "context", "d_flops",
          "d_transcendentals", "d_kv_read_elems", "d_act_in_elems", "d_act_out_elems")
 _UNQUANTIZED = ("embedding", "embedding_add", "lm_head", "router", "pooler")   # kept at 16-bit
 _NON_LAYER = ("embedding", "embedding_add", "embedding_norm", "final_norm", "lm_head", "pooler")
@@ -59,6 +59,7 @@ class OpTable:
     cols: dict            # name -> float array (N,)
     is_matrix: np.ndarray
     is_attn: np.ndarray
+    act_dtype: np.ndarray      # matrix products in the activation datatype: the attention core, the recurrence
     is_link: np.ndarray
     quantized: np.ndarray  # GEMMs whose weights take the compressed format
     link_factor: np.ndarray    # bytes-on-the-wire multiplier of the collective
@@ -106,6 +107,7 @@ def op_table(ops, fuse: tuple = (), kernels_per_op: dict | None = None) -> OpTab
         ops=ops, cols=cols,
         is_matrix=np.array(is_mx),
         is_attn=np.array([k.attention for k in kind]),
+        act_dtype=np.array([(k.attention or k.state) and k.unit == "matrix" for k in kind]),
         is_link=np.array([k.unit == "link" for k in kind]),
         quantized=np.array([k == "gemm" and o.name not in _UNQUANTIZED for k, o in zip(kinds, ops)]),
         link_factor=np.where(rounds > 0, rounds * (n - 1) / np.maximum(n, 1), 1.0),
@@ -330,7 +332,7 @@ def _compute_times(p, tab, pr, prof_eff, vec_eff, util) -> _ComputeTimes:
     is_mx = tab.is_matrix
     mat_eff = np.minimum(p.get("compute.matrix.efficiency", np.array([1.0])) * p["runtime.gemm"], 1.0)[:, None]
     eff = np.where(np.isnan(prof_eff), np.where(is_mx, mat_eff, vec_eff), prof_eff)
-    rate = np.where(tab.is_attn, pr.attn_rate, np.where(is_mx, pr.gemm_rate, pr.vec_rate)) * eff * util
+    rate = np.where(tab.act_dtype, pr.attn_rate, np.where(is_mx, pr.gemm_rate, pr.vec_rate)) * eff * util
     # a skinny product (decode GEMV, M of a few rows) pads the matrix unit's tile and runs
     # faster on the vector units (cuBLAS gemv, llama.cpp MMVQ): a kernel takes the faster
     rate = np.where(is_mx, np.maximum(rate, pr.vec_rate * vec_eff), rate)
@@ -374,6 +376,7 @@ def _traffic(spec, p, tab, pr, dq: _Dequant, shape: ShapeFactors, passes, weight
     dA_in, dA_out = c["d_act_in_elems"] * pr.a_bytes, c["d_act_out_elems"] * pr.a_bytes
     KV_r, dKV_r = c["kv_read_elems"] * pr.kv_bytes, c["d_kv_read_elems"] * pr.kv_bytes
     KV_w = c["kv_write_elems"] * pr.kv_bytes
+    state = c["state_bytes"]            # recurrent state, in its own datatype (not re-priced)
     if D == 1:
         w_home, kv_home, a_home = _memo(("homes", id(p), float(weight_total[0]), float(kv_total[0])), (p,),
                                         lambda: _homes(spec, p, weight_total, kv_total))
@@ -386,9 +389,9 @@ def _traffic(spec, p, tab, pr, dq: _Dequant, shape: ShapeFactors, passes, weight
     ps = passes * ~tab.is_link * ~tab.fused_away   # collectives move no memory traffic in this model
     fa, fb, mx = shape.fa, shape.fb, tab.matrix_cols
     if fa.shape[-1] == len(tab.ops):     # one tiling for all designs: full-width factors
-        traffic_a = here_a * (A_in * fa + A_out) + here_w * W * shape.fb_w + here_kv * (KV_r * fb + KV_w)
+        traffic_a = here_a * (A_in * fa + A_out) + here_w * W * shape.fb_w + here_kv * (KV_r * fb + KV_w + state)
     else:                                # per-design tiling: re-reads on the matrix columns only
-        traffic_a = here_a * (A_in + A_out) + here_w * W + here_kv * (KV_r + KV_w)  # (L,D,N)
+        traffic_a = here_a * (A_in + A_out) + here_w * W + here_kv * (KV_r + KV_w + state)  # (L,D,N)
         if len(mx):
             gemm = tab.is_gemm[mx]
             traffic_a[..., mx] += (here_a * A_in[:, mx] * (fa - 1) + here_w * (W[:, mx] * gemm) * (fb - 1)
@@ -446,7 +449,7 @@ def _energy(tab, pr, traffic_a, traffic_b, e_byte):
     """Activity energy per op, base (D, N) and slope (D, S): FLOPs x energy per operation of
     its unit and datatype + bytes x energy per byte of every level."""
     c, sl = tab.cols, tab.slope_cols
-    e_op = np.where(tab.is_attn, pr.attn_e_op, np.where(tab.is_matrix, pr.gemm_e_op, pr.vec_e_op))
+    e_op = np.where(tab.act_dtype, pr.attn_e_op, np.where(tab.is_matrix, pr.gemm_e_op, pr.vec_e_op))
     energy_a = c["flops"] * e_op
     energy_b = c["d_flops"][sl] * e_op[:, sl]
     for l in range(len(e_byte)):

@@ -33,6 +33,7 @@ from ..compression import Compression, effective_model, resolve_dtype
 from ..errors import CodesignError
 from ..hardware import load_hardware
 from ..hardware.schema import HardwareSpec
+from ..io import frame
 from ..runtime import Runtime, load_runtime
 from ..workload import load_workload
 from ..workload.graph import build_graph
@@ -209,9 +210,9 @@ class Result:
 
     @property
     def ops(self):
-        """One row per operator and phase, as a pandas DataFrame (see ``op_rows``)."""
-        import pandas as pd
-        return pd.DataFrame(self.op_rows())
+        """One row per operator and phase, as a pandas DataFrame (see ``op_rows``; pandas is
+        imported on first use, codesign.io.pandas)."""
+        return frame(self.op_rows())
 
     def op_rows(self) -> list[dict]:
         """One dict per operator and phase: shape, FLOPs, bytes per memory level, time per

@@ -14,6 +14,8 @@ The step time decomposes the way vidur (Agrawal et al., MLSys 2024) and Sarathi-
   reads of the cached part);
 - A(B, c): the attention of B decode sequences at mean context c (FlashDecoding reads each
   sequence's cache once: linear in the summed context, so the mean is exact for it);
+  recurrent mixers' convolution and recurrence go with F and A: their work follows the
+  prompts and the sequences (a state read and written per sequence), not the step's tokens;
 - host work: the runtime's per-kernel launch cost (inside each term), and its per-sequence
   cost per step (``runtime.sequence_overhead``).
 
@@ -41,12 +43,12 @@ from ..hardware.schema import HardwareSpec
 from ..runtime import load_runtime
 from ..workload import load_workload
 from ..workload.graph import _phase_ops
-from ..workload.ops import CONTEXT_KINDS
+from ..workload.ops import CONTEXT_KINDS, STATE_KINDS
 from ..workload.scenario import Scenario
 from ..workload.schema import ModelSpec
 from .engine import op_table, op_terms
 from .evaluate import _params, _pipeline_hop, power_limit
-from .footprint import capacity, footprint
+from .footprint import capacity, footprint, state_bytes
 from .params import busy_energy
 from .prices import prices
 
@@ -160,6 +162,9 @@ class StepCost:
     # launch (prefill-carrying, decode-only), as evaluate's phases do
     dispatch_ahead: bool = False
     _gap_share: tuple = (1.0, 1.0)
+    # a sequence's fixed recurrent state (linear-attention / state-space layers) in tokens of KV
+    # cache: the scheduler reserves it once per sequence, as a prefix of that many tokens
+    state_tokens: int = 0
 
     # ---------------------------------------------------------------- lookups
     def _tokens(self, T: float, decode: bool):
@@ -209,7 +214,7 @@ class StepCost:
         if self.link_bw is None:
             raise CodesignError(f"{self.spec.name} declares no interconnect.host_link: disaggregated serving "
                                 "sends the KV cache over it", field="interconnect.host_link")
-        return tokens * self.kv_bytes_per_token * self.devices / self.link_bw + self.link_latency
+        return (tokens + self.state_tokens) * self.kv_bytes_per_token * self.devices / self.link_bw + self.link_latency
 
 
 def _sum_groups(spec, p, pr, groups: list[list], wtot, kvtot, pp: int, rt) -> _Sums:
@@ -234,11 +239,14 @@ def _sum_groups(spec, p, pr, groups: list[list], wtot, kvtot, pp: int, rt) -> _S
     return _Sums(*out)
 
 
+_PER_SEQUENCE = CONTEXT_KINDS + STATE_KINDS
+
+
 def _split(ops, attention: bool):
-    """The attention core's ops (priced by context, not tokens), or the others. By name: the
-    graph names the core's ops by their kind, and a softmax elsewhere (the MoE router's) is
-    priced by tokens."""
-    return [o for o in ops if (o.name in CONTEXT_KINDS) == attention]
+    """The attention core's ops and the recurrent mixers' state ops (priced per prompt and
+    per decode sequence, not per token), or the others. By name: the graph names these ops
+    by their kind, and a softmax elsewhere (the MoE router's) is priced by tokens."""
+    return [o for o in ops if (o.name in _PER_SEQUENCE) == attention]
 
 
 def step_cost(hardware, model, scenario: Scenario | None = None, compression: Compression | None = None, *,
@@ -263,7 +271,7 @@ def step_cost(hardware, model, scenario: Scenario | None = None, compression: Co
     max_tokens, max_seqs = int(max_tokens), int(max_seqs)
     p, _ = _params(spec, {}, operating_point, rt)
     pr = prices(spec, p, served, sc, ([compression], np.zeros(1, dtype=int)), set(), rt)
-    w, kv1, kv_tokens = _kv_budget(spec, p, pr, served, sc, max_tokens, max_context, memory_utilization)
+    w, kv1, kv_tokens, state_tokens = _kv_budget(spec, p, pr, served, sc, max_tokens, max_context, memory_utilization)
     kvtot = np.array([kv1 * min(kv_tokens, max_seqs * max_context)])
     tables = _price_tables(spec, p, pr, served, sc, rt, np.array([w]), kvtot, max_tokens, max_seqs, max_context)
     return StepCost(
@@ -275,27 +283,29 @@ def step_cost(hardware, model, scenario: Scenario | None = None, compression: Co
         link_bw=float(p["interconnect.host_link.bandwidth"][0]) if "interconnect.host_link.bandwidth" in p else None,
         link_latency=float(p.get("interconnect.host_link.latency", np.zeros(1))[0]),
         **tables, _hop=_hops(spec, p, sc, served, pr), pp=sc.pp, decode_graphs=rt.decode_graphs,
-        dispatch_ahead=rt.dispatch_ahead,
+        dispatch_ahead=rt.dispatch_ahead, state_tokens=state_tokens,
         _gap_share=tuple(float(min(p["runtime.device_gap"][0] / max(p[k][0], 1e-30), 1.0))
                          for k in ("runtime.launch", "runtime.launch_decode")))
 
 
 def _kv_budget(spec, p, pr, served, sc, max_tokens: int, max_context: int, memory_utilization: float):
-    """(weight bytes, KV bytes per token, tokens of KV cache) per device: the cache gets what
-    the weights and the peak activations of a ``max_tokens`` step leave of the usable memory."""
+    """(weight bytes, KV bytes per token, tokens of KV cache, a sequence's fixed state in KV
+    tokens) per device: the cache gets what the weights and the peak activations of a
+    ``max_tokens`` step leave of the usable memory."""
     one = sc.model_copy(update={"batch": 1, "prompt": 1, "generate": 0, "dp": 1})
     w, kv1, _ = footprint(served, one, pr.w_bytes[:, 0], pr.a_bytes[:, 0], pr.kv_bytes[:, 0], pr.table_bytes[:, 0])
     _, _, act = footprint(served, one.model_copy(update={"prompt": max_tokens}), pr.w_bytes[:, 0], pr.a_bytes[:, 0],
                           pr.kv_bytes[:, 0], pr.table_bytes[:, 0])
     cap = float(capacity(spec, p)[0])
-    w, kv1, act = float(w[0]), float(kv1[0]), float(np.asarray(act).reshape(-1)[0])
+    state1 = float(np.asarray(state_bytes(served, pr.a_bytes[:, 0], sc.tp, sc.pp)).reshape(-1)[0])
+    w, kv1, act = float(w[0]), float(kv1[0]) - state1, float(np.asarray(act).reshape(-1)[0])
     budget = cap * memory_utilization - w - act
-    if budget < kv1 * max(1, min(max_context, max_tokens)):
+    if budget < kv1 * max(1, min(max_context, max_tokens)) + state1:
         raise CodesignError(f"{served.name} does not fit on {spec.name} with tp={sc.tp} pp={sc.pp}: weights "
                             f"{w / 1e9:.1f} GB + activations {act / 1e9:.1f} GB of {cap * memory_utilization / 1e9:.1f} "
                             "GB usable leave no room for the KV cache of one prompt (raise --tp/--pp, compress, "
                             "or lower --max-batched-tokens)", field="hardware")
-    return w, kv1, int(budget // kv1)
+    return w, kv1, int(budget // kv1), int(np.ceil(state1 / kv1))
 
 
 def _price_tables(spec, p, pr, served, sc, rt, wtot, kvtot, max_tokens: int, max_seqs: int, max_context: int) -> dict:

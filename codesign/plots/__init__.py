@@ -2,8 +2,9 @@
 
 Every function builds a :class:`matplotlib.figure.Figure` directly (no pyplot, no global
 backend switch), so plotting is headless and leaves the caller's matplotlib state alone;
-``save(fig, "x.png")`` writes PNG, SVG or PDF by extension. matplotlib is imported inside
-the functions: ``import codesign`` (and ``import codesign.plots``) never imports it.
+``save(fig, "x.png")`` writes PNG, SVG or PDF by extension. matplotlib is imported on the
+first figure, in one place (:func:`.style.mpl`): ``import codesign`` (and ``import
+codesign.plots``) never imports it.
 
 Modules: :mod:`.style` (matplotlib setup, colours, labels, number formats, label
 placement, saving, fingerprints), :mod:`.devices` (roofline, compare, breakdown, sweep

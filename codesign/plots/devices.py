@@ -136,7 +136,7 @@ def roofline(results, *, level: str | None = None, phases=("prefill", "decode"),
     operators use and the main level are drawn, to stay readable; one device: colour =
     operator kind. Labels are placed where they overlap neither each other nor a point.
     """
-    from matplotlib.lines import Line2D
+    Line2D = mpl().lines.Line2D
     pairs = labelled(results)
     multi = len(pairs) > 1
     fig, axes = new_figure(1, 1, height=5.2)
@@ -290,8 +290,7 @@ def compare(results, metrics=COMPARE_METRICS, *, kind: str = "auto", title: str 
         ax.grid(axis="x", visible=False)
     for ax in list(axes.flat)[len(metrics):]:
         ax.set_axis_off()
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
+    Line2D, Patch = mpl().lines.Line2D, mpl().patches.Patch
     handles: list = [Patch(facecolor=col[d][0], label=d) for d in devices]
     if not all(bool(r.summary.get("fits", True)) for _, r in pairs):
         handles.append(Patch(facecolor="#cccccc", hatch="///", edgecolor="#333333",
@@ -411,7 +410,7 @@ def breakdown(results, *, normalize: bool = False, title: str | None = None):
     is the term that sets its modelled time (compute, a memory level, the device link,
     transcendentals, dequantisation, or the fixed per-kernel overhead).
     """
-    from matplotlib.patches import Patch
+    Patch = mpl().patches.Patch
     pairs = labelled(results)
     rows, kinds, bounds, mains = _phase_rows(pairs)
     phases = [ph for ph in ("prefill", "decode") if any(ph in per for _, per in rows)]
@@ -526,7 +525,7 @@ def sweep(results, *, over: str = "batch", title: str | None = None):
         ax.xaxis.set_minor_locator(mpl().ticker.NullLocator())
     handles, hl = ax.get_legend_handles_labels()
     if any_unfit:
-        from matplotlib.lines import Line2D
+        Line2D = mpl().lines.Line2D
         handles.append(Line2D([], [], marker="o", ls="", markerfacecolor="white", markeredgecolor="#333333"))
         hl.append("does not fit in one device")
     legend_outside(ax, handles, hl, title="device")

@@ -284,7 +284,7 @@ def parallel_coordinates(trials, objectives=None, *, directions=None, params=Non
     objective (colour bar with its unit); thick lines: Pareto-optimal trials; grey dashed:
     infeasible trials.
     """
-    from matplotlib.collections import LineCollection
+    LineCollection = mpl().collections.LineCollection
     t = as_trials(trials, objectives, directions)
     pcols = list(params) if params else t.params
     pcols = [next((c for c in (p, f"params_{p}", f"params.{p}") if c in t.df.columns), p) for p in pcols]

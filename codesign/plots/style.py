@@ -1,7 +1,7 @@
 """The one look of every figure: matplotlib setup, colours, labels, number formats, label
 placement, saving, and a pixel-free fingerprint of what a figure shows.
 
-matplotlib is imported on first use (:func:`mpl`), never when codesign is imported.
+matplotlib is imported on first use, in one place (:func:`mpl`), never when codesign is imported.
 Every figure is built on a :class:`matplotlib.figure.Figure` with an Agg canvas attached
 (no pyplot, no global backend switch), so plotting is headless, leaves the caller's
 matplotlib state alone, and text sizes can be measured while a figure is being laid out.
@@ -55,20 +55,29 @@ METRIC_DISPLAY = MappingProxyType({n: (m.label, m.plot_unit, m.plot_factor) for 
 
 
 # ---------------------------------------------------------------------------- figures
+@functools.cache
 def mpl():
-    """matplotlib, imported on first use (never at package import)."""
+    """matplotlib with the submodules codesign draws with, imported on first use: the one
+    place codesign imports matplotlib. It takes ~0.3 s, so ``import codesign.plots`` (and
+    the CLI that imports it) must not pay for it before a figure is asked for."""
+    # lazy on purpose (see the docstring): matplotlib and the submodules the figures use
     import matplotlib
+    import matplotlib.backends.backend_agg
+    import matplotlib.collections
+    import matplotlib.figure
+    import matplotlib.lines
+    import matplotlib.patches
+    import matplotlib.patheffects
+    import matplotlib.ticker
     return matplotlib
 
 
 def new_figure(nrows=1, ncols=1, *, height=None, **kw):
     """A constrained-layout Figure of the common width and its axes array, under the shared style."""
     m = mpl()
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
     with m.rc_context(dict(STYLE["rc"])):
-        fig = Figure(figsize=(STYLE["width"], height or 3.2 * nrows + 0.6), dpi=STYLE["dpi"], layout="constrained")
-        FigureCanvasAgg(fig)            # a renderer to measure text with (fig.canvas.get_renderer())
+        fig = m.figure.Figure(figsize=(STYLE["width"], height or 3.2 * nrows + 0.6), dpi=STYLE["dpi"], layout="constrained")
+        m.backends.backend_agg.FigureCanvasAgg(fig)     # a renderer to measure text with (fig.canvas.get_renderer())
         axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
     return fig, axes
 
@@ -145,8 +154,7 @@ def peak_text(value: float, dtypes: Sequence[str]) -> str:
 
 
 def eng_formatter(unit=""):
-    from matplotlib.ticker import EngFormatter
-    return EngFormatter(unit=unit, places=None, sep=" ")
+    return mpl().ticker.EngFormatter(unit=unit, places=None, sep=" ")
 
 
 def tick_text(v: float) -> str:
@@ -158,7 +166,8 @@ def tick_text(v: float) -> str:
 def log_ticks(axis):
     """Plain-number labels on a log axis ('2', '5', '10 k'), minor ones too when the axis
     spans less than ~1.5 decades (else matplotlib's mixed 2x10^0 labels appear)."""
-    from matplotlib.ticker import FuncFormatter, NullFormatter
+    ticker = mpl().ticker
+    FuncFormatter, NullFormatter = ticker.FuncFormatter, ticker.NullFormatter
     axis.set_major_formatter(FuncFormatter(lambda v, _: tick_text(v)))
     lo, hi = axis.get_view_interval()
     if lo > 0 and hi / lo < 30:
@@ -252,7 +261,7 @@ def place_labels(ax, labels, *, fontsize: float = 7, **text_kw) -> list:
     limits, titles and legends are set: the layout is computed here to measure the text,
     and labels are kept out of the layout so that they do not move it afterwards.
     """
-    from matplotlib import patheffects
+    patheffects = mpl().patheffects
     fig = ax.figure
     fig.draw_without_rendering()                     # constrained layout: final axes positions
     renderer = fig.canvas.get_renderer()
@@ -329,7 +338,7 @@ def fingerprint(fig) -> dict:
     (lines, scatter points, bars, images) at 3 significant digits. It changes when the
     plotting code or the numbers change, not with the matplotlib version or the fonts, so a
     test can tell that a saved image is stale without comparing pixels."""
-    from matplotlib.patches import Rectangle
+    Rectangle = mpl().patches.Rectangle
 
     def r3(a) -> list:
         return [f"{v:.3g}" for v in np.asarray(a, float).ravel()]

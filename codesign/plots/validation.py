@@ -9,7 +9,7 @@ import pandas as pd
 
 from ..errors import CodesignError
 from ..workload.ops import ALL_KINDS
-from .style import STYLE, colours, eng_formatter, legend_outside, new_figure, save, styled
+from .style import STYLE, colours, eng_formatter, legend_outside, mpl, new_figure, save, styled
 
 VALIDATION_COLUMNS = ("kernel", "kind", "predicted_s", "measured_s", "error_pct")
 
@@ -65,7 +65,7 @@ def validation(df, *, title: str | None = None):
     ax.set_ylabel("Predicted time per kernel (s)")
     ax.xaxis.set_major_formatter(eng_formatter("s"))
     ax.yaxis.set_major_formatter(eng_formatter("s"))
-    from matplotlib.lines import Line2D
+    Line2D = mpl().lines.Line2D
     handles, labels = ax.get_legend_handles_labels()
     uniq = {lab: h for h, lab in zip(handles, labels) if lab not in kinds}
     uniq.update({k: Line2D([], [], color=col[k][0], marker="s", ls="") for k in kinds})

@@ -9,22 +9,17 @@ figures), :mod:`.metrics` (evaluation, objectives, constraints), :mod:`.samplers
 (``auto``'s choice), :mod:`.exhaustive` (enumeration, the exact front), :mod:`.front`
 (Pareto masks, hypervolume), :mod:`.storage` (journal / SQLite / PostgreSQL),
 :mod:`.runner` (batches, workers, resume, no design twice), :mod:`.export` (tables and
-design files).
+design files), :mod:`.trials` (the analysis behind the study plots), :mod:`.load` (a
+study's trials by name, file or CSV, and reference devices evaluated the study's way).
 """
 from __future__ import annotations
 
 from .definition import Constraint, Study, Workload, load_study, study_from_dict
+from .export import export_study, trials_frame
+from .load import StudyTrials, load_trials, study_references
+from .runner import RunReport, open_optuna_study, resolve_study, run_study, stored_study
 from .storage import StorageRef, default_ref, parse_ref
 
 __all__ = ["Study", "Workload", "Constraint", "load_study", "study_from_dict", "StorageRef", "parse_ref",
-           "default_ref", "run_study", "resolve_study", "open_optuna_study", "export_study", "trials_frame"]
-
-
-def __getattr__(name):   # Optuna is imported only when a study actually runs
-    if name in ("run_study", "resolve_study", "open_optuna_study", "stored_study", "RunReport"):
-        from . import runner
-        return getattr(runner, name)
-    if name in ("export_study", "trials_frame"):
-        from . import export
-        return getattr(export, name)
-    raise AttributeError(name)
+           "default_ref", "run_study", "resolve_study", "open_optuna_study", "stored_study", "RunReport",
+           "export_study", "trials_frame", "StudyTrials", "load_trials", "study_references"]

@@ -17,13 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
-from ..errors import CodesignError
+from pydantic import ValidationError
+
+from ..errors import CodesignError, from_pydantic
 from ..hardware import hardware_from_dict, load_hardware
 from ..hardware.schema import HardwareSpec
 from ..io import read_yaml, resolve, validate
 from ..workload import Scenario, load_workload, workload_from_dict
 from ..workload.schema import ModelSpec
-from .schema import Bound, StudySpec, metric_value
+from .schema import SERVE_METRICS, Bound, StudySpec, metric_value
 from .space import Space, compile_space
 
 
@@ -70,7 +72,6 @@ class Study:
     @property
     def uses_serving(self) -> bool:
         """Whether an objective or constraint is a serving metric (the simulator runs per design)."""
-        from .schema import SERVE_METRICS
         used = {o.metric for o in self.spec.objectives} | set(self.spec.constraints)
         return bool(used & set(SERVE_METRICS))
 
@@ -100,7 +101,6 @@ def study_from_dict(data: dict, file=None, base_dir=None) -> Study:
     space = compile_space(spec, base, file, devices=devices if isinstance(spec.hardware, list) else ())
     workloads = _workloads(spec, file, base_dir)
     constraints = _constraints(spec)
-    _check_metrics(spec, space, file)
     raw = dict(data)
     dump = [d.model_dump(mode="json", by_alias=True, exclude_unset=True) for d in devices]
     raw["hardware"] = dump if isinstance(spec.hardware, list) else dump[0]
@@ -149,9 +149,6 @@ def _workloads(spec: StudySpec, file, base_dir: Path) -> tuple[Workload, ...]:
 
 
 def _scenario(w, file, where) -> Scenario:
-    from pydantic import ValidationError
-
-    from ..errors import from_pydantic
     try:
         return Scenario(**w.scenario_fields())
     except ValidationError as e:
@@ -175,16 +172,3 @@ def _constraints(spec: StudySpec) -> tuple[Constraint, ...]:
         power_limit = cast(float, spec.power_limit)     # SI watts after validation
         out.append(Constraint("peak_power_w.max", "peak_power_w", "max", power_limit * 1.001))
     return tuple(out)
-
-
-def _check_metrics(spec: StudySpec, space: Space, file) -> None:
-    """Design metrics need their models; say so up front, not after the first trial."""
-    from .metrics import missing_design_metrics
-    missing = missing_design_metrics()
-    for i, o in enumerate(spec.objectives):
-        if o.metric in missing:
-            raise CodesignError(f"{o.metric} is unavailable: {missing[o.metric]}", file=file,
-                                field=f"objectives[{i}].metric")
-    for m in spec.constraints:
-        if m in missing:
-            raise CodesignError(f"{m} is unavailable: {missing[m]}", file=file, field=f"constraints.{m}")

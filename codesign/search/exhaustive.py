@@ -32,6 +32,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+import optuna
+from optuna.trial import TrialState
 
 from .front import pareto_mask, to_costs
 from .metrics import Outcome
@@ -181,7 +183,6 @@ class Front:
 
 def frozen_trial(study, params: dict, outcome: Outcome, attrs: dict):
     """A completed Optuna trial for a scored design, with the attributes a sampled trial gets."""
-    import optuna
     dims = {d.name: d for d in study.space.dims}
     user = {**attrs, "metrics": outcome.metrics}
     if outcome.error:
@@ -194,7 +195,6 @@ def run_exhaustive(study, ost, ev, *, attrs: dict, deadline: float | None = None
                    designs: int | None = None, on_chunk=None) -> tuple[Tally, int]:
     """Enumerate ``study``'s space into ``ost`` (continuing a stopped enumeration); return the
     statistics and how many trials were stored."""
-    from optuna.trial import TrialState
     size = int(chunk or study.spec.sampler.options.get("chunk_size", CHUNK))
     stored_attr = ost.user_attrs.get(ATTR)
     tally = Tally(**stored_attr) if stored_attr else Tally(designs=designs or count_designs(study.space))

@@ -17,9 +17,11 @@ of an invalid design, and timing. ``export_study`` writes:
 """
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
+import pandas as pd
 import yaml
 
 from ..compression import Compression
@@ -30,7 +32,6 @@ from .definition import Study
 
 def unique_front(ost) -> list:
     """``best_trials`` without repeats: the first trial of each distinct parameter set."""
-    import json
     seen, out = set(), []
     for t in sorted(ost.best_trials, key=lambda t: t.number):
         key = json.dumps(t.params, sort_keys=True, default=str)
@@ -40,8 +41,7 @@ def unique_front(ost) -> list:
     return out
 
 
-def trials_frame(study: Study, ost):
-    import pandas as pd
+def trials_frame(study: Study, ost) -> pd.DataFrame:
     front = {t.number for t in ost.best_trials}
     rows = []
     for t in ost.get_trials(deepcopy=False):

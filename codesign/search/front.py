@@ -21,6 +21,9 @@ from __future__ import annotations
 
 import numpy as np
 
+# Optuna's WFG hypervolume (a private module of the pinned optuna 5.0.*)
+from optuna._hypervolume import compute_hypervolume
+
 MARGIN = 0.1        # reference point = nadir + 10% of the ideal-nadir range in every objective
 
 
@@ -68,7 +71,5 @@ def hypervolume(costs: np.ndarray, ideal, nadir) -> float:
         return 0.0
     if scaled.shape[1] == 1:
         return float(1.0 - scaled.min())
-    # Optuna's WFG implementation (a private module of the pinned optuna 5.0.*)
-    from optuna._hypervolume import compute_hypervolume
     scaled = scaled[pareto_mask(scaled)]
     return float(compute_hypervolume(scaled, np.ones(scaled.shape[1]), assume_pareto=True))

@@ -35,8 +35,12 @@ from typing import TYPE_CHECKING, cast
 import numpy as np
 from pydantic import ValidationError
 
+from .. import quality
 from ..compression import Compression
-from ..errors import CodesignError
+from ..errors import CodesignError, from_pydantic
+from ..hardware import area
+from ..perf import evaluate_batch
+from ..perf.params import spec_params
 from ..perf.steps import step_cost
 from ..serve import Policy, find_max_rate, make_requests, simulate
 from .schema import SERVE_METRICS, SUMMARY_METRICS
@@ -60,34 +64,7 @@ class Outcome:
         return all(v <= 0 for v in self.constraints.values())
 
 
-# -- design models (area / cost / quality), imported lazily ------------------------------
-
-def _area_module():
-    try:
-        from ..hardware import area
-    except ImportError:
-        return None
-    return area
-
-
-def _quality_module():
-    try:
-        from .. import quality
-    except ImportError:
-        return None
-    return quality
-
-
-def missing_design_metrics() -> dict[str, str]:
-    """Design metrics whose model is not installed -> why."""
-    out = {}
-    if _area_module() is None:
-        for m in ("area_mm2", "die_cost_usd", "chip_cost_usd"):
-            out[m] = "the area/cost model codesign.hardware.area is not available"
-    if _quality_module() is None:
-        out["quality_ppl_increase_pct"] = "the quality model codesign.quality is not available"
-    return out
-
+# -- design models (area / cost / quality) ---------------------------------------------
 
 def design_costs(spec) -> dict:
     """area_mm2, die_cost_usd, chip_cost_usd of a (derived) spec from the area/cost model.
@@ -95,9 +72,6 @@ def design_costs(spec) -> dict:
     Empty when the model does not cover the device (an FPGA is a fixed part): studies that
     optimise or bound these metrics then see them as undefined (violated), others ignore them.
     """
-    area = _area_module()
-    if area is None:
-        return {}
     try:
         est = area.estimate_area(spec)
         cost = area.chip_cost(spec, est)
@@ -110,8 +84,7 @@ def quality_increase(model, comp) -> float:
     """Published relative perplexity change (%) of ``model`` under ``comp``; NaN when the
     quality table has no data for it (codesign.quality never guesses, nor do we: a study
     that constrains or optimises quality treats such a design as violating/undefined)."""
-    q = _quality_module()
-    est = q.estimate_quality(model, comp)
+    est = quality.estimate_quality(model, comp)
     v = getattr(est, "ppl_increase_pct", None)
     return float(v) if v is not None else math.nan
 
@@ -167,7 +140,6 @@ def _flat(path: str, value) -> list[str]:
 
 def _short(e: BaseException) -> str:
     if isinstance(e, ValidationError):
-        from ..errors import from_pydantic
         return str(from_pydantic(e, None))
     msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     return msg if isinstance(e, CodesignError) else f"{type(e).__name__}: {msg}"
@@ -198,14 +170,11 @@ class Evaluator:
     """Scores design points for one study. Keeps a cache: discrete spaces repeat points."""
 
     def __init__(self, study) -> None:
-        from ..perf.params import spec_params
         self.study = study
         self._spec_params = spec_params
         self._base_p = spec_params(study.base)
         self._base_keys = set(self._base_p)
         self._cache: dict[str, Outcome] = {}
-        self._has_quality = _quality_module() is not None
-        self._has_area = _area_module() is not None
         self._quality_cache: dict = {}
         self._compression_dims = {d.name for d in study.space.dims if d.target == "compression"}
         self._serving_dims = {d.name for d in study.space.dims if d.target == "serving"}
@@ -240,8 +209,7 @@ class Evaluator:
         c = _Chip()
         try:
             c.hw, overrides = self.study.space.design(params)
-            if self._has_area:
-                c.design = design_costs(c.hw)
+            c.design = design_costs(c.hw)
             c.p = self._spec_params(c.hw)
             price = c.design.get("chip_cost_usd") if self.study.varies_hardware and not self.study.space.devices \
                 else None
@@ -275,7 +243,6 @@ class Evaluator:
         return d
 
     def _evaluate(self, params_list: list[dict]) -> list[Outcome]:
-        from ..perf import evaluate_batch
         chips: dict = {}
         comps: dict = {}
         designs = [self._prepare(p, chips, comps) for p in params_list]
@@ -330,8 +297,7 @@ class Evaluator:
                 for k, v in res.items() if isinstance(v, np.ndarray) and v.shape[:1] == (n,)}
         for i, d in enumerate(group):
             row = {k: c[i] for k, c in cols.items()}
-            if self._has_quality:
-                row["quality_ppl_increase_pct"] = self._quality(wl.model, d.comp)
+            row["quality_ppl_increase_pct"] = self._quality(wl.model, d.comp)
             d.per_wl.append(row)
 
     # ------------------------------------------------------------------

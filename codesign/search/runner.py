@@ -31,20 +31,35 @@ sampled afresh). Trials owned by other hosts are left alone.
 """
 from __future__ import annotations
 
+import ctypes
 import datetime as dt
 import json
 import math
+import multiprocessing as mp
 import os
+import signal
 import socket
 import sys
+import threading
 import time
 import warnings
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Literal, cast
+
+import optuna
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.trial import TrialState
+from tqdm import tqdm
 
 from ..errors import CodesignError
 from ..hardware.credibility import credibility_notes
 from .definition import Study, load_study, study_from_dict
+from .exhaustive import ATTR, run_exhaustive
+from .export import unique_front
+from .front import bounds, hypervolume, to_costs
+from .metrics import Evaluator, Outcome
+from .samplers import build_sampler, choose_sampler, default_batch
 from .space import params_key
 from .storage import StorageRef, guard, open_storage, parse_ref
 
@@ -55,7 +70,6 @@ RDB_BATCH = 10
 
 
 def _quiet():
-    import optuna
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     warnings.filterwarnings("ignore", message="Clip non-finite values")
@@ -71,9 +85,6 @@ def open_optuna_study(study: Study, ref: StorageRef, seed_offset: int = 0, creat
                       sampler: str | None = None):
     """Create or load the Optuna study for ``study`` on ``ref``; check it is the same study.
     ``sampler``: the resolved sampler name (default: the study's, ``auto`` resolved)."""
-    import optuna
-
-    from .samplers import build_sampler, choose_sampler
     _quiet()
     storage = open_storage(ref, create=create, readonly=not create)
     if sampler is None:       # reading a stored study asks nothing: no need to resolve auto
@@ -118,7 +129,6 @@ def open_optuna_study(study: Study, ref: StorageRef, seed_offset: int = 0, creat
 
 def stored_study(name: str | None, ref: StorageRef) -> Study:
     """The study definition saved in the storage (what ``resume NAME`` continues)."""
-    import optuna
     _quiet()
     storage = open_storage(ref, create=False, readonly=True)
     with guard(ref):
@@ -148,7 +158,6 @@ def resolve_study(ref: str, storage: str | None, results_dir=None) -> tuple[Stud
     exists = (sref.kind != "journal" or os.path.exists(sref.target)) and \
              (not sref.target.startswith("sqlite:") or os.path.exists(sref.target.split(":///", 1)[-1]))
     if exists:
-        from .storage import open_storage
         with guard(sref):
             names = {s.study_name for s in open_storage(sref, create=False, readonly=True).get_all_studies()}
         if name in names:
@@ -175,7 +184,6 @@ def stale_trials(ost, stale_after: float = STALE_AFTER_S) -> list:
     """RUNNING trials that no live worker will finish: a dead process on this host, or (on
     another host, or with no owner) asked more than ``stale_after`` seconds ago. Optuna's
     heartbeats exist only for RDB storages, so the trial's start time is the heartbeat here."""
-    from optuna.trial import TrialState
     host = socket.gethostname()
     now = dt.datetime.now()
     out = []
@@ -195,7 +203,6 @@ def stale_trials(ost, stale_after: float = STALE_AFTER_S) -> list:
 def fail_interrupted(ost, stale_after: float | None = None) -> int:
     """Mark RUNNING trials of dead local processes as FAIL; with ``stale_after`` (seconds),
     also those of other hosts (or no owner) that old. Return how many were marked."""
-    from optuna.trial import TrialState
     host = socket.gethostname()
     n = 0
     for t in stale_trials(ost, stale_after if stale_after is not None else math.inf):
@@ -240,7 +247,6 @@ class RunReport:
 
 
 def _counts(ost):
-    from optuna.trial import TrialState
     trials = ost.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
     done = sum(t.state == TrialState.COMPLETE for t in trials)
     return done, len(trials) - done
@@ -248,7 +254,6 @@ def _counts(ost):
 
 def _stored_outcome(t):
     """The result a completed trial was told, as the Evaluator gave it."""
-    from .metrics import Outcome
     return Outcome(values=list(t.values), constraints=dict(t.constraints), metrics=t.user_attrs.get("metrics") or {},
                    error=t.user_attrs.get("error"))
 
@@ -256,7 +261,6 @@ def _stored_outcome(t):
 def _tell(ost, t, o, **attrs) -> None:
     """Tell ``o`` for trial ``t``; a trial another worker already finished is left as it is
     (two processes can pop the same queued trial from an SQLite storage)."""
-    from optuna.exceptions import UpdateFinishedTrialError
     try:
         for key, v in o.constraints.items():
             t.set_constraint(key, v)
@@ -278,9 +282,6 @@ def _work(study: Study, ost, target: int, deadline: float | None, batch: int, on
 
     A design the study already holds (any worker's, any run's) is told its stored result
     rather than evaluated again (the module doc)."""
-    from optuna.trial import TrialState
-
-    from .metrics import Evaluator
     ev = ev or Evaluator(study)
     owner = owner_tag()
     known: dict = {}            # params key -> the first completed trial of that design
@@ -337,11 +338,8 @@ def _work(study: Study, ost, target: int, deadline: float | None, batch: int, on
 def _die_with_parent(parent: int) -> None:
     """Stop this worker when the study process that started it dies (SIGKILL included):
     the kernel's parent-death signal on Linux, and a watchdog thread everywhere."""
-    import signal
-    import threading
     if sys.platform.startswith("linux"):
         try:
-            import ctypes
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGKILL))   # PR_SET_PDEATHSIG
         except (OSError, AttributeError):
             pass
@@ -366,7 +364,6 @@ def _worker_entry(raw: dict, file: str | None, ref: StorageRef, index: int, targ
         study = study_from_dict(raw, file=file, base_dir=os.path.dirname(file) if file and os.path.exists(file) else None)
         with guard(ref):            # a database outage is one line, as in a single-process run
             ost = open_optuna_study(study, ref, seed_offset=seed_base + index, sampler=sampler)
-        from .metrics import Evaluator
         ev = Evaluator(study)
         ev([study.space.baseline_params()])   # warm every cache first: start-up must not decide who works
         if barrier is not None:          # start together: a fast starter would otherwise take every trial
@@ -401,7 +398,6 @@ def run_study(study: Study, ref: StorageRef, *, trials: int | None = None, timeo
     its space is enumerated (``auto``/``exhaustive``), until every design has been scored.
     ``say``: where to print one-line notes (the sampler chosen and why). ``fail_stale``: also
     mark FAIL the trials other hosts (or no owner) left RUNNING longer than this (seconds)."""
-    from .samplers import choose_sampler, default_batch
     if workers < 1:
         raise CodesignError(f"--workers must be at least 1, got {workers}")
     choice = choose_sampler(study, trials)
@@ -430,14 +426,11 @@ def run_study(study: Study, ref: StorageRef, *, trials: int | None = None, timeo
         n_all = len(probe.get_trials(deepcopy=False))
     seed_base = 0 if n_all == 0 else 1009 * n_all      # a resumed run draws fresh random streams
 
-    from tqdm import tqdm
     bar_opts = dict(desc=study.name, disable=(not progress) if progress is not None else None, dynamic_ncols=True,
                     leave=False)
     tally = None
     owners = {owner_tag()}       # the processes whose completed trials are this run's
     if choice.name == "exhaustive":
-        from .exhaustive import ATTR, run_exhaustive
-        from .metrics import Evaluator
         if workers > 1:
             say("the enumeration runs in this process (--workers applies to samplers)")
         before = (probe.user_attrs.get(ATTR) or {}).get("done", 0)
@@ -484,7 +477,6 @@ def front_credibility(study: Study, ost) -> dict[int, list[str]]:
     trial number -> notes. Empty when the study does not derive hardware."""
     if not study.varies_hardware:
         return {}
-    from .export import unique_front
     out = {}
     for t in unique_front(ost):
         try:
@@ -504,11 +496,6 @@ def describe_trial(t) -> str:
 
 def _report(study: Study, ost, tally) -> dict:
     """Counts, the front's hypervolume, and a failure line when nothing could be scored."""
-    from collections import Counter
-
-    from .exhaustive import ATTR
-    from .export import unique_front
-    from .front import bounds, hypervolume, to_costs
     done = [t for t in ost.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
     errors = Counter(t.user_attrs["error"] for t in done if t.user_attrs.get("error"))
     front = unique_front(ost)
@@ -537,7 +524,6 @@ def _report(study: Study, ost, tally) -> dict:
 
 
 def _run_workers(study, ref, workers, target, timeout, batch, seed_base, probe, bar, sampler):
-    import multiprocessing as mp
     ctx = mp.get_context("spawn")
     raw = json.loads(json.dumps(study.raw, default=str))
     barrier = ctx.Barrier(workers)

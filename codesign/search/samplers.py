@@ -25,7 +25,11 @@ import math
 import warnings
 from dataclasses import dataclass
 
+import optuna
+
 from ..errors import CodesignError
+from .exhaustive import continuous_dims, count_designs
+from .space import MAX_GRID_POINTS
 
 DEFAULT_BATCH = {"tpe": 8, "gp": 1, "random": 64, "grid": 64}
 MAX_DESIGNS = 10_000_000      # auto enumerates a discrete space up to this many designs (options.max_designs)
@@ -49,7 +53,6 @@ class Choice:
 
 def choose_sampler(study, trials: int | None = None) -> Choice:
     """Resolve ``auto`` / ``exhaustive`` for ``study`` at a budget of ``trials`` (default: the study's)."""
-    from .exhaustive import continuous_dims, count_designs
     s = study.spec.sampler
     if s.name not in ("auto", "exhaustive"):
         return Choice(s.name, f"{s.name}, as the study names it")
@@ -90,7 +93,6 @@ def build_sampler(study, seed_offset: int = 0, name: str | None = None):
     """The Optuna sampler ``name`` (default: the study's); the study's options apply only to
     the sampler it names (``auto`` resolving to TPE gets TPE's defaults). An exhaustive run
     asks no trials: its Optuna study gets a seeded random sampler."""
-    import optuna
     s = study.spec.sampler
     seed = None if s.seed is None else s.seed + seed_offset
     name = name or s.name
@@ -120,7 +122,6 @@ def build_sampler(study, seed_offset: int = 0, name: str | None = None):
                 return optuna.samplers.RandomSampler(seed=seed, **opts)
             if name == "grid":
                 space = {d.name: d.grid_values() for d in study.space.dims}
-                from .space import MAX_GRID_POINTS
                 points = math.prod(len(v) for v in space.values())
                 if points > MAX_GRID_POINTS:
                     raise CodesignError(f"the grid has {points:,} points (limit {MAX_GRID_POINTS:,}): use larger "

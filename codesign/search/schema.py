@@ -40,6 +40,7 @@ die_cost_usd, chip_cost_usd, power_w, cost_per_mtok_usd, quality_ppl_increase_pc
 """
 from __future__ import annotations
 
+import difflib
 from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -68,7 +69,6 @@ SCENARIO_FIELDS = ("batch", "prompt", "generate", "dtype", "tp", "pp", "dp", "ep
 
 
 def _unknown_metric(name: str) -> str:
-    import difflib
     close = difflib.get_close_matches(name, list(METRICS) + ["fits"], n=2, cutoff=0.6)
     hint = f"; did you mean {' or '.join(close)}?" if close else ""
     return f"unknown metric {name!r}{hint} (known: {', '.join(METRICS)}, fits)"

@@ -47,17 +47,21 @@ An explicitly searched path always wins over a scaled one.
 """
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import typing
 from dataclasses import dataclass, field
 
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from ..compression import Compression
-from ..errors import CodesignError
+from ..errors import CodesignError, field_path
 from ..hardware import apply_overrides, hardware_from_dict
+from ..hardware.area import estimate_area
 from ..hardware.schema import HardwareSpec
+from ..io import resolve
 from .schema import DimensionSpec, StudySpec
 
 PRIMITIVE = (type(None), bool, int, float, str)
@@ -130,7 +134,6 @@ class Dim:
 
     def distribution(self):
         """The Optuna distribution ``suggest`` registers for this dimension."""
-        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
         if self.kind == "int":
             return IntDistribution(int(self.low), int(self.high), log=self.log, step=int(self.step or 1))
         if self.kind == "float":
@@ -365,7 +368,6 @@ def field_annotation(path: str):
             raise ValueError(f"{'.'.join(parts[:i])} is a plain value; it has no field {key!r}")
         fields = {(f.alias or n): f for n, f in model.model_fields.items()}
         if key not in fields:
-            import difflib
             close = difflib.get_close_matches(key, list(fields), n=1)
             hint = f"; did you mean {'.'.join(parts[:i] + close)}?" if close else ""
             raise ValueError(f"unknown path: {model.__name__} has no field {key!r}{hint}")
@@ -446,7 +448,6 @@ def compile_space(study: StudySpec, base: HardwareSpec, file=None, devices=()) -
         except ValidationError as e:
             for err in e.errors():
                 if err["loc"]:            # a field-located error: the value or path is wrong
-                    from ..errors import field_path
                     bad(where, f"{field_path(err['loc'])}: {err['msg'].removeprefix('Value error, ')}")
             # whole-spec checks (hierarchy order, ...) are left to trial time
 
@@ -480,7 +481,6 @@ def compile_space(study: StudySpec, base: HardwareSpec, file=None, devices=()) -
     for key, ds in study.compression.items():
         where = f"compression.{key}"
         if key not in Compression.model_fields:
-            import difflib
             close = difflib.get_close_matches(key, list(Compression.model_fields), n=1)
             hint = f"; did you mean {close[0]}?" if close else ""
             bad(where, f"unknown compression field{hint} (known: {', '.join(Compression.model_fields)})")
@@ -494,7 +494,6 @@ def compile_space(study: StudySpec, base: HardwareSpec, file=None, devices=()) -
                 bad(w, e.errors()[0]["msg"].removeprefix("Value error, "))
             out = getattr(c, key)
             if key == "distill_to" and out is not None:
-                from ..io import resolve
                 try:
                     resolve("workloads", out, "workload")
                 except CodesignError as e:
@@ -554,11 +553,7 @@ def compile_space(study: StudySpec, base: HardwareSpec, file=None, devices=()) -
 
 
 def _area_fn(base: HardwareSpec):
-    """The area model's total die area, if installed and able to price the base spec."""
-    try:
-        from ..hardware.area import estimate_area
-    except ImportError:
-        return None, None
+    """The area model's total die area, if it can price the base spec."""
     fn = lambda spec: float(estimate_area(spec).total)   # noqa: E731
     try:
         a = fn(base)

@@ -36,20 +36,22 @@ from __future__ import annotations
 import atexit
 import contextlib
 import fcntl
+import importlib.util
 import json
 import os
 import shutil
+import sqlite3
 import tempfile
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import cast
+
+import optuna.storages
+import optuna.storages.journal
 
 from ..errors import CodesignError
-
-if TYPE_CHECKING:
-    import optuna.storages.journal
 
 JOURNAL_FILE = "study.journal"
 SQLITE_FILE = "study.db"
@@ -110,7 +112,6 @@ def parse_ref(url: str | None, name: str | None = None, results_dir=None) -> Sto
 
 def _postgres_driver(url: str) -> str:
     """postgresql:// means psycopg2 to SQLAlchemy; use psycopg 3 when only it is installed."""
-    import importlib.util
     rest = url.split("://", 1)[1]
     if importlib.util.find_spec("psycopg2") is not None:
         return "postgresql+psycopg2://" + rest
@@ -151,7 +152,7 @@ class FlockLock:
         return {"_path": self._path, "_fd": None}
 
 
-class JournalBackend:
+class JournalBackend(optuna.storages.journal.JournalFileBackend):
     """Optuna's JournalFileBackend with an fcntl lock and at most one fsync per second.
 
     ``append_logs`` writes and flushes every line while holding the lock (so other
@@ -159,39 +160,25 @@ class JournalBackend:
     the last fsync is older than ``sync_every`` seconds.
     """
 
-    # a factory: __new__ returns an instance of a subclass of optuna's backend, defined inside
-    # it to keep optuna a lazy import; mypy's rule that __new__ returns its own class cannot say so
-    def __new__(  # type: ignore[misc]
-            cls, path: str, lock: FlockLock, sync_every: float = 1.0) -> optuna.storages.journal.JournalFileBackend:
-        import optuna.storages.journal  # loaded by ``import optuna`` already; named for the type checker
+    def __init__(self, path: str, lock: FlockLock, sync_every: float = 1.0) -> None:
+        self._cs_lock, self._cs_every, self._cs_synced = lock, sync_every, time.monotonic()
+        # FlockLock has the lock interface (acquire/release) of optuna's private base class
+        super().__init__(path, lock_obj=cast("optuna.storages.journal._file.BaseJournalFileLock", lock))
 
-        class _Backend(optuna.storages.journal.JournalFileBackend):
-            _cs_lock: FlockLock        # set right after construction (below)
-            _cs_every: float
-            _cs_synced: float
-
-            def append_logs(self, logs):
-                text = "\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n"
-                with _locked(self._cs_lock):
-                    with open(self._file_path, "ab") as f:
-                        f.write(text.encode("utf-8"))
-                        f.flush()
-                        now = time.monotonic()
-                        if now - self._cs_synced >= self._cs_every:
-                            os.fsync(f.fileno())
-                            self._cs_synced = now
-
-        # FlockLock has the lock interface (acquire/release) without subclassing optuna's base
-        # class, so that importing this module does not import optuna
-        backend = _Backend(path, lock_obj=cast("optuna.storages.journal._file.BaseJournalFileLock", lock))
-        backend._cs_lock, backend._cs_every, backend._cs_synced = lock, sync_every, time.monotonic()
-        return backend
+    def append_logs(self, logs):
+        text = "\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n"
+        with _locked(self._cs_lock):
+            with open(self._file_path, "ab") as f:
+                f.write(text.encode("utf-8"))
+                f.flush()
+                now = time.monotonic()
+                if now - self._cs_synced >= self._cs_every:
+                    os.fsync(f.fileno())
+                    self._cs_synced = now
 
 
 def _sqlite_engine_kwargs(file: str) -> dict:
     """SQLite in WAL mode, synchronous=NORMAL, waiting up to 120 s for another writer."""
-    import sqlite3
-
     def connect():
         con = sqlite3.connect(file, timeout=120, check_same_thread=False)
         con.execute("PRAGMA journal_mode=WAL")
@@ -263,7 +250,6 @@ def open_storage(ref: StorageRef, create: bool = True, readonly: bool = False):
     """Open the Optuna storage; bad or unreadable storage -> one CodesignError line.
     ``readonly``: for commands that only read (status, best, export, report): a journal is
     read from a private snapshot, so nothing they do can change the file."""
-    import optuna.storages.journal  # loaded by ``import optuna`` already; named for the type checker
     if ref.kind == "journal":
         path = Path(ref.target)
         if not path.exists():
@@ -281,7 +267,6 @@ def open_storage(ref: StorageRef, create: bool = True, readonly: bool = False):
         lock = FlockLock(str(path) + ".lock")
         side = _repair_journal_tail(path, lock)
         if side is not None:
-            import warnings
             warnings.warn(f"{path}: the last journal line was unfinished (a killed write); moved it to {side}",
                           stacklevel=2)
         with guard(ref):

@@ -10,12 +10,15 @@ columns, ``feasible``, ``constraints.<name>``) or Optuna's ``study.trials_datafr
 """
 from __future__ import annotations
 
+import importlib.util
 import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
+import optuna
 import pandas as pd
+from optuna.importance import FanovaImportanceEvaluator, PedAnovaImportanceEvaluator
 
 from ..errors import CodesignError
 from ..metrics import bare, direction, display
@@ -178,14 +181,10 @@ def _signed_objective(i: int, sign: float) -> Callable[[FrozenTrial], float]:
 
 
 def _optuna_importance(study, objectives) -> tuple[dict, str]:
-    # optuna is imported here, not at module level: it is heavy and only a stored study needs it
-    import optuna
-    from optuna.importance import FanovaImportanceEvaluator, PedAnovaImportanceEvaluator
     ev: BaseImportanceEvaluator
-    try:
-        import sklearn  # noqa: F401  (fANOVA's random forest; optional)
+    if importlib.util.find_spec("sklearn") is not None:      # fANOVA's random forest; optional
         ev, method = FanovaImportanceEvaluator(seed=0), "fANOVA (optuna.importance)"
-    except ImportError:
+    else:
         ev, method = PedAnovaImportanceEvaluator(), "PED-ANOVA (optuna.importance; fANOVA needs scikit-learn)"
     n_obj = len(study.directions)
     names = list(objectives) if objectives is not None else list(

@@ -32,6 +32,8 @@ when none is free, the newest running sequence is preempted: its blocks are free
 is recomputed later (its prompt plus the tokens it had, as one prefill). Static batching
 reserves prompt + output blocks up front. Prefix caching: a share ``prefix_hit`` of every
 prompt's tokens is found in the cache and not recomputed (its attention still reads them).
+Hybrid models' recurrent layers keep a fixed state per sequence instead of per-token KV: it
+takes ``StepCost.state_tokens`` tokens' worth of blocks once per sequence, like a prefix.
 
 Neglected: the API server's own queueing (its request_overhead delays admission but uses
 no engine time), sampling differences between requests, the overlap of swaps with compute
@@ -130,6 +132,8 @@ class _Engine:
         self.rng = np.random.default_rng(idx)
         bs = policy.block_size
         self.total_blocks = kv_tokens // bs
+        # a sequence's fixed recurrent state, held like a prefix of this many cached tokens
+        self.state = cost.state_tokens
         self.free = self.total_blocks
         self.budget = min(policy.max_num_batched_tokens, cost.max_tokens)
         self.max_seqs = min(policy.max_num_seqs, cost.max_seqs)
@@ -157,7 +161,8 @@ class _Engine:
         return bool(self.waiting or self.prefill or len(self.ids) or self.swapped)
 
     def _blocks_for(self, tokens: int) -> int:
-        return -(-int(tokens) // self.pol.block_size)
+        """Blocks a sequence of ``tokens`` holds (its recurrent state counted once)."""
+        return -(-(int(tokens) + self.state) // self.pol.block_size)
 
     # ---------------------------------------------------------------- planning
     def _prompt_tokens(self, rid: int) -> tuple[int, int]:
@@ -290,7 +295,7 @@ class _Engine:
             return
         ahead = self.pol.speculative_k + 1 if self.draft is not None else 1   # tokens this step may write
         bs = self.pol.block_size
-        need = np.maximum((self.ctx + ahead + bs - 1) // bs - self.blocks, 0)
+        need = np.maximum((self.ctx + ahead + self.state + bs - 1) // bs - self.blocks, 0)
         while int(need.sum()) > self.free and len(self.ids):
             # the newest running sequence gives its blocks back and waits at the front
             rid = int(self.ids[-1])

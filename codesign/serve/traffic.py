@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from ..errors import CodesignError
 from ..io import read_csv_table
@@ -99,7 +100,6 @@ def _read_csv(path: Path):
 
 
 def _numeric(df, col: str, path: Path, where: str) -> np.ndarray:
-    import pandas as pd
     vals = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
     bad = np.flatnonzero(~np.isfinite(vals) | (vals < 0))
     if len(bad):

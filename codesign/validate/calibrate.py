@@ -59,6 +59,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import yaml
 
 from ..errors import CodesignError
 from ..hardware import load_hardware
@@ -66,6 +67,7 @@ from ..hardware.schema import OFFCHIP_KINDS, HardwareSpec
 from ..units import format_quantity
 from ..workload.ops import ATTENTION_KINDS, Op
 from . import host
+from .kernels import Operand, require_torch
 from .kernels import backend as get_backend
 from .runner import run_op
 from .timing import measure, thread_limit
@@ -161,8 +163,7 @@ class Calibrator:
         if name in (None, "none") or (name == "auto" and not self.gpu):
             return None
         if name == "auto":
-            import torch
-            gpu = torch.cuda.get_device_name(0)
+            gpu = require_torch().cuda.get_device_name(0)
             name = datasheet_for(gpu)
             if name is None:
                 self.log(f"  no datasheet in the library matches {gpu!r}: figures are not checked (pass --datasheet)")
@@ -190,8 +191,7 @@ class Calibrator:
     def _sm_count(self) -> int | None:
         if not self.gpu:
             return None
-        import torch
-        return int(torch.cuda.get_device_properties(0).multi_processor_count)
+        return int(require_torch().cuda.get_device_properties(0).multi_processor_count)
 
     # -- helpers -------------------------------------------------------------
     def _kw(self, **over):
@@ -214,14 +214,12 @@ class Calibrator:
 
     def _arr(self, n: int, dtype: str):
         """A hot operand of n values of dtype on the backend's device."""
-        from .kernels import Operand
         kern = self.b.kernel(Op(name="a", kind="activation", phase="prefill", impl="relu", elements=n), dtype)
         return self.b.alloc(kern, Operand("x", (n,), "act"), 1, np.random.default_rng(1))[0]
 
     def _lib(self):
         if self.backend == "torch":
-            import torch
-            return torch
+            return require_torch()
         return np
 
     # -- compute -------------------------------------------------------------
@@ -268,13 +266,12 @@ class Calibrator:
         return best
 
     def _jit(self, code: str, name: str):
-        import torch
-        return torch.cuda.jiterator._create_jit_fn(code.replace("NAME", name))
+        return require_torch().cuda.jiterator._create_jit_fn(code.replace("NAME", name))
 
     def _gpu_alu_rate(self, dtype: str, code: str, name: str, per_elem: int) -> float | None:
         """Operations per second of a jiterator kernel doing ``per_elem`` operations per element
         on 2^24 elements (16-64 MB: the loads take < 2% of the arithmetic time)."""
-        import torch
+        torch = require_torch()
         n = 2**24
         try:
             fn = self._jit(code, name)
@@ -415,7 +412,7 @@ class Calibrator:
         return bw
 
     def _gpu_memory(self) -> list[dict]:
-        import torch
+        torch = require_torch()
         props = torch.cuda.get_device_properties(0)
         l2 = int(getattr(props, "L2_cache_size", 0)) or 50 * 2**20
         self.what["memory.HBM.capacity"] = "torch.cuda.get_device_properties(0).total_memory"
@@ -776,9 +773,6 @@ def to_spec(res: dict, *, backend: str, device: str, threads: int, dtype: str, r
 
 def write_spec(spec: dict, path) -> None:
     """Write the spec as YAML with quantities in readable units."""
-    import yaml
-
-    from ..units import format_quantity
     out = dict(spec)
     c = out["compute"] = {**spec["compute"]}
     c["matrix"] = {**c["matrix"], "peak": {d: format_quantity(v, "rate", 4) for d, v in c["matrix"]["peak"].items()}}

@@ -23,9 +23,14 @@ from dataclasses import replace as _replace
 from typing import TYPE_CHECKING, Literal, TypedDict, cast
 
 import numpy as np
+import pandas as pd
 
 from ..errors import CodesignError
+from ..hardware import load_hardware
+from ..perf import op_times
 from ..runtime import load_runtime
+from ..workload import Scenario, load_workload
+from ..workload.graph import build_graph
 from ..workload.ops import ATTENTION_KINDS, MATRIX_KINDS, RUNNABLE_KINDS, Op
 from .runner import layer_ops, plan_layer, run_block, run_op, runnable_op
 
@@ -102,8 +107,6 @@ LONG_KERNEL_S = 50e-6
 
 def shape_ops(s: ShapeSet, dtype: str = "fp32") -> tuple[tuple[Op, ...], tuple[Op, ...]]:
     """(the kernels to run, the layer's ops for the block) of one shape set."""
-    from ..workload import Scenario, load_workload
-    from ..workload.graph import build_graph
     model = load_workload(s.model)
     gen = 1 if s.phase == "decode" else 0
     sc = Scenario(batch=s.batch, prompt=s.context, generate=gen, dtype=_scenario_dtype(dtype), tp=s.tp,
@@ -157,10 +160,6 @@ def _reference_set(backend: str, device: str, threads: int) -> float:
 def validate(hardware, *, backend: str = "numpy", device: str = "cpu", dtype: str = "fp32", threads: int = 1,
              shapes="quick", max_time: float = 1.0, blocks: bool = True, log=None):
     """Predict and measure every kernel of the shape sets; return (kernels DataFrame, report dict)."""
-    import pandas as pd
-
-    from ..hardware import load_hardware
-    from ..perf import op_times
     log = log or (lambda msg: None)
     spec = load_hardware(hardware)
     sets = SHAPE_SETS[shapes] if isinstance(shapes, str) else tuple(shapes)

@@ -422,10 +422,10 @@ class Decoder:
         fused attention op does not describe."""
         if self.device.type != "cuda":
             return contextlib.nullcontext()
-        from torch.nn.attention import SDPBackend, sdpa_kernel
-        fused = [getattr(SDPBackend, n) for n in ("FLASH_ATTENTION", "EFFICIENT_ATTENTION", "CUDNN_ATTENTION")
-                 if hasattr(SDPBackend, n)]
-        return sdpa_kernel(fused)
+        attention = require_torch().nn.attention
+        fused = [getattr(attention.SDPBackend, n) for n in ("FLASH_ATTENTION", "EFFICIENT_ATTENTION", "CUDNN_ATTENTION")
+                 if hasattr(attention.SDPBackend, n)]
+        return attention.sdpa_kernel(fused)
 
     def _decode_attend(self, q, k, v, i):
         """One query per request over cache[:pos+1]; the ``group`` query heads sharing a KV head

@@ -165,7 +165,7 @@ def power_reader(torch, index: int) -> tuple[Callable[[], float] | None, str, fl
     handle: Any = None
     pynvml: Any = None
     try:
-        import pynvml as _pynvml
+        import pynvml as _pynvml  # optional dependency (nvidia-ml-py): board power where the driver has it
         _pynvml.nvmlInit()
         pynvml, handle = _pynvml, _nvml_handle(_pynvml, uuid, index)
     except Exception:

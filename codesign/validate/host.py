@@ -6,11 +6,16 @@ hiding /sys) fall back to stated defaults that the caller records as such.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
+from threadpoolctl import threadpool_info
 
 from ..units import parse_quantity
 
@@ -140,9 +145,6 @@ def environment(backend: str = "numpy") -> dict:
     OPENBLAS_CORETYPE and friends silently change the BLAS kernel, so they are recorded
     with every calibration (see shared/notes/host-kernels.md).
     """
-    import numpy as np
-    from threadpoolctl import threadpool_info
-
     env = {k: v for k, v in os.environ.items()
            if k.startswith(("OPENBLAS_", "OMP_", "MKL_", "GOTO", "BLIS_", "KMP_", "DNNL_", "ONEDNN_"))}
     info = {
@@ -154,7 +156,7 @@ def environment(backend: str = "numpy") -> dict:
     }
     if backend == "torch":
         try:
-            import torch
+            import torch  # optional dependency: recorded when installed (kernels.py imports this module)
             info["torch"] = torch.__version__
             info["torch_threads"] = torch.get_num_threads()
             info["torch_cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
@@ -165,6 +167,4 @@ def environment(backend: str = "numpy") -> dict:
 
 def fingerprint(info: dict) -> str:
     """A short stable key for an environment dict (for caching calibrations)."""
-    import hashlib
-    import json
     return hashlib.sha256(json.dumps(info, sort_keys=True, default=str).encode()).hexdigest()[:12]

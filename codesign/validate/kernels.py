@@ -42,9 +42,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy.special import erf, expit, softmax
 
 from ..errors import CodesignError
 from ..workload.ops import ATTENTION_KINDS, MATRIX_KINDS, OP_KINDS, Op
+from .host import llc_bytes
 
 EPS = 1e-5
 FLOAT_DTYPES = ("fp64", "fp32", "fp16", "bf16")
@@ -228,7 +230,6 @@ def query_layout(op: Op) -> tuple[int, int, int]:
 # -- float64 reference (independent formulations) -------------------------------
 
 def _ref_softmax(x):
-    from scipy.special import softmax
     return softmax(x, axis=-1)
 
 
@@ -260,7 +261,6 @@ def reference(op: Op, *xs: np.ndarray) -> np.ndarray:
             return (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + EPS) * w + xs[2]
         return x / np.sqrt((x ** 2).mean(-1, keepdims=True) + EPS) * w
     if kind == "activation":
-        from scipy.special import erf, expit
         x = xs[0]
         impl = op.impl or "silu"
         return {"silu": lambda: x * expit(x), "gelu": lambda: 0.5 * x * (1 + erf(x / math.sqrt(2))),
@@ -303,7 +303,6 @@ def _np_activation(impl: str, dtype) -> Callable:
     if impl == "silu":
         return lambda x: x / (1 + np.exp(-x))
     if impl == "gelu":
-        from scipy.special import erf
         c = 1 / math.sqrt(2)
         if dtype == np.float16:   # scipy has no half-precision erf: evaluate in fp32
             return lambda x: (0.5 * x * (1 + erf((x * c).astype(np.float32)))).astype(np.float16)
@@ -373,7 +372,6 @@ class NumpyBackend:
         return self.DTYPES[dtype]
 
     def llc(self) -> int:
-        from .host import llc_bytes
         return llc_bytes()
 
     def kernel(self, op: Op, dtype: str, llc: int | None = None) -> Kernel:
@@ -443,8 +441,10 @@ class NumpyBackend:
 # -- PyTorch --------------------------------------------------------------------
 
 def require_torch():
+    """The torch module (an optional dependency, codesign[torch]): the one place the kernel
+    runner, calibration and the end-to-end harness import it; a clear error without it."""
     try:
-        import torch
+        import torch  # optional dependency: only the torch backend and the GPU harness need it
     except ImportError:
         raise CodesignError("PyTorch is not installed: pip install 'codesign[torch]'") from None
     return torch
@@ -518,7 +518,6 @@ class TorchBackend:
     def llc(self) -> int:
         if self.device == "cuda":
             return int(getattr(self.torch.cuda.get_device_properties(0), "L2_cache_size", 50 * 2**20))
-        from .host import llc_bytes
         return llc_bytes()
 
     def t_dtype(self, dtype: str):
@@ -528,7 +527,7 @@ class TorchBackend:
 
     def kernel(self, op: Op, dtype: str, llc: int | None = None) -> Kernel:
         t = self.torch
-        import torch.nn.functional as F
+        F = t.nn.functional
         td = self.t_dtype(dtype)
         ops = operands(op, llc or self.llc(), td.itemsize)
         kind, g = op.kind, kv_group(op)

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import CodesignError
 from ..workload.ops import RUNNABLE_KINDS, Op
-from .kernels import Kernel, reference
+from .kernels import Kernel, Operand, reference
 from .kernels import backend as get_backend
 from .timing import COLD_FACTOR, GRAPH_CALLS_MAX, Timing, measure, pool_size, thread_limit
 
@@ -317,7 +317,6 @@ class Block:
     def _state(self, count: int) -> list[tuple]:
         """(x, kcache, vcache) per set: x (tokens, hidden); caches (r*KV, context, d) for decode."""
         p = self.plan
-        from .kernels import Operand
         xk = self.kernels["qkv_proj"]
         xs = self.b.alloc(xk, Operand("x", (p.tokens, p.hidden), "act"), count, self.rng)
         if p.phase != "decode":

@@ -31,6 +31,8 @@ sample the graph is replayed for ``RAMP_S`` so the clocks have left idle.
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -39,8 +41,10 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from .host import LoadProbe
+from .kernels import require_torch
 
 
 @dataclass(frozen=True)
@@ -106,8 +110,6 @@ MMAP_THRESHOLD = 32 * 2**20
 @lru_cache(maxsize=1)
 def settle_allocator() -> bool:
     """Put glibc malloc in its long-running steady state; False where that is not glibc."""
-    import ctypes
-    import ctypes.util
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         ok = libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
@@ -123,18 +125,16 @@ def thread_limit(threads: int, backend: str = "numpy"):
     torch's bundled MKL/oneDNN pool is not visible to threadpoolctl, hence
     ``torch.set_num_threads``.
     """
-    from threadpoolctl import threadpool_limits
     old_torch = None
-    if backend == "torch":
-        import torch
+    torch = require_torch() if backend == "torch" else None
+    if torch is not None:
         old_torch = torch.get_num_threads()
         torch.set_num_threads(threads)
     try:
         with threadpool_limits(limits=threads):
             yield
     finally:
-        if old_torch is not None:
-            import torch
+        if torch is not None and old_torch is not None:
             torch.set_num_threads(old_torch)
 
 

@@ -12,6 +12,11 @@ attention is 4·q·c·d per head (scores + context). Causal prefill with a fused
 skips the masked half (FlashAttention-2 counts it so); the unfused path computes the
 full square and masks it, as PyTorch eager attention does.
 
+Hybrids (``layer_pattern``) are built block by block, grouped by kind: attention, recurrent
+mixers (Gated DeltaNet, Yang et al. 2024, arXiv 2412.06464; Mamba-2, Dao & Gu 2024, arXiv
+2405.21060: in/out projections, a short causal convolution, the recurrence over a fixed state
+per sequence; ``_recurrent_block``), dense FFNs and MoE.
+
 Neglected: bias adds (fused into GEMM epilogues; their bytes are counted as weights),
 dropout, sampling, the LM-head all-gather (B x V values), MoE load imbalance (routing is
 taken as uniform).
@@ -24,7 +29,7 @@ from typing import TypedDict
 
 from .ops import Op
 from .scenario import Scenario
-from .schema import ModelSpec
+from .schema import STATE_BYTES, ModelSpec
 
 # transcendental evaluations per element of each activation function
 _ACT_TRANSCENDENTALS = {"silu": 1, "gelu": 1, "gelu_tanh": 1, "relu": 0, "relu2": 0}
@@ -187,13 +192,22 @@ def _moe(model: ModelSpec, d: _Dims, sc: Scenario, phase: str, count: int, token
     hit = max(1, round(experts_here * (1.0 - (1.0 - k / E) ** group_tokens)))
     per_expert = max(1, math.ceil(choices_here / hit))
     a2a = ep > sc.tp
+    # LatentMoE: the routed experts work on a latent of latent_size (projected down before the
+    # dispatch and up after the combine; the projections are replicated like the router)
+    lat = moe.latent_size or h
+    if moe.latent_size:
+        ops.append(_gemm("latent_down", phase, count, tokens, h, lat, tags=("moe",)))
     if a2a:
-        ops.append(Op(name="moe_dispatch", kind="alltoall", phase=phase, count=count, elements=int(tokens * k * h),
+        ops.append(Op(name="moe_dispatch", kind="alltoall", phase=phase, count=count, elements=int(tokens * k * lat),
                       link_devices=ep // sc.tp, tags=("moe",)))
-    ops += _ffn(model, d, phase, count, per_expert, width, prefix="expert", batch=hit, tags=("moe",))
+    expert_dims = d if lat == h else _Dims(h=lat, hd=d.hd, q_heads=d.q_heads, kv_heads=d.kv_heads, ffn=d.ffn,
+                                           vocab=d.vocab)
+    ops += _ffn(model, expert_dims, phase, count, per_expert, width, prefix="expert", batch=hit, tags=("moe",))
     if a2a:
-        ops.append(Op(name="moe_combine", kind="alltoall", phase=phase, count=count, elements=int(tokens * k * h),
+        ops.append(Op(name="moe_combine", kind="alltoall", phase=phase, count=count, elements=int(tokens * k * lat),
                       link_devices=ep // sc.tp, tags=("moe",)))
+    if moe.latent_size:
+        ops.append(_gemm("latent_up", phase, count, tokens, lat, h, tags=("moe",)))
     if moe.shared_experts:
         ops += _ffn(model, d, phase, count, tokens, math.ceil(moe.shared_experts * model.expert_ffn / sc.tp),
                     prefix="shared_expert", tags=("moe",))
@@ -254,10 +268,17 @@ def _norm_width(name, model, phase, count, rows, width) -> Op:
 
 def _layer(model: ModelSpec, d: _Dims, sc: Scenario, phase: str, count: int, requests: int, q_len: int,
            context: int, moe_layer: bool, window: int | None = None) -> list[Op]:
+    return (_attention_block(model, d, sc, phase, count, requests, q_len, context, window)
+            + _ffn_block(model, d, sc, phase, count, requests * q_len, moe_layer))
+
+
+def _attention_block(model: ModelSpec, d: _Dims, sc: Scenario, phase: str, count: int, requests: int, q_len: int,
+                     context: int, window: int | None) -> list[Op]:
+    """The attention sub-layer: its pre-norm, projections, attention core, residual add."""
     tokens = requests * q_len
     h, hd = d.h, d.hd
     causal = model.architecture == "decoder"
-    qkv_n = (d.q_heads + 2 * d.kv_heads) * hd
+    qkv_n = (d.q_heads * (2 if model.attention_gate else 1) + 2 * d.kv_heads) * hd
     ops: list[Op] = []
     pre_norm = model.architecture == "decoder"    # BERT is post-norm: norm after each residual add
     if pre_norm:
@@ -270,11 +291,23 @@ def _layer(model: ModelSpec, d: _Dims, sc: Scenario, phase: str, count: int, req
             rope_elems = tokens * (d.q_heads + d.kv_heads) * model.rotary_dims
             ops.append(_vector("rope", "rope", phase, count, rope_elems, impl="rope", flops_per=3))
         ops += _attention(model, d, phase, count, requests, q_len, context, causal, sc.attention == "fused", window)
+        if model.attention_gate:   # output * sigmoid(gate): exp, add, divide, multiply per channel
+            ops.append(_vector("attn_gate", "elementwise", phase, count, tokens * d.q_heads * hd, impl="mul",
+                               flops_per=4, trans_per=1, inputs=2))
         ops.append(_gemm("o_proj", phase, count, tokens, d.q_heads * hd, h, bias=h if model.out_bias else 0))
     if sc.tp > 1:
         ops.append(_allreduce("attn_allreduce", phase, count, tokens * h, sc.tp))
     if not model.parallel_block:
         ops.append(_vector("attn_residual", "elementwise", phase, count, tokens * h, impl="add", inputs=2))
+    return ops
+
+
+def _ffn_block(model: ModelSpec, d: _Dims, sc: Scenario, phase: str, count: int, tokens: int,
+               moe_layer: bool) -> list[Op]:
+    """The FFN sub-layer (dense or routed experts): its norm, the FFN, residual add."""
+    h = d.h
+    pre_norm = model.architecture == "decoder"
+    ops: list[Op] = []
     if model.layer_norm_count > 1:   # parallel blocks (GPT-NeoX) may still norm the MLP input separately
         ops.append(_norm("ffn_norm" if pre_norm else "attn_post_norm", model, phase, count, tokens))
     ops += _moe(model, d, sc, phase, count, tokens) if moe_layer else _ffn(model, d, phase, count, tokens, d.ffn)
@@ -284,6 +317,90 @@ def _layer(model: ModelSpec, d: _Dims, sc: Scenario, phase: str, count: int, req
                        inputs=3 if model.parallel_block else 2))
     if not pre_norm:
         ops.append(_norm("ffn_post_norm", model, phase, count, tokens))
+    return ops
+
+
+def _recurrence_flops(model: ModelSpec, q_len: int, decode: bool) -> float:
+    """FLOPs per token and head of the recurrence (state N x P: N = state_size, P = head_dim).
+
+    Decode runs the recurrent form once per token. Gated DeltaNet (Yang et al. 2024, arXiv
+    2412.06464, eq. 10: S_t = a_t S_{t-1} (I - b_t k_t k_t^T) + b_t v_t k_t^T, o_t = S_t q_t):
+    decay (1), S k (2), rank-1 update (2), S q (2): 7 N P. Mamba-2 (Dao & Gu 2024, arXiv
+    2405.21060, sec. 3: h_t = exp(dt A) h_{t-1} + dt x_t B_t^T, y_t = h_t C_t): decay (1), outer
+    product and add (2), h C (2): 5 N P.
+    Prefill runs the chunked form over chunks of c = min(chunk, q_len) tokens. DeltaNet
+    (Yang et al. 2024 sec. 3.3, the WY form of FLA's chunk kernel): three state products per
+    token (W S, Q S, K^T U: 6 N P) and the intra-chunk products K K^T, Q K^T and T K over N and
+    T V, (Q K^T) U over P: 2 c (3 N + 2 P). Mamba-2 (SSD, Dao & Gu 2024 sec. 6): chunk states
+    B^T X and state outputs C h (4 N P), the masked (C B^T) X over P (2 c P) and C B^T over N,
+    shared by the heads of a B/C group (2 c N / heads per group)."""
+    r = model.recurrent
+    assert r is not None            # only for 'M' blocks
+    N, P = r.state_size, r.head_dim
+    if decode:
+        return (7.0 if r.kind == "gated_deltanet" else 5.0) * N * P
+    c = min(r.chunk, q_len)
+    if r.kind == "gated_deltanet":
+        return 6.0 * N * P + 2.0 * c * (3 * N + 2 * P)
+    return 4.0 * N * P + 2.0 * c * P + 2.0 * c * N * r.groups / r.num_heads
+
+
+def _recurrent_block(model: ModelSpec, d: _Dims, sc: Scenario, phase: str, count: int, requests: int,
+                     q_len: int) -> list[Op]:
+    """A recurrent mixer sub-layer: pre-norm, input projection, short causal convolution, the
+    recurrence, gated RMSNorm, output projection, residual add. Tensor parallelism splits the
+    heads and the B/C groups (column-parallel in_proj, row-parallel out_proj, as vLLM does).
+
+    No KV cache: a sequence keeps the convolution's window ((conv_kernel - 1) inputs per
+    channel, read and written with the activations) and the recurrent state (heads x head_dim
+    x state_size in state_dtype: decode reads and writes it once per token, the chunked
+    prefill once per chunk, as FLA's chunk kernels store a state per chunk boundary)."""
+    r = model.recurrent
+    assert r is not None
+    h, tokens, decode = d.h, requests * q_len, phase == "decode"
+    heads, groups = math.ceil(r.num_heads / sc.tp), math.ceil(r.groups / sc.tp)
+    inner, key_w = heads * r.head_dim, groups * r.state_size
+    chan, taps = inner + 2 * key_w, r.conv_kernel
+    window = requests * (taps - 1) * chan
+    chunks = 1 if decode else math.ceil(q_len / r.chunk)
+    state = r.head_dim * r.state_size * STATE_BYTES[r.state_dtype]
+    base = _PhaseFields(phase=phase, count=count, context=0)
+    ops = [_norm("mixer_norm", model, phase, count, tokens),
+           _gemm("in_proj", phase, count, tokens, h, 2 * inner + 2 * key_w + r.gates * heads),
+           # depthwise causal conv (taps multiply-adds per channel) then SiLU (4 FLOPs and an exp)
+           Op(name="conv", kind="conv", impl="causal_conv1d", m=tokens, n=chan, elements=tokens * chan,
+              flops=(2.0 * taps + 4) * tokens * chan, transcendentals=float(tokens * chan),
+              weight_elems=float(chan * (taps + (1 if r.conv_bias else 0))),
+              act_in_elems=float(tokens * chan + window), act_out_elems=float(tokens * chan + window), **base),
+           Op(name="recurrence", kind="recurrence", impl=r.kind, batch=requests * heads * chunks,
+              m=1 if decode else min(r.chunk, q_len), n=r.head_dim, k=r.state_size,
+              flops=tokens * heads * _recurrence_flops(model, q_len, decode),
+              transcendentals=3.0 * tokens * heads,        # the decay's exp, softplus, the write gate
+              act_in_elems=float(tokens * (2 * key_w + inner + r.gates * heads)),
+              act_out_elems=float(tokens * inner), state_bytes=2.0 * requests * heads * chunks * state, **base),
+           # RMSNorm of each head's output times SiLU of the gate z
+           _vector("mixer_gate_norm", "norm", phase, count, tokens * inner, impl=model.norm,
+                   flops_per=_NORM_FLOPS[model.norm] + 5, trans_per=1 + 1 / r.head_dim, inputs=2, m=tokens, n=inner,
+                   weights=r.head_dim if r.kind == "gated_deltanet" else inner),
+           _gemm("out_proj", phase, count, tokens, inner, h)]
+    if sc.tp > 1:
+        ops.append(_allreduce("mixer_allreduce", phase, count, tokens * h, sc.tp))
+    ops.append(_vector("mixer_residual", "elementwise", phase, count, tokens * h, impl="add", inputs=2))
+    return ops
+
+
+def _pattern_ops(model: ModelSpec, d: _Dims, sc: Scenario, phase: str, requests: int, q_len: int,
+                 context: int) -> list[Op]:
+    """The blocks of a layer_pattern, grouped by kind (their order changes no count)."""
+    n = model.block_counts()
+    ops: list[Op] = []
+    if n["*"]:
+        ops += _attention_block(model, d, sc, phase, n["*"], requests, q_len, context, None)
+    if n["M"]:
+        ops += _recurrent_block(model, d, sc, phase, n["M"], requests, q_len)
+    for block, moe_layer in (("-", False), ("E", True)):
+        if n[block]:
+            ops += _ffn_block(model, d, sc, phase, n[block], requests * q_len, moe_layer)
     return ops
 
 
@@ -299,15 +416,18 @@ def _phase_ops(model: ModelSpec, sc: Scenario, phase: str, requests: int, q_len:
                            weights=extra_tables * tokens * h))
     if model.architecture == "encoder":
         ops.append(_norm("embedding_norm", model, phase, 1, tokens))
-    # layer groups: dense or MoE FFN x whole-context or windowed attention (windowed layers
-    # spread evenly over both FFN kinds)
-    L, n_moe, n_glob = model.num_layers, model.moe_layers(), model.global_layers()
-    moe_glob = round(n_moe * n_glob / L)
-    groups = [(n_glob - moe_glob, False, None), (L - n_moe - (n_glob - moe_glob), False, model.sliding_window),
-              (moe_glob, True, None), (n_moe - moe_glob, True, model.sliding_window)]
-    for count, moe_layer, window in groups:
-        if count > 0:
-            ops += _layer(model, d, sc, phase, count, requests, q_len, context, moe_layer, window)
+    if model.layer_pattern is not None:
+        ops += _pattern_ops(model, d, sc, phase, requests, q_len, context)
+    else:
+        # layer groups: dense or MoE FFN x whole-context or windowed attention (windowed layers
+        # spread evenly over both FFN kinds)
+        L, n_moe, n_glob = model.num_layers, model.moe_layers(), model.global_layers()
+        moe_glob = round(n_moe * n_glob / L)
+        groups = [(n_glob - moe_glob, False, None), (L - n_moe - (n_glob - moe_glob), False, model.sliding_window),
+                  (moe_glob, True, None), (n_moe - moe_glob, True, model.sliding_window)]
+        for count, moe_layer, window in groups:
+            if count > 0:
+                ops += _layer(model, d, sc, phase, count, requests, q_len, context, moe_layer, window)
     if model.architecture == "decoder":
         # logits only for the last position of each request (serving engines skip the rest)
         ops.append(_norm("final_norm", model, phase, 1, requests))

@@ -53,11 +53,26 @@ _LLAMA_LIKE = {
 class _Config:
     """Typed access to one config.json; every problem names the file and the key."""
 
-    def __init__(self, data: dict, file):
-        self.data, self.file = data, str(file)
+    def __init__(self, data: dict, file, prefix: str = ""):
+        self.data, self.file, self.prefix = data, str(file), prefix
 
     def error(self, key: str, message: str) -> CodesignError:
-        return CodesignError(message, file=self.file, field=key)
+        return CodesignError(message, file=self.file, field=self.prefix + key)
+
+    def text(self) -> _Config:
+        """A vision-language config's ``text_config`` (Qwen3.5), else this config."""
+        sub = self.data.get("text_config")
+        if sub is None:
+            return self
+        if not isinstance(sub, dict):
+            raise self.error("text_config", f"expected a mapping, got {sub!r}")
+        return _Config(sub, self.file, self.prefix + "text_config.")
+
+    def int_list(self, key: str) -> list[int]:
+        value = self.data.get(key) or []
+        if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise self.error(key, f"expected a list of layer indices, got {value!r}")
+        return value
 
     def _check(self, key, value, kind):
         if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
@@ -298,9 +313,186 @@ def _bert(c: _Config) -> dict:
     }
 
 
+# -- hybrids: layers of attention and recurrent (linear-attention / state-space) mixers ------
+_STATE_DTYPES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
+
+
+def _pattern(words: list[str]) -> str:
+    """Per-layer block words -> the shortest repeating unit, space-separated (one word per
+    layer; ModelSpec.layer_pattern repeats it to num_layers)."""
+    n = len(words)
+    period = next(p for p in range(1, n + 1) if n % p == 0 and words == words[:p] * (n // p))
+    if period == 1 and len(words[0]) > 1:     # one word alone would read as one block per layer
+        period = 2 if n % 2 == 0 else n
+    return " ".join(words[:period])
+
+
+def _state_dtype(c: _Config, key: str) -> str:
+    name = c.opt(key, "float32", str)
+    if name not in _STATE_DTYPES:
+        raise c.error(key, f"unsupported state datatype {name!r}; expected one of {', '.join(_STATE_DTYPES)}")
+    return _STATE_DTYPES[name]
+
+
+def _shared_experts(c: _Config, key: str, width: int) -> int:
+    shared = c.opt(key, 0)
+    if shared % width:
+        raise c.error(key, f"expected a multiple of the expert width ({width}), got {shared}")
+    return shared // width
+
+
+def _qwen_hybrid(c: _Config) -> dict:
+    """Qwen3-Next and Qwen3.5 / 3.6 (dense and MoE; the vision-language configs' text_config):
+    Gated DeltaNet layers with a full gated-attention layer every full_attention_interval
+    layers (or as layer_types says), each followed by a SwiGLU FFN or sparse MoE block.
+    Defaults as Qwen3NextConfig / Qwen3_5TextConfig."""
+    model_type = c.data["model_type"]
+    moe = model_type in ("qwen3_next", "qwen3_5_moe", "qwen3_5_moe_text")
+    t = c.text()
+    h, layers, heads = t.req("hidden_size"), t.req("num_hidden_layers"), t.req("num_attention_heads")
+    hd = t.opt("head_dim", 256)
+    rope = t.data.get("rope_parameters")
+    pct = (rope if isinstance(rope, dict) else {}).get("partial_rotary_factor", t.opt("partial_rotary_factor", 0.25, float))
+    if isinstance(pct, bool) or not isinstance(pct, (int, float)) or not 0 < pct <= 1:
+        raise t.error("partial_rotary_factor", f"expected a fraction in (0, 1], got {pct!r}")
+    types = t.data.get("layer_types")
+    if types is None:
+        every = t.opt("full_attention_interval", 4)
+        types = ["full_attention" if (i + 1) % every == 0 else "linear_attention" for i in range(layers)]
+    if (not isinstance(types, list) or len(types) != layers
+            or not all(x in ("linear_attention", "full_attention") for x in types)):
+        raise t.error("layer_types", f"expected {layers} entries of 'linear_attention' / 'full_attention', "
+                                     f"got {types!r}")
+    dense = set(t.int_list("mlp_only_layers"))
+    step = t.opt("decoder_sparse_step", 1)
+    words = [("*" if kind == "full_attention" else "M")
+             + ("E" if moe and i not in dense and (i + 1) % step == 0 else "-") for i, kind in enumerate(types)]
+    d = {
+        "family": "qwen", "hidden_size": h, "num_layers": layers, "num_heads": heads,
+        "num_kv_heads": t.opt("num_key_value_heads", 2), "head_dim": hd,
+        # MoE releases may leave the dense width out (no layer uses it): the expert width then
+        "ffn_size": t.opt("intermediate_size", t.opt("moe_intermediate_size", 512)) if moe
+        else t.req("intermediate_size"),
+        "ffn_type": "gated", "activation": t.activation("hidden_act", "silu"), "norm": "rmsnorm", "position": "rope",
+        "rotary_dim": int(hd * pct) if int(hd * pct) != hd else None, "vocab_size": t.req("vocab_size"),
+        "tied_embeddings": t.opt("tie_word_embeddings", c.opt("tie_word_embeddings", False, bool), bool),
+        "max_position": t.opt("max_position_embeddings", None), "attention_bias": t.opt("attention_bias", False, bool),
+        "attention_gate": t.opt("attn_output_gate", True, bool), "layer_pattern": _pattern(words),
+        "recurrent": {"kind": "gated_deltanet", "num_heads": t.opt("linear_num_value_heads", 32),
+                      "head_dim": t.opt("linear_value_head_dim", 128), "state_size": t.opt("linear_key_head_dim", 128),
+                      "groups": t.opt("linear_num_key_heads", 16), "conv_kernel": t.opt("linear_conv_kernel_dim", 4),
+                      "state_dtype": _state_dtype(t, "mamba_ssm_dtype")},
+    }
+    if moe:
+        width = t.opt("moe_intermediate_size", 512)
+        d["moe"] = {"num_experts": t.opt("num_experts", 512), "top_k": t.opt("num_experts_per_tok", 10),
+                    "expert_ffn_size": width,
+                    "shared_experts": _shared_experts(t, "shared_expert_intermediate_size", width)}
+    return d
+
+
+# Nemotron-H block names (layers_block_type, old and new spellings) -> pattern characters
+_NEMOTRON_BLOCKS = {"mamba": "M", "linear_attention": "M", "attention": "*", "full_attention": "*",
+                    "mlp": "-", "moe": "E"}
+
+
+def _nemotron_h(c: _Config) -> dict:
+    """Nemotron-H / Nemotron-Nano-2 / Nemotron 3 (NemotronHForCausalLM): one mixer per layer,
+    Mamba-2, attention (no RoPE), a squared-ReLU MLP or MoE (shared expert; LatentMoE in
+    Nemotron 3 Super), in the order of hybrid_override_pattern (or layers_block_type).
+    Defaults as transformers' NemotronHConfig."""
+    pattern = c.data.get("hybrid_override_pattern")
+    if pattern is None:
+        kinds = c.data.get("layers_block_type")
+        if not isinstance(kinds, list) or not kinds or not all(k in _NEMOTRON_BLOCKS for k in kinds):
+            raise c.error("layers_block_type", f"expected a list of {', '.join(sorted(_NEMOTRON_BLOCKS))}, "
+                                               f"got {kinds!r}")
+        pattern = "".join(_NEMOTRON_BLOCKS[k] for k in kinds)
+    if not isinstance(pattern, str) or not pattern or set(pattern) - set("M*-E"):
+        raise c.error("hybrid_override_pattern", f"expected a string of M, *, - and E, got {pattern!r}")
+    if c.opt("mamba_proj_bias", c.opt("use_bias", False, bool), bool):
+        raise c.error("mamba_proj_bias", "biases on the Mamba projections are not supported")
+    heads = c.opt("num_attention_heads", 32)
+    d = {
+        "family": "nemotron", "hidden_size": c.req("hidden_size"), "num_layers": len(pattern), "num_heads": heads,
+        "num_kv_heads": c.opt("num_key_value_heads", 8),
+        "head_dim": c.opt("head_dim", c.opt("attention_head_dim", 128)), "ffn_size": c.opt("intermediate_size", 21504),
+        "ffn_type": "plain", "activation": c.activation("mlp_hidden_act", "relu2"), "norm": "rmsnorm",
+        "position": "none", "vocab_size": c.opt("vocab_size", 131072),
+        "tied_embeddings": c.opt("tie_word_embeddings", False, bool),
+        "max_position": c.opt("max_position_embeddings", None), "attention_bias": c.opt("attention_bias", False, bool),
+        "mlp_bias": c.opt("mlp_bias", False, bool), "layer_pattern": pattern,
+    }
+    if "M" in pattern:
+        d["recurrent"] = {
+            "kind": "mamba2", "num_heads": c.opt("mamba_num_heads", 128), "head_dim": c.opt("mamba_head_dim", 64),
+            "state_size": c.opt("ssm_state_size", 128), "groups": c.opt("n_groups", c.opt("mamba_n_groups", 8)),
+            "conv_kernel": c.opt("conv_kernel", c.opt("mamba_d_conv", 4)),
+            "conv_bias": c.opt("use_conv_bias", c.opt("mamba_conv_bias", True, bool), bool),
+            "chunk": c.opt("chunk_size", c.opt("mamba_chunk_size", 128)),
+            "state_dtype": _state_dtype(c, "mamba_ssm_cache_dtype")}
+    if "E" in pattern:
+        width = c.opt("moe_intermediate_size", 7688)
+        d["moe"] = {"num_experts": c.opt("n_routed_experts", 8), "top_k": c.opt("num_experts_per_tok", 2),
+                    "expert_ffn_size": width,
+                    "shared_experts": _shared_experts(c, "moe_shared_expert_intermediate_size", width)
+                    if c.opt("n_shared_experts", 1) else 0,
+                    "latent_size": c.opt("moe_latent_size", None)}
+    return d
+
+
+def _decilm_ffn(mult, h: int) -> int:
+    """DeciLM's FFN width for ffn_mult (modeling_decilm._ffn_mult_to_intermediate_size): 2/3 of
+    mult x hidden, rounded up to a multiple of 256."""
+    width = int(2 * mult * h / 3)
+    return width if width % 256 == 0 else width + 256 - width % 256
+
+
+def _decilm(c: _Config) -> dict:
+    """Llama-Nemotron NAS models (nemotron-nas / DeciLMForCausalLM: Llama-3.3-Nemotron-Super-49B,
+    Llama-3.1-Nemotron-Ultra-253B): per layer, attention with n_heads_in_group query heads per
+    KV head, or none (no_op); a SwiGLU FFN of ffn_mult x hidden x 2/3, or none. The schema has
+    one FFN width: the mean over the FFN layers (same parameters, FLOPs and weight bytes)."""
+    h, heads = c.req("hidden_size"), c.req("num_attention_heads")
+    blocks = c.data.get("block_configs")
+    if not isinstance(blocks, list) or not blocks or not all(isinstance(b, dict) for b in blocks):
+        raise c.error("block_configs", f"expected a list of per-layer block configs, got {blocks!r}")
+    words, widths, groups = [], [], set()
+    for i, b in enumerate(blocks):
+        attn, ffn = b.get("attention") or {}, b.get("ffn") or {}
+        if attn.get("replace_with_linear") or ffn.get("replace_with_linear"):
+            raise c.error(f"block_configs[{i}]", "linear replacement blocks are not supported")
+        word = ""
+        if not attn.get("no_op"):
+            groups.add(attn.get("n_heads_in_group"))
+            word += "*"
+        if not ffn.get("no_op"):
+            mult = ffn.get("ffn_mult")
+            if isinstance(mult, bool) or not isinstance(mult, (int, float)) or mult <= 0:
+                raise c.error(f"block_configs[{i}].ffn.ffn_mult", f"expected a positive number, got {mult!r}")
+            widths.append(_decilm_ffn(mult, h))
+            word += "-"
+        if not word:
+            raise c.error(f"block_configs[{i}]", "a layer with neither attention nor FFN is not supported")
+        words.append(word)
+    if len(groups) != 1 or not isinstance(next(iter(groups)), int) or heads % next(iter(groups)):
+        raise c.error("block_configs", f"attention layers must share one n_heads_in_group dividing "
+                                       f"{heads} heads, got {sorted(groups, key=str)}")
+    return {
+        "family": "nemotron", "hidden_size": h, "num_layers": len(words), "num_heads": heads,
+        "num_kv_heads": heads // next(iter(groups)), "head_dim": c.opt("head_dim", None),
+        "ffn_size": round(sum(widths) / len(widths)) if widths else 1, "ffn_type": "gated",
+        "activation": c.activation("hidden_act", "silu"), "norm": "rmsnorm", "position": "rope",
+        "vocab_size": c.req("vocab_size"), "tied_embeddings": c.opt("tie_word_embeddings", False, bool),
+        "max_position": c.opt("max_position_embeddings", None), "attention_bias": c.opt("attention_bias", False, bool),
+        "mlp_bias": c.opt("mlp_bias", False, bool), "layer_pattern": _pattern(words),
+    }
+
+
 _FAMILIES = {**{t: _llama_like for t in _LLAMA_LIKE}, "gpt2": _gpt2, "gptj": _gptj,
              "gpt_neox": _gpt_neox, "bert": _bert, "deepseek_v2": _deepseek, "deepseek_v3": _deepseek,
-             "falcon": _falcon, "chatglm": _chatglm}
+             "falcon": _falcon, "chatglm": _chatglm, "nemotron_h": _nemotron_h, "nemotron-nas": _decilm,
+             **dict.fromkeys(("qwen3_next", "qwen3_5", "qwen3_5_text", "qwen3_5_moe", "qwen3_5_moe_text"), _qwen_hybrid)}
 SUPPORTED_MODEL_TYPES = tuple(sorted(_FAMILIES))
 
 

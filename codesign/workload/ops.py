@@ -34,6 +34,12 @@ class OpKind:
     context: bool = False
     # a runtime may fold it into a neighbouring kernel (``fuse:`` in the runtime's YAML)
     fusable: bool = False
+    # it reads and writes a fixed state per sequence instead of a KV cache (a linear-attention
+    # or state-space mixer's recurrence, its short convolution's window): its decode work does
+    # not grow with the context, the op's state_bytes sit where the KV cache does, a matrix-unit
+    # one runs in the activation datatype as the attention core does, and the serving step
+    # tables price it per sequence, with the attention core (perf/steps.py)
+    state: bool = False
     # the kernel runner (validate/kernels.py) times it: it has a single-device kernel
     runner: bool = True
     # collectives: passes of (n-1)/n of the data per device over a ring of n (all-reduce 2:
@@ -53,6 +59,8 @@ OP_KINDS: dict[str, OpKind] = {k.name: k for k in (
     OpKind("elementwise", "vector", fusable=True),
     OpKind("embedding", "vector", fusable=True),
     OpKind("rope", "vector", fusable=True),
+    OpKind("recurrence", "matrix", state=True, runner=False),
+    OpKind("conv", "vector", state=True, runner=False),
     OpKind("allreduce", "link", runner=False, link_rounds=2),
     OpKind("alltoall", "link", runner=False, link_rounds=1),
     OpKind("p2p", "link", runner=False),
@@ -71,6 +79,7 @@ LINK_KINDS = kinds(unit="link")
 ALL_KINDS = MATRIX_KINDS + VECTOR_KINDS + LINK_KINDS
 ATTENTION_KINDS = kinds(attention=True)      # the attention core's products (scores, context, fused)
 CONTEXT_KINDS = kinds(context=True)          # the attention core, its unfused softmax included
+STATE_KINDS = kinds(state=True)              # recurrent mixers' ops that keep a per-sequence state
 FUSABLE_KINDS = kinds(fusable=True)
 RUNNABLE_KINDS = kinds(runner=True)
 
@@ -95,6 +104,9 @@ class Op:
     act_out_elems: float = 0.0   # activation values written
     kv_read_elems: float = 0.0   # KV-cache values read
     kv_write_elems: float = 0.0  # KV-cache values written
+    # recurrent state bytes read + written (in the state's own datatype, fp32 unless the model
+    # says otherwise; compression does not re-price them); they live where the KV cache does
+    state_bytes: float = 0.0
     link_bytes: float = 0.0      # bytes over the device link (collectives)
     link_devices: int = 1        # participants of the collective
     context: int = 0             # decode: context length these numbers are for
