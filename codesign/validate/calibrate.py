@@ -109,6 +109,7 @@ class Budget:
     skinny_kn: tuple = (2560, 6912)        # fp32: 70 MB, larger than a 32 MiB LLC
     attn_prefill: tuple = (0, 4)           # (context, heads) of the attention efficiency probe; 0: attn_ctx[0]
     decode_heads: tuple = (4, 16)          # head counts of the decode attention sweeps
+    pool_llc: int | None = None            # input pools stream past this many bytes (None: the real cache)
 
     @classmethod
     def full(cls):
@@ -128,8 +129,11 @@ class Budget:
 
     @classmethod
     def quick(cls):
+        """For tests: a few small sizes, and input pools of a few MB instead of 4x the last-level
+        cache (filling ~70 pools of 128+ MB was most of a minute of page faults)."""
         return cls(max_time=0.01, sample_s=0.002, min_samples=3, vec_sizes=(2**10, 2**13, 2**15),
-                   gemm_target_s=0.005, skinny=False, bw_dram=64 * 2**20, attn_ctx=(64, 200), gemm_sizes=(64, 128, 256))
+                   gemm_target_s=0.005, skinny=False, bw_dram=64 * 2**20, attn_ctx=(64, 200), gemm_sizes=(64, 128, 256),
+                   pool_llc=2 * 2**20)
 
 
 def fit_affine(x, t) -> tuple[float, float]:
@@ -202,7 +206,7 @@ class Calibrator:
 
     def time_op(self, op: Op, dtype: str | None = None, **over) -> float:
         return run_op(op, backend=self.backend, device=self.device, dtype=dtype or self.dtype,
-                      threads=self.threads, **self._kw(**over)).seconds
+                      threads=self.threads, llc=self.budget.pool_llc, **self._kw(**over)).seconds
 
     def _time_hot(self, fn, args, **over) -> float:
         return self._timing(fn, args, **over).median_s

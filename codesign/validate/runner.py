@@ -87,12 +87,13 @@ def cold_sets(sb: int, llc: int, cap: int = 32768) -> int:
 
 
 def run_op(op: Op, *, backend: str = "numpy", device: str = "cpu", dtype: str = "fp32", threads: int = 1,
-           seed: int = 0, **measure_kw) -> Measurement:
-    """Time one invocation of ``op`` as a real kernel (median over cold-input calls)."""
+           seed: int = 0, llc: int | None = None, **measure_kw) -> Measurement:
+    """Time one invocation of ``op`` as a real kernel (median over cold-input calls); the
+    input pool streams past ``llc`` bytes (default: the device's last-level cache)."""
     b = get_backend(backend, device)
     kern = b.kernel(op, dtype)
     rng = np.random.default_rng(seed)
-    pool = build_pool(b, kern, rng, b.llc())
+    pool = build_pool(b, kern, rng, llc or b.llc())
     with thread_limit(threads, backend):
         t = measure(kern.fn, pool, sync=b.sync, event_timer=b.event_timer, capture=b.capture, threads=threads,
                     **measure_kw)
