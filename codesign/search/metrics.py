@@ -218,9 +218,11 @@ class Evaluator:
             c.p["price"] = np.atleast_1d(float(price))
             flat = [k for path, v in overrides.items() for k in _flat(path, v)]
             # another device from the study's list is its own spec, never the base's figures overridden
-            # (the nominal clock is no engine figure: its effect is in the power figures of c.p)
+            # (the nominal clock is no engine figure: its effect is in the power figures of c.p; a
+            # memory level's technology only sizes and prices its PHYs, in c.design)
             c.batchable = (c.hw.name == self.study.base.name and set(c.p) == self._base_keys
-                           and all(k in self._base_keys or k == "compute.nominal_clock" for k in flat))
+                           and all(k in self._base_keys or k == "compute.nominal_clock" or k.endswith(".technology")
+                                   for k in flat))
         except (CodesignError, ValidationError, ValueError, ZeroDivisionError, ArithmeticError) as e:
             c.error = _short(e)
         return c
