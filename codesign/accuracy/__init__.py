@@ -7,7 +7,10 @@ without the row's source (leave-one-source-out, the honest figure).
 """
 from __future__ import annotations
 
+import math
+
 from .core import POPULATIONS, max_throughput, population, predict, run, summarize
+from .fit import cross_validate
 from .mapping import METRICS, Case, Skip, load_map, read_rows, resolve_all, resolve_row, source_id
 
 __all__ = ["Case", "Skip", "METRICS", "POPULATIONS", "load_map", "read_rows", "resolve_all", "resolve_row",
@@ -18,11 +21,9 @@ GROUP_ORDER = ("all", "decode", "prefill", "throughput", "energy", "power", "gem
 
 def evaluate_measurements(csv_path=None, map_path=None, runtime=None, cv: bool = True, progress=None) -> dict:
     """Rows, skipped rows, and MAPE tables: {'rows', 'skipped', 'in_sample', 'cross_validated'}."""
-    import math
     cases, skipped = resolve_all(load_map(map_path), read_rows(csv_path), runtime)
     results = run(cases, progress=progress)
     if cv:
-        from .fit import cross_validate
         loso = cross_validate(cases)
         for r in results:
             pred = loso[r["row"]][0]

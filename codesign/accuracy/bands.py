@@ -19,6 +19,11 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+import yaml
+
+from ..errors import CodesignError
+from ..io import data_dir, read_yaml
+from .mapping import METRICS
 
 MIN_ROWS = 5
 QUANTILES = (0.1, 0.9)
@@ -47,7 +52,6 @@ def rate_ratio(row: dict, predicted_key: str = "predicted_cv") -> float:
 
 def build(results: list[dict], predicted_key: str = "predicted_cv") -> dict:
     """Quantile table from result rows (those of ``codesign accuracy`` with cross-validation)."""
-    from .mapping import METRICS
     cells: dict = {}
     for r in results:
         if r.get("population") != "held-out" or METRICS.get(r["metric"]) not in {g for g, _ in OUTPUT_GROUPS.values()}:
@@ -67,9 +71,7 @@ def build(results: list[dict], predicted_key: str = "predicted_cv") -> dict:
 
 
 def write(table: dict, path, header: str) -> None:
-    import yaml
 
-    from ..errors import CodesignError
     body = yaml.safe_dump({"bands": table}, sort_keys=False)
     try:
         Path(path).write_text("".join(f"# {line}\n" for line in header.splitlines()) + body, encoding="utf-8")
@@ -80,7 +82,6 @@ def write(table: dict, path, header: str) -> None:
 @lru_cache(maxsize=4)
 def load(path: str | None = None) -> dict:
     """The band table (default: the built-in data/error-bands.yaml); empty when absent."""
-    from ..io import data_dir, read_yaml
     p = Path(path) if path else data_dir("data") / "error-bands.yaml"
     if not p.exists():
         return {}

@@ -27,6 +27,10 @@ from functools import lru_cache
 import numpy as np
 
 from ..errors import CodesignError
+from ..hardware import load_hardware
+from ..perf import evaluate_batch, op_times
+from ..workload import load_workload
+from ..workload.ops import Op
 from .mapping import Case, publisher
 
 MAX_BATCH_EXP = 12
@@ -35,20 +39,17 @@ POPULATIONS = ("held-out", "calibration", "proxy")
 
 def _gemm_op(M: int, N: int, K: int):
     """torch.matmul (M x K) @ (K x N) as the engine's Op: B is the streamed 'weight' operand."""
-    from ..workload.ops import Op
     return Op(name="gemm", kind="gemm", phase="prefill", m=M, n=N, k=K, flops=2.0 * M * N * K,
               weight_elems=float(K * N), act_in_elems=float(M * K), act_out_elems=float(M * N))
 
 
 @lru_cache(maxsize=256)
 def _spec(hardware: str, hw_overrides: tuple):
-    from ..hardware import load_hardware
     return load_hardware(hardware, overrides=dict(hw_overrides) or None)
 
 
 @lru_cache(maxsize=256)
 def _model(workload: str):
-    from ..workload import load_workload
     return load_workload(workload)
 
 
@@ -61,7 +62,6 @@ def spec_of(case: Case):
 
 
 def _eval(spec, model, sc, comp, op=None, params=None) -> dict:
-    from ..perf import evaluate_batch
     out = evaluate_batch(spec, model, sc, comp, operating_point=op, overrides=params or None)
     return {k: (v[0] if hasattr(v, "__len__") and not isinstance(v, str) else v) for k, v in out.items()}
 
@@ -121,7 +121,6 @@ def predict_values(case: Case, params: dict, batch: int | None = None) -> np.nda
     """The metric for D parameter sets at once: ``params`` maps engine figures to arrays of
     length D (one vectorised evaluation). Rates and times only; a max-throughput row needs
     its ``batch`` (the fit keeps the one found at its start)."""
-    from ..perf import evaluate_batch
     assert case.scenario is not None        # rates and times of a model row (a GEMM row has no scenario)
     sc = case.scenario if batch is None else case.scenario.model_copy(update=_setting(batch))
     out = evaluate_batch(spec_of(case), _model(case.workload), sc, case.compression,
@@ -132,7 +131,6 @@ def predict_values(case: Case, params: dict, batch: int | None = None) -> np.nda
 def predict(case: Case, params: dict | None = None, batch: int | None = None) -> tuple[float, str, dict]:
     """(predicted value, a short detail, the evaluation's summary). ``batch`` fixes the
     batch of a max-throughput row (the fit keeps the batch found at its start)."""
-    from ..perf import op_times
     spec = spec_of(case)
     if case.gemm:
         M, N, K, dt = case.gemm
@@ -156,7 +154,6 @@ def predict(case: Case, params: dict | None = None, batch: int | None = None) ->
     out = _eval(spec, model, sc, case.compression, case.operating_point, params)
     detail = f"bound={out['bound']}" + ("" if out["fits"] else " DOES-NOT-FIT")
     if case.group == "ratio":   # the same scenario on the baseline device, uncompressed
-        from ..hardware import load_hardware
         bl = case.baseline
         assert bl is not None       # resolve_row gives every ratio row its baseline
         base = _eval(load_hardware(bl["spec"]), model, sc.model_copy(update={"dtype": bl["dtype"]}), None)

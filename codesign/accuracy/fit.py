@@ -23,10 +23,11 @@ from functools import lru_cache
 import numpy as np
 
 from ..errors import CodesignError
+from ..perf.params import spec_params
 from ..runtime import load_runtime, runtime_from_dict
 from ..runtime.fitted import TOP_LEVEL, unfitted
 from ..runtime.schema import ClassTuning
-from .core import device_class, population, predict, predict_values
+from .core import device_class, population, predict, predict_values, spec_of
 from .mapping import publisher
 
 # fit parameter -> engine figure, bounds, and whether it is searched in log space
@@ -82,8 +83,6 @@ def _steps(name: str, value: float) -> float:
 
 def _base_values(cases) -> dict:
     """The engine's current figures for the first case (the runtime's YAML values)."""
-    from ..perf.params import spec_params
-    from .core import spec_of
     p = spec_params(spec_of(cases[0]), runtime=cases[0].runtime)
     return {k: float(p[key][0]) for k, (key, _, _) in PARAMS.items()}
 
@@ -106,6 +105,7 @@ def fittable(cases) -> list:
 def fit_runtime(cases, runtime: str, cls: str, params=DEFAULT_PARAMS,
                 start: dict | None = None) -> FitResult:
     """Fit ``params`` of ``runtime`` on device class ``cls`` to the matching cases."""
+    # scipy (~0.2 s to import) stays lazy: `codesign eval` loads codesign.accuracy for its error bands
     from scipy.optimize import least_squares
     rows = [c for c in fittable(cases) if c.runtime == runtime and device_class(c) == cls]
     if not rows:

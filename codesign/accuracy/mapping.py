@@ -24,15 +24,17 @@ import re
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..errors import CodesignError
+from pydantic import ValidationError
+
+from ..compression import Compression
+from ..errors import CodesignError, from_pydantic
+from ..hardware import load_hardware
 from ..hardware.classes import CLASSES
 from ..io import data_dir, library, read_text, read_yaml
-
-if TYPE_CHECKING:
-    from ..compression import Compression
-    from ..workload.scenario import Scenario
+from ..runtime import load_runtime, runtime_for_framework
+from ..workload import Scenario
 
 DEFAULT_MAP = "accuracy-map.yaml"
 DEFAULT_CSV = "published-measurements.csv"
@@ -184,9 +186,13 @@ def _worst(*matches) -> str:
 
 
 # ---------------------------------------------------------------- rules for unlisted text
+def _word_list(text: str) -> list[str]:
+    """Lower-case words in order, a memory size one word ('80 GB' -> 80gb)."""
+    return re.findall(r"[a-z0-9]+", re.sub(r"(\d+)\s*gb\b", r"\1gb", str(text).lower()))
+
+
 def _tokens(text: str) -> set[str]:
-    t = re.sub(r"(\d+)\s*gb\b", r"\1gb", str(text).lower())
-    return set(re.findall(r"[a-z0-9]+", t))
+    return set(_word_list(text))
 
 
 def _key_tokens(toks: set[str]) -> set[str]:
@@ -216,8 +222,8 @@ STEM_SYNONYMS = {"hexagon": {"hexagon", "npu", "htp"}, "igpu": {"igpu", "gpu", "
 def _hw_tokens(text: str) -> set[str]:
     """Words of a device name, plus each word joined to a short number after it ('Gaudi 2'
     -> gaudi2, 'Gen 3' -> gen3) as spec file names write them."""
-    words = re.findall(r"[a-z0-9]+", re.sub(r"(\d+)\s*gb\b", r"\1gb", str(text).lower()))
-    return _tokens(text) | {a + b for a, b in zip(words, words[1:]) if a.isalpha() and re.fullmatch(r"\d{1,2}", b)}
+    words = _word_list(text)
+    return set(words) | {a + b for a, b in zip(words, words[1:]) if a.isalpha() and re.fullmatch(r"\d{1,2}", b)}
 
 
 def auto_hardware(text: str, device_class: str | None = None) -> tuple[str, str] | None:
@@ -276,7 +282,6 @@ def _by_stem(toks: set[str], specs) -> tuple[str, set[str], bool] | None:
 @cache
 def _spec_tiers(name: str) -> frozenset:
     """Tier words of a library spec: after a model number in its file name or display name."""
-    from ..hardware import load_hardware
     spec = load_hardware(name)
     return frozenset(_tiers(name.replace("-", " ")) | _tiers(spec.display_name or ""))
 
@@ -285,14 +290,12 @@ def _spec_tiers(name: str) -> frozenset:
 def _spec_words(index: tuple) -> list[tuple[str, set[str]]]:
     """(spec name, words of its name, display name and memory level names: 'HBM3' tells an
     H100 SXM from the HBM2e PCIe card) for every library spec (read once)."""
-    from ..hardware import load_hardware
     return [(name, _tokens(f"{s.name} {s.display_name or ''} {' '.join(m.name for m in s.memory)}"))
             for name, path in index if name == Path(path).stem for s in [load_hardware(path)]]
 
 
 @cache
 def _spec_class(name: str) -> str:
-    from ..hardware import load_hardware
     return load_hardware(name).device_class
 
 
@@ -429,10 +432,7 @@ def auto_precision(text: str) -> dict | None:
 
 
 def _compression(fields, file: str, where: str):
-    from pydantic import ValidationError
 
-    from ..compression import Compression
-    from ..errors import from_pydantic
     if not fields:
         return None
     try:
@@ -488,9 +488,6 @@ def _layout(r: dict, devices: int, runtime) -> dict:
 
 def resolve_row(r: dict, mp: dict, runtime: str | None = None):
     """One CSV row -> a Case, or a Skip with the reason. ``runtime`` forces one for every row."""
-    from ..hardware import load_hardware
-    from ..runtime import load_runtime, runtime_for_framework
-    from ..workload import Scenario
     file = mp["_file"]
     rid, metric = r["_id"], r.get("metric", "")
     skip = lambda why: Skip(rid, r.get("hardware", ""), r.get("model", ""), metric, why)  # noqa: E731

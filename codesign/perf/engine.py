@@ -504,7 +504,7 @@ def _level_arrays(spec, p):
     so does its Little's-law cap: cores x clock x the bytes per clock each core keeps
     streaming (``runtime.stream``; fmin, as a spec without a clock has no cap)."""
     def make():
-        cap = p["runtime.stream"] * p["compute.cores"] * p["compute.clock"] if "runtime.stream" in p else np.inf
+        cap = p["runtime.stream"] * p["compute.cores"] * p["compute.clock"]
         bw = np.stack([p[f"memory.{m_.name}.bandwidth"] * (p["compute.cores"] if m_.per_core else 1.0)
                        * p[f"memory.{m_.name}.efficiency"] if m_.kind not in OFFCHIP_KINDS else
                        np.fmin(p[f"memory.{m_.name}.bandwidth"] * (p["compute.cores"] if m_.per_core else 1.0)

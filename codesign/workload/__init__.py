@@ -1,15 +1,12 @@
 """Workloads: model architectures, scenarios, Hugging Face import and the operator graph."""
 from __future__ import annotations
 
-from ..io import library, read_yaml, resolve, validate
+from ..io import library, read_yaml, resolve
+from .hf import import_hf_config
 from .scenario import Scenario
-from .schema import ModelSpec, MoE
+from .schema import ModelSpec, MoE, workload_from_dict
 
 __all__ = ["ModelSpec", "MoE", "Scenario", "load_workload", "list_workloads", "workload_from_dict"]
-
-
-def workload_from_dict(data: dict, file=None) -> ModelSpec:
-    return validate(ModelSpec, data, file)
 
 
 def load_workload(ref) -> ModelSpec:
@@ -18,7 +15,6 @@ def load_workload(ref) -> ModelSpec:
         return ref
     path = resolve("workloads", ref, "workload")
     if path.suffix == ".json":
-        from .hf import import_hf_config
         return import_hf_config(path)
     return workload_from_dict(read_yaml(path), path)
 

@@ -18,6 +18,8 @@ import re
 from pathlib import Path
 
 from ..errors import CodesignError
+from ..io import read_text
+from .schema import workload_from_dict
 
 # transformers activation names (``ACT2FN`` keys) -> schema activation
 _ACTIVATIONS = {
@@ -535,7 +537,6 @@ def read_hf_config(path) -> tuple[dict, Path]:
     path = Path(path)
     if path.is_dir():
         path = path / "config.json"
-    from ..io import read_text
     text = read_text(path)
     try:
         data = json.loads(text)
@@ -550,7 +551,6 @@ def read_hf_config(path) -> tuple[dict, Path]:
 
 def import_hf_config(path, name: str | None = None):
     """Read a Hugging Face config.json from disk -> validated :class:`ModelSpec`."""
-    from . import workload_from_dict
     config, file = read_hf_config(path)
     return workload_from_dict(hf_config_to_dict(config, file, name=name), file)
 

@@ -5,6 +5,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+# the module, not its names: codesign.runtime imports workload.ops, so either package may be
+# half-loaded when the other starts; load_runtime is looked up when a scenario is validated
+from .. import runtime
+from ..errors import CodesignError
+
 Dtype = Literal["fp32", "tf32", "bf16", "fp16", "fp8", "int8"]
 
 
@@ -35,10 +40,8 @@ class Scenario(BaseModel):
     @classmethod
     def _known_runtime(cls, v):
         """A library runtime name, alias or YAML path, stored as the runtime's name or path."""
-        from ..errors import CodesignError
-        from ..runtime import load_runtime
         try:
-            rt = load_runtime(v)
+            rt = runtime.load_runtime(v)
         except CodesignError as e:
             raise ValueError(str(e)) from None
         return v if v.endswith((".yaml", ".yml")) else rt.name

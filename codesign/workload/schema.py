@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ..io import validate
+
 # bytes per element of a recurrent state's datatype
 STATE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 # the blocks a layer_pattern names (Nemotron-H's hybrid_override_pattern alphabet): each is one
@@ -404,3 +406,7 @@ class ModelSpec(Frozen):
         if self.pooler:
             total += h * h + h
         return total
+
+
+def workload_from_dict(data: dict, file=None) -> ModelSpec:
+    return validate(ModelSpec, data, file)
