@@ -14,7 +14,12 @@ when their device or model has no library spec.
 
 Scheduler per software (from their documentation, not fitted): vLLM <= 0.6 and SGLang 0.3
 run prefill-only steps between decode steps (``continuous``); TensorRT-LLM (and NIM on it)
-batch prompts into the running decode steps (in-flight batching: ``chunked``).
+batch prompts into the running decode steps (in-flight batching: ``chunked``), with its
+defaults: GUARANTEED_NO_EVICT capacity scheduling (a request's output blocks are reserved at
+admission, nothing is preempted) and no chunked context (whole prompts). Every run sits
+behind its runtime's API server (codesign.serve.sim.runtime_frontend: a serial stage with per-request
+and per-streamed-token work, estimates sourced in the runtime files). A row's own vLLM flags
+(--num-scheduler-steps, --max-num-seqs, --gpu-memory-utilization) are read from its notes.
 ShareGPT rows without published lengths use the dataset's benchmark_serving statistics
 (mean 215.7 prompt / 187 output tokens over 1024 prompts, AUGMXNT rows of the same file),
 drawn lognormal with a standard deviation equal to the mean (ShareGPT is heavy-tailed).
@@ -112,9 +117,19 @@ def replay(r) -> tuple[dict | None, str]:
     replicas = max(1, int(r["num_accelerators"]) // tp) if r["num_accelerators"] == r["num_accelerators"] else 1
     sc = Scenario(runtime=runtime, tp=tp, dtype=prec["dtype"])
     comp = Compression(**prec["compression"]) if "compression" in prec else None
-    # the run's own scheduler flags, where its notes give them
-    steps = re.search(r"--num-scheduler-steps (\d+)", str(r["notes"]))
-    pol = Policy(name=policy, scheduler_steps=int(steps.group(1)) if steps else 1)
+    # the run's own scheduler flags, where its notes give them (vLLM: --num-scheduler-steps,
+    # --max-num-seqs, --gpu-memory-utilization; defaults otherwise)
+    notes = str(r["notes"])
+    flags = {k: m.group(1) for k, pat in (("steps", r"--num-scheduler-steps[ =](\d+)"),
+                                           ("seqs", r"--max[-_]num[-_]seqs[ =](\d+)"),
+                                           ("mem", r"--gpu[-_]memory[-_]utilization[ =]([0-9.]+)"))
+             if (m := re.search(pat, notes))}
+    trt = runtime == "tensorrt-llm"
+    pol = Policy(name=policy, scheduler_steps=int(flags.get("steps", 1)),
+                 max_num_seqs=int(flags.get("seqs", Policy.max_num_seqs)),
+                 memory_utilization=float(flags.get("mem", Policy.memory_utilization)),
+                 # TensorRT-LLM's defaults: GUARANTEED_NO_EVICT capacity scheduling, no chunked context
+                 no_evict=trt, whole_prompts=trt)
     cost, _ = engines(hw[0], model[0], sc, comp, pol, max_context=4096)
     conc = r["concurrency"] if r["concurrency"] == r["concurrency"] else None
     rate = float(r["request_rate_per_s"]) if r["request_rate_per_s"] == r["request_rate_per_s"] else math.inf

@@ -51,6 +51,10 @@ class Compression(BaseModel):
     distill_to: str | None = None        # replace the model by this smaller library model
     quantize_embeddings: bool = False    # also quantize the embedding table and LM head (MLC, llama.cpp)
     zero_point: bool = True              # int formats store a zero point per group (GPTQ/AWQ); False: symmetric
+    # the format's name in the stack that runs it (llama.cpp 'q4_0', 'q4_k', 'iq4_xs'): a stack
+    # may have a faster kernel for some formats than for others of the same bits
+    # (Runtime.tiled_schemes); None: a generic format of these bits, on the stack's usual kernel
+    scheme: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_.-]*$")
 
     @field_validator("sparsity")
     @classmethod

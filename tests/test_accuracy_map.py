@@ -129,11 +129,12 @@ def test_unlisted_names_resolve_by_rules():
     assert auto_model("Llama-3.1-8B-Instruct") == ("llama-3.1-8b", "exact")
     assert auto_model("Llama-3-70B") == ("llama-3.1-70b", "arch")       # same family, generation, size
     assert auto_model("Llama-2-7B")[0] == "llama-2-7b" and auto_model("Llama-2-70B")[0] == "llama-2-70b"
-    assert auto_precision("q4_0")["compression"] == {"weight_bits": 4, "group_size": 32}
+    assert auto_precision("q4_0")["compression"] == {"weight_bits": 4, "group_size": 32, "scheme": "q4_0"}
+    assert auto_precision("Q4_K_M")["compression"]["scheme"] == "q4_k"      # the mix's leading tensor type
     assert auto_precision("F16") == {"dtype": "fp16"}
     assert auto_precision("w8a8")["compression"] == {"weight_bits": 8, "act_bits": 8}
     assert auto_precision("mystery") is None
-    assert auto_precision("IQ4_XS")["compression"] == {"weight_bits": 4, "group_size": 32}
+    assert auto_precision("IQ4_XS")["compression"] == {"weight_bits": 4, "group_size": 32, "scheme": "iq4_xs"}
     assert auto_precision("iq2_xxs")["compression"]["weight_bits"] == 2
     assert auto_precision("IQ1_S") is None              # 1.56 bits per weight: no such width here
     assert auto_precision("A8W4 (symmetric, group-wise)") == {"dtype": "int8", "compression": {"weight_bits": 4, "act_bits": 8}}

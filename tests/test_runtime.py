@@ -396,3 +396,36 @@ def test_serving_steps_overlap_dispatch_as_evaluate_does(tmp_path):
         H = costs["add"].step(**kw).time - K
         assert H > 0
         assert costs["ahead"].step(**kw).time == pytest.approx(max(H, K + H * g), rel=1e-9)
+
+
+def test_a_scheme_without_a_tiled_kernel_unpacks_its_weights_for_every_row(tmp_path):
+    """A runtime that tiles only some schemes (llama.cpp CPU repacks Q4_0): a wide product in
+    another named scheme unpacks every weight again for each activation row (ggml vec_dot), at
+    its scheme's unpack_ops on the integer lanes: time = ops x weights x rows / (integer rate x
+    vector efficiency). A skinny one (decode) and one without a named scheme keep the tiled path."""
+    from codesign.compression import Compression
+    from codesign.perf.params import spec_params
+    rt = _write(tmp_path, "tiles-q4-0", "launch_overhead: 0 s\ntiled_schemes: [q4_0]\nquantized_matmul: int8\n"
+                "dequant_units: integer\nunpack_ops: {q4_k: 6}\n"
+                "sources: {launch_overhead: 'estimate: test', unpack_ops: 'estimate: test'}\n")
+    m, n, k = 512, 4096, 4096
+    wide = Op(name="up", kind="gemm", phase="prefill", impl="gemm", m=m, n=n, k=k, flops=2 * m * n * k,
+              weight_elems=n * k, act_in_elems=m * k, act_out_elems=m * n)
+    skinny = Op(name="up", kind="gemm", phase="decode", impl="gemm", m=1, n=n, k=k, flops=2 * n * k,
+                weight_elems=n * k, act_in_elems=k, act_out_elems=n)
+    hw = load_hardware("rk3588-cpu")
+    hw = hw.model_copy(update={"power": hw.power.model_copy(update={"tdp": None})})   # no power limit to mask it
+
+    def times(scheme):
+        comp = Compression(weight_bits=4, group_size=32, scheme=scheme)
+        df = op_times(hw, [wide, skinny], dtype="fp16", compression=comp, runtime=rt)
+        return df["time_s"].to_numpy(), df["bound"].iloc[0]
+    (tiled, tiled_dec), _ = times("q4_0")
+    (untiled, untiled_dec), bound = times("q4_k")
+    (generic, _), _ = times(None)
+    p = spec_params(hw, runtime=rt)
+    rate = p["compute.integer"][0] * min(p["compute.vector.efficiency"][0], 1.0)
+    assert bound == "dequant"
+    assert untiled == pytest.approx(6 * n * k * m / rate, rel=1e-6)
+    assert untiled > 10 * tiled and generic == pytest.approx(tiled)
+    assert untiled_dec == pytest.approx(tiled_dec)

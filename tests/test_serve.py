@@ -2,6 +2,7 @@
 steps with, and the behaviour a scheduler must show (batching, KV limits, disaggregation)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -12,7 +13,7 @@ from codesign.cli import main, run
 from codesign.errors import CodesignError
 from codesign.perf.evaluate import evaluate
 from codesign.perf.steps import step_cost
-from codesign.serve import Policy, Requests, find_max_rate, load_trace, make_requests, meets, sample_lengths, simulate
+from codesign.serve import Frontend, Policy, Requests, find_max_rate, load_trace, make_requests, meets, sample_lengths, simulate
 from codesign.workload.scenario import Scenario
 
 HW, MODEL = "h100-sxm", "llama-3.2-1b"
@@ -66,7 +67,9 @@ def test_md1_queue_matches_closed_form(cost):
         cost.step(decode_seqs=1, decode_ctx_sum=prompt + k).time for k in range(output - 1))
     rho = 0.7
     lam = rho / service
-    res = simulate(cost, _fixed(lam, 30000, prompt, output, seed=0), Policy(name="static", max_num_seqs=1))
+    # the engine alone is the server (no API-server stage in front of it: a tandem queue)
+    res = simulate(cost, _fixed(lam, 30000, prompt, output, seed=0), Policy(name="static", max_num_seqs=1),
+                   frontend=Frontend())
     wait = res.requests.queue_s.mean()
     assert res.requests.e2e_s.min() == pytest.approx(service, rel=1e-6)
     rho = res.summary["offered_rate_per_s"] * service       # the load this draw really offered
@@ -311,3 +314,50 @@ def test_mtp_module_drafts_for_deepseek_v3():
 def test_devices_are_busier_under_more_load(cost):
     shares = [simulate(cost, _fixed(r, 300, 512, 64, seed=12), Policy()).summary["device_busy_share"] for r in (1, 8)]
     assert 0 < shares[0] < shares[1] <= 1
+
+
+def test_frontend_is_a_serial_stage(cost):
+    from codesign.serve import runtime_frontend
+    pol = Policy(name="chunked", max_num_seqs=128, max_num_batched_tokens=4096)
+    req = _fixed(1e9, 600, 256, 64)
+    base = simulate(cost, req, pol, concurrency=64, frontend=Frontend()).summary
+    # by default a run sits behind its runtime's front end
+    own = runtime_frontend(cost.scenario)
+    assert simulate(cost, req, pol, concurrency=64).summary == simulate(cost, req, pol, concurrency=64,
+                                                                        frontend=own).summary
+    # an idle server: its request work is part of request_overhead, so one request's TTFT is unchanged
+    one = _fixed(1.0, 1, 256, 64)
+    slow_host = dataclasses.replace(cost, request_overhead=5e-3)
+    fe = Frontend(request_s=1e-3, token_s=0.0)
+    assert simulate(slow_host, one, pol, frontend=fe).summary["ttft_mean_s"] == pytest.approx(
+        simulate(slow_host, one, pol, frontend=Frontend()).summary["ttft_mean_s"], rel=1e-9)
+    # a slow front end caps a closed loop at its own capacity, 1 / (request + output x token work)
+    slow = Frontend(request_s=2e-3, token_s=2e-4)
+    s = simulate(cost, req, pol, concurrency=64, frontend=slow).summary
+    cap = 1.0 / (slow.request_s + 64 * slow.token_s)
+    assert s["throughput_req_per_s"] <= cap * 1.01
+    assert s["throughput_req_per_s"] > 0.9 * cap               # and reaches it: the engine is faster
+    assert s["throughput_req_per_s"] < base["throughput_req_per_s"]
+    # Little's law still holds: requests leave when their last token reaches the client
+    assert s["mean_in_system"] == pytest.approx(s["throughput_req_per_s"] * s["e2e_mean_s"], rel=0.05)
+    # more front-end work per token never makes anything faster
+    faster = simulate(cost, req, pol, concurrency=64, frontend=Frontend(2e-3, 1e-4)).summary
+    assert faster["e2e_mean_s"] <= s["e2e_mean_s"] and faster["throughput_req_per_s"] >= s["throughput_req_per_s"]
+    # the runtimes that declare one (their sources say estimate)
+    assert runtime_frontend("vllm").token_s > 0 and not runtime_frontend("generic").active
+    with pytest.raises(CodesignError):
+        Frontend(request_s=-1.0)
+
+
+def test_no_evict_reserves_the_output_and_never_preempts():
+    small = step_cost(HW, MODEL, Scenario(runtime="vllm"), max_tokens=4096, max_seqs=128, max_context=8192)
+    small.kv_capacity_tokens = 8 * (1024 + 512)
+    req = _fixed(1e9, 60, 1024, 512)
+    vllm = simulate(small, req, Policy(name="chunked")).summary
+    trt = simulate(small, req, Policy(name="chunked", no_evict=True, whole_prompts=True))
+    assert vllm["preemptions"] > 0
+    assert trt.summary["preemptions"] == 0 and trt.summary["completed"] == 60
+    # a request is admitted only when its prompt and its whole output fit
+    assert trt.steps.decode_seqs.max() <= 8
+    # whole prompts: no step carries a part of one (1024-token prompts, a 4096-token budget)
+    assert (trt.steps.prompt_tokens % 1024 == 0).all()

@@ -47,6 +47,7 @@ PARAMS = {
 # the fit would see no gradient, and where a cap binds depends on the class (8 caps an A100
 # at 1.2 of its 2 TB/s; an NPU core at 1 GHz needs a few times that to stream 30 GB/s)
 STREAM_STARTS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
+COMPUTE_SHARES = ("gemm", "vector")    # efficiencies a power limit can mask
 TIME_GROUPS = ("decode", "prefill", "throughput", "gemm")
 DEFAULT_PARAMS = ("gemm", "memory", "latency_factor", "launch_decode", "request", "sequence", "dequant")
 MIN_SENSITIVITY = 0.05      # |d log(pred) / d param-step| that counts as "moved by this row"
@@ -123,9 +124,15 @@ def fit_runtime(cases, runtime: str, cls: str, params=DEFAULT_PARAMS,
     rows, meas, y0, sign = [c for c, k in zip(rows, ok) if k], meas[ok], y0[ok], sign[ok]
     # which parameters the data moves
     dropped, use = {}, []
-    ys = _predict_sets(rows, [dict(base, **{n: base[n] + _steps(n, base[n])}) for n in params], batches)
+    # a step up, and for the compute efficiencies a halving: one at its cap (CPU GEMMs at 1) or
+    # under a power limit (the clock, not the kernel, sets the time) moves nothing by 10%, yet
+    # the data may well put it lower
+    up = [dict(base, **{n: base[n] + _steps(n, base[n])}) for n in params]
+    down = [dict(base, **{n: base[n] / 2}) if n in COMPUTE_SHARES else dict(base) for n in params]
+    ys = _predict_sets(rows, up + down, batches)
     for j, name in enumerate(params):
-        sens = np.abs(np.log(np.maximum(ys[:, j], 1e-300) / y0))
+        sens = np.maximum(np.abs(np.log(np.maximum(ys[:, j], 1e-300) / y0)),
+                          np.abs(np.log(np.maximum(ys[:, len(params) + j], 1e-300) / y0)))
         moved = sens >= MIN_SENSITIVITY
         setups = {(c.source, c.hardware) for c, m in zip(rows, moved) if m}
         if moved.sum() < MIN_ROWS_PER_PARAM or len(setups) < MIN_SETUPS:
@@ -177,6 +184,16 @@ def fit_runtime(cases, runtime: str, cls: str, params=DEFAULT_PARAMS,
     x0 = np.clip(to_x(base), lo, hi)
     sol = least_squares(resid, x0, jac=jac, bounds=(lo, hi), loss="soft_l1", f_scale=0.1, x_scale=scale,
                         max_nfev=40)
+    # a multiplier with no gradient where it starts (a power-limited phase: the limit, not the
+    # kernel, sets the time until the kernel is slower than it) is also searched from below
+    flat = [j for j, n in enumerate(use) if n in COMPUTE_SHARES and not np.any(jac(x0)[:, j]) and sol.x[j] == x0[j]]
+    for factor in (0.5, 0.25) if flat else ():
+        x1 = x0.copy()
+        x1[flat] = np.clip(x0[flat] + math.log(factor), lo[flat], hi[flat])
+        alt = least_squares(resid, x1, jac=jac, bounds=(lo, hi), loss="soft_l1", f_scale=0.1, x_scale=scale,
+                            max_nfev=40)
+        if alt.cost < sol.cost:
+            sol = alt
     vals = from_x(sol.x)
     y = _predict_all(rows, vals, batches)
     return FitResult(runtime, cls, {n: vals[n] for n in use}, dropped, [c.row for c in rows],

@@ -405,10 +405,13 @@ def auto_precision(text: str) -> dict | None:
     if m:    # llama.cpp blocks of 32 with fp16 scales; K-quants mix in wider blocks (~0.5 bit more)
         bits = int(m.group(1))
         bits = {5: 6, 6: 6, 3: 3, 2: 2}.get(bits, bits)
-        return {"dtype": "fp16", "compression": {"weight_bits": bits, "group_size": 32}}
+        # the scheme is the tensor type (Q4_K_M is a mix led by q4_k), which picks llama.cpp's kernel
+        return {"dtype": "fp16", "compression": {"weight_bits": bits, "group_size": 32,
+                                                 "scheme": f"q{m.group(1)}_{m.group(2)[0]}"}}
     m = re.fullmatch(r"iq([234])_(xxs|xs|s|m|nl)", t)
     if m:    # llama.cpp i-quants: codebook blocks of 32/256 at ~2.1-4.5 bits per weight
-        return {"dtype": "fp16", "compression": {"weight_bits": int(m.group(1)), "group_size": 32}}
+        return {"dtype": "fp16", "compression": {"weight_bits": int(m.group(1)), "group_size": 32,
+                                                 "scheme": f"iq{m.group(1)}_{m.group(2)}"}}
     m = re.fullmatch(r"q(\d)f(16|32)_\d", t)
     if m:    # MLC-LLM q4f16_1 / q3f16_1: groups of 32 with a 16-bit scale; q0f16 is unquantised
         bits = int(m.group(1))

@@ -127,7 +127,8 @@ def accuracy_cmd(csv_path, map_path, runtime, cv, by, worst, show_rows, out_csv,
               help="Device class to fit (default: every class the rows cover).")
 @click.option("--params", default="gemm,memory,latency_factor,launch_decode,request,sequence", show_default=True,
               help="Free figures: gemm, vector, memory, latency_factor, launch, launch_decode, request (host "
-                   "time per request), sequence (host time per sequence per decode step).")
+                   "time per request), sequence (host time per sequence per decode step), dequant (unpacking work), "
+                   "stream (bytes per clock per core).")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Write the runtime YAML with the fitted figures (and the rows they came from).")
 @click.option("--fresh", is_flag=True, help="Start from the runtime's unfitted figures (neutral tuning, its own "

@@ -138,13 +138,15 @@ def compression_options(f):
                      help="Quantize the embedding table and LM head too (MLC, llama.cpp)."),
         click.option("--symmetric", "zero_point", flag_value=False, default=None,
                      help="Symmetric int quantization: no zero point per group (llama.cpp Q4_0, MLC q4f16)."),
+        click.option("--scheme", default=None,
+                     help="The format's name in its stack (llama.cpp q4_0, q4_k, iq4_xs): picks the stack's kernel."),
     ])(f)
 
 
 SCENARIO_KEYS = ("batch", "prompt", "generate", "dtype", "tp", "pp", "dp", "ep", "attention", "microbatches",
                  "beams", "runtime")
 COMPRESSION_KEYS = ("weight_bits", "weight_format", "group_size", "act_bits", "kv_bits", "sparsity", "prune_heads",
-                    "prune_ffn", "prune_layers", "distill_to", "quantize_embeddings", "zero_point")
+                    "prune_ffn", "prune_layers", "distill_to", "quantize_embeddings", "zero_point", "scheme")
 
 
 def build_scenario(kwargs: dict, **update):

@@ -27,7 +27,9 @@ where ' marks replicated blocks that get the spare fraction and ``datapath``, ``
   or a CPU core spends its area differently. :data:`CLASS_CALIBRATION` scales the three
   GA100-derived terms per class, fitted (at most two multipliers per class) on the public dies
   of ``data/die-areas.csv`` by :mod:`codesign.hardware.area_fit`, with the leave-one-chip-out
-  error of each class noted there (``benchmarks/bench_area.py`` prints it).
+  error of each class noted there (``benchmarks/bench_area.py`` prints it). The per-core control is
+  a constant per unit: control that grows with the core's datapath ((MACs / a GA100 SM's)^0.5 or ^1)
+  was measured and fits no class better (``bench_area.py --alternatives``, area_fit.ALTERNATIVES).
 * SRAM: bits x the node's 6T high-density bitcell / array efficiency. Efficiency of plain
   SRAM macros (scratchpads, per-core SRAM): AMD's 64 MiB V-Cache die is 41 mm^2 at N7
   (Wuu et al., ISSCC 2022) -> 0.354. Caches (tags, ECC, slices, crossbar ports): GA100's
@@ -51,7 +53,9 @@ where ' marks replicated blocks that get the spare fraction and ``datapath``, ``
 
 Neglected: sparsity hardware (2:4 metadata), media/graphics engines beyond GA100's
 "other" share, clock/power distribution differences between nodes, general-purpose control
-cores inside NPUs, and each design's own achieved density (TPU v4: 22 B transistors on < 600
+cores, DMA engines, vector engines and buffer hierarchies inside NPUs (no spec field describes
+them: they are why DRAM-backed NPUs come out 40-60 % small and SRAM-only dataflow chips large,
+classes.py), and each design's own achieved density (TPU v4: 22 B transistors on < 600
 mm^2 at N7, GA100 54 B on 826). FPGAs are fixed parts: their area is the vendor's die, not a
 model output.
 

@@ -18,7 +18,9 @@ multipliers of :data:`codesign.hardware.area.CLASS_CALIBRATION`; this module fit
 ``free`` ones (the others keep the table's values) by least squares on the *relative* error,
 sum_i (predicted_i / published_i - 1)^2 - linear in the multipliers, so a closed form, with
 each multiplier kept >= :data:`MIN_SCALE` - and refits without each die in turn for the
-leave-one-chip-out (LOCO) error.
+leave-one-chip-out (LOCO) error. :data:`ALTERNATIVES` are the other structures measured against
+the same dies (per-core control that grows with the core's datapath, other free pairs, a DRAM /
+SRAM-only split; :func:`alternative` fits one, ``bench_area.py --alternatives`` prints them all).
 """
 from __future__ import annotations
 
@@ -237,3 +239,71 @@ def report(dies=None) -> dict[str, ClassReport]:
     dies = list(load_dies() if dies is None else dies)
     return {cls: class_report(dies, cls, cal) for cls, cal in A.CLASS_CALIBRATION.items()
             if any(d.device_class == cls for d in dies)}
+
+
+# -- alternative structures (what was measured before the class table was settled) ----------------
+
+# GA100 SM datapath transistors (tensor + vector, A100 whitepaper rates): the unit that the
+# per-core control term is a remainder of, so a core's datapath is measured in SMs
+_SM_DATAPATH = (A.datapath_transistors(A._GA100_SM_TENSOR, 1.0)
+                + A.datapath_transistors(A._GA100_SM_VECTOR, 1.0))
+
+
+def columns(die: Die) -> dict[str, float]:
+    """The die's uncalibrated terms (mm^2, x (1 + other)) and the alternative per-core terms:
+    ``core_sqrt`` / ``core_lin``: the per-core control scaled by (the core's datapath / a GA100
+    SM's)^0.5 / ^1 (control that grows with the core it drives); ``core_sram_only`` /
+    ``core_dram``: the per-core term of a die without / with an off-chip DRAM level."""
+    t = dict(die.terms)
+    est = A.estimate_area(die.spec, spare_fraction=die.spare, calibration=A.UNCALIBRATED)
+    cores = die.spec.compute.cores or 1
+    node = A.node_params(die.spec.process_node)
+    per_core = (est.matrix + est.vector) / (1 + die.spare) * node.logic_mtr_mm2 * 1e6 / cores
+    ratio = per_core / _SM_DATAPATH
+    dram = any(m.kind in A.KIND_DEFAULT_TECHNOLOGY for m in die.spec.memory)
+    t.update(core_sqrt=t["core"] * ratio ** 0.5, core_lin=t["core"] * ratio,
+             core_dram=t["core"] if dram else 0.0, core_sram_only=0.0 if dram else t["core"])
+    return t
+
+
+# name, free columns, fixed multipliers of the other columns ('rest' is always x 1)
+ALTERNATIVES: tuple[tuple[str, tuple[str, ...], dict[str, float]], ...] = (
+    ("datapath, core free (sram 1)", ("datapath", "core"), {"sram": 1.0}),
+    ("datapath, core free; sram 1.37 (TPU v1, v4i shares)", ("datapath", "core"), {"sram": 1.37}),
+    ("datapath, sram free; no per-core term", ("datapath", "sram"), {}),
+    ("core, sram free; datapath 1", ("core", "sram"), {"datapath": 1.0}),
+    ("control ~ sqrt(core datapath); datapath, core free", ("datapath", "core_sqrt"), {"sram": 1.0}),
+    ("control ~ core datapath; datapath, core free", ("datapath", "core_lin"), {"sram": 1.0}),
+    ("own core multiplier with DRAM / SRAM-only (3 free)", ("datapath", "core_dram", "core_sram_only"), {"sram": 1.0}),
+)
+
+
+def _bounded_lstsq(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """min |x p - y|^2 with every p >= MIN_SCALE: the best over the active sets (exact for a few columns)."""
+    k = x.shape[1]
+    best, best_sse = np.full(k, MIN_SCALE), _sse(x, y, np.full(k, MIN_SCALE))
+    for mask in range(1 << k):
+        free = [j for j in range(k) if mask >> j & 1]
+        if not free:
+            continue
+        p = np.full(k, MIN_SCALE)
+        bound = [j for j in range(k) if j not in free]
+        r = y - x[:, bound] @ p[bound] if bound else y
+        p[free] = np.linalg.lstsq(x[:, free], r, rcond=None)[0]
+        if np.all(p >= MIN_SCALE - 1e-12) and _sse(x, y, p) < best_sse:
+            best, best_sse = p, _sse(x, y, p)
+    return best
+
+
+def alternative(dies, free: tuple[str, ...], fixed: dict[str, float]) -> tuple[dict[str, float], float, float]:
+    """One alternative structure on ``dies``: the fitted multipliers, in-sample MAPE and LOCO MAPE."""
+    cols = [columns(d) for d in dies]
+    x = np.array([[c[n] / d.area_mm2 for n in free] for c, d in zip(cols, dies)])
+    y = np.array([1.0 - (c["rest"] + sum(v * c[n] for n, v in fixed.items())) / d.area_mm2
+                  for c, d in zip(cols, dies)])
+    p = _bounded_lstsq(x, y)
+    loco = []
+    for i in range(len(dies)):
+        keep = [j for j in range(len(dies)) if j != i]
+        loco.append(abs(x[i] @ _bounded_lstsq(x[keep], y[keep]) - y[i]))
+    return dict(zip(free, map(float, p))), float(np.mean(np.abs(x @ p - y))), float(np.mean(loco))

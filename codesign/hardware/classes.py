@@ -109,7 +109,13 @@ CLASSES: dict[str, DeviceClass] = {c.name: c for c in (
         # generation (16 nm v2/v3 +12/+15 %, 7 nm v4i/v4 -26/-20 %): Google's N7 dies are less dense than
         # NVIDIA's (TPU v4: 22 B transistors on < 600 mm^2, GA100: 54 B on 826), which no spec field says;
         # freeing the SRAM multiplier fits all four within 6 % but at 2.7x, i.e. CMEM at 58 % of v4i against
-        # the published 28 %, so it is not done.
+        # the published 28 %, so it is not done. Other structures measured (bench_area.py --alternatives,
+        # exact bounded least squares, LOCO): per-TensorCore control that grows with the core's datapath,
+        # (MACs / a GA100 SM's)^0.5 or ^1, 20.8 / 18.7 %; datapath and core both free, 18.2 % with the
+        # published SRAM share, 20.4 % without; datapath and SRAM free with no per-core term 19.0 %. None
+        # beats the table and each drops a published share, so the table stays: the 16 / 7 nm split is a
+        # density the spec does not carry (the per-TensorCore remainder is ~210-270 mm^2 on every die while
+        # the node's logic shrank 2.6x), and four upper-bound areas cannot pin it down.
         area=ClassCalibration(datapath=2.17, core=26.95, sram=1.37, free=("core",))),
     DeviceClass(
         "npu", "NPUs and other AI accelerators (edge to data-centre)",
@@ -124,6 +130,18 @@ CLASSES: dict[str, DeviceClass] = {c.name: c for c in (
         # dataflow chips are over-predicted (Groq +72 %, GC200 +50 % held out) and DRAM-backed NPUs with
         # control processors, vector engines and DMA under-predicted (RNGD -61 %, ET-SoC-1 -53 %, MTIA v2
         # -48 %, NNP-T -46 %); achieved densities range 2x (GC200 72 MTr/mm^2, ET-SoC-1 42, both N7).
+        # Structure measured for issue 17 (bench_area.py --alternatives, LOCO): per-core control that grows
+        # with the core's datapath, (MACs per core / a GA100 SM's)^0.5 or ^1, so a 1-core Groq and an ET-Minion
+        # both get a sensible control block: 41.2 / 38.4 % (^1 is 1.3 points better held out but 2.9 worse
+        # in-sample, and its fit drops the datapath term to the bound: it is a datapath term under another
+        # name, with no fixed part per core, so it is not taken); SRAM at the TPU v1 / v4i scratchpad share (1.37)
+        # 42.8 %; any other free pair 42 %; a core multiplier of its own for DRAM-backed and SRAM-only dies
+        # (3 free) 23.4 % in-sample but unstable held out. Even two free multipliers on any pair of the four
+        # terms with the other two anywhere in 0.01-30 reach no better than 26.7 % LOCO (and that best needs the
+        # SRAM at 1 % of its bitcell area). What the dies need past SRAM and PHYs, at N7-equivalent density,
+        # is 0.16 mm^2 per GC200 tile, 0.42 per ET-Minion or Dojo node, 6-10 per MTIA / Ascend / NNP-T core
+        # and 86 per RNGD PE: host CPUs, DMA, vector engines and buffer hierarchies that no spec field
+        # describes, so the target needs more dies per design style or spec fields for those blocks.
         area=ClassCalibration(datapath=3.239, core=0.07548, free=("datapath", "core"))),
     DeviceClass(
         "fpga", "FPGAs (DSP slices x clock x packing, compute.fpga)",

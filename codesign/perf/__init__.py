@@ -12,6 +12,7 @@ import numpy as np
 
 from ..hardware import load_hardware
 from ..io import frame
+from ..runtime import load_runtime
 from ..workload.scenario import Scenario
 from .engine import op_table, op_terms
 from .evaluate import Result, _label, evaluate, evaluate_batch, power_limit
@@ -35,7 +36,8 @@ def op_times(hardware, ops, dtype: str = "bf16", compression=None, runtime=None)
     notes: set = set()
     sc = Scenario(dtype=cast("Dtype", dtype))      # pydantic checks the name
     # prices reads only the model's head dim (hd) here, which _Dummy stands in for
-    pr = prices(spec, p, cast("ModelSpec", _Dummy()), sc, ([compression], np.zeros(1, dtype=int)), notes)
+    pr = prices(spec, p, cast("ModelSpec", _Dummy()), sc, ([compression], np.zeros(1, dtype=int)), notes,
+                load_runtime(runtime))
     tab = op_table(ops)
     big = np.array([np.inf])       # standalone kernels: weights and KV start in main memory
     t = op_terms(spec, p, tab, pr, big, big)

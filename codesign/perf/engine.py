@@ -137,6 +137,7 @@ class Prices:
     attn_rate: np.ndarray      # matrix FLOP/s for attention products
     vec_rate: np.ndarray
     dequant: np.ndarray        # 1 where weights are dequantized in the GEMM kernel
+    row_unpack: np.ndarray     # ops per weight where the weights' scheme is unpacked per activation row (else 0)
     gemm_e_op: np.ndarray      # J per FLOP
     attn_e_op: np.ndarray
     vec_e_op: np.ndarray
@@ -335,7 +336,9 @@ def _compute_times(p, tab, pr, prof_eff, vec_eff, util) -> _ComputeTimes:
     rate = np.where(tab.act_dtype, pr.attn_rate, np.where(is_mx, pr.gemm_rate, pr.vec_rate)) * eff * util
     # a skinny product (decode GEMV, M of a few rows) pads the matrix unit's tile and runs
     # faster on the vector units (cuBLAS gemv, llama.cpp MMVQ): a kernel takes the faster
-    rate = np.where(is_mx, np.maximum(rate, pr.vec_rate * vec_eff), rate)
+    # (a device without matrix units runs every product on its vector units already)
+    if "compute.matrix.efficiency" in p:
+        rate = np.where(is_mx, np.maximum(rate, pr.vec_rate * vec_eff), rate)
     trans = p["compute.vector.transcendental"][:, None] * np.where(np.isnan(prof_eff), 1.0, prof_eff)
     return _ComputeTimes(work=c["flops"] / rate, d_work=c["d_flops"] / rate, trans=c["transcendentals"] / trans,
                          d_trans=c["d_transcendentals"] / trans)
@@ -352,8 +355,13 @@ def _dequant(p, tab, pr, vec_eff) -> _Dequant:
     # (GEMV kernels, llama.cpp MMVQ); wider ones follow the runtime's GEMM kernel
     wide = c["m"] > SKINNY_ROWS
     rows_tile = p["runtime.dequant_tile_rows"][:, None]
+    # a scheme without a tiled kernel (Runtime.tiled_schemes) unpacks every weight again for each
+    # activation row (ggml vec_dot), at its scheme's cost (Runtime.unpack_ops)
+    per_row = wide & (pr.row_unpack > 0)
+    rows_tile = np.where(per_row, 1.0, rows_tile)
     row_passes = np.where(wide & (rows_tile > 0), np.ceil(np.maximum(c["m"], 1.0) / np.maximum(rows_tile, 1.0)), 1.0)
-    dq_ops = np.where(wide, (p["runtime.dequant_ops"] * p["runtime.dequant"])[:, None], 2.0)
+    dq_ops = np.where(wide, np.where(per_row, pr.row_unpack, p["runtime.dequant_ops"][:, None])
+                      * p["runtime.dequant"][:, None], 2.0)
     dq_rate = np.where(wide & (p["runtime.dequant_integer"][:, None] > 0), p["compute.integer"][:, None] * vec_eff,
                        pr.vec_rate * vec_eff)
     return _Dequant(

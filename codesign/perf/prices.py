@@ -61,9 +61,14 @@ def prices(spec: HardwareSpec, p: dict, model: ModelSpec, sc: Scenario, comps, n
         speed, note = sparse_speedup(comp, spec)
         if note:
             notes.add(note)
+        # a named scheme the stack has no tiled kernel for (Runtime.tiled_schemes): unpacked per
+        # activation row, at its scheme's cost
+        untiled = bool(rt is not None and rt.tiled_schemes and comp and comp.scheme
+                       and comp.scheme not in rt.tiled_schemes)
+        unpack = rt.unpack_ops.get(comp.scheme, rt.dequant_ops) if untiled and rt and comp and comp.scheme else 0.0
         rows.append((weight_bytes_per_element(comp, sc.dtype), act_bytes_per_element(comp, sc.dtype),
                      kv_bytes_per_element(comp, sc.dtype, model.hd), gdt, adt, speed, float(deq),
-                     float(bool(comp and comp.quantize_embeddings))))
+                     float(bool(comp and comp.quantize_embeddings)), unpack))
     vdt = vector_dtype(spec, sc.dtype)
 
     def rate(dt):
@@ -90,6 +95,6 @@ def prices(spec: HardwareSpec, p: dict, model: ModelSpec, sc: Scenario, comps, n
     wide = kv_bytes_per_element(None, sc.dtype, 1)
     return Prices(w_bytes=col(0), table_bytes=np.where(col(7) > 0, col(0), wide), wire_bytes=wide, a_bytes=col(1),
                   kv_bytes=col(2), gemm_rate=per_design(rate, 3) * col(5), attn_rate=per_design(rate, 4),
-                  vec_rate=p[f"compute.vector.peak.{vdt}"][:, None], dequant=col(6),
+                  vec_rate=p[f"compute.vector.peak.{vdt}"][:, None], dequant=col(6), row_unpack=col(8),
                   # structured sparsity skips the pruned products: energy per dense FLOP falls with speed
                   gemm_e_op=per_design(e_op, 3) / col(5), attn_e_op=per_design(e_op, 4), vec_e_op=e_op(vdt)[:, None])

@@ -81,6 +81,12 @@ class Runtime(Frozen):
     # bookkeeping, sampling, detokenising); None = none
     request_overhead: Time | None = None
     sequence_overhead: Time | None = None
+    # the serving front end (HTTP / OpenAI API server), one serial server per replica, read only
+    # by the serving simulator (codesign.serve.sim.Frontend): its work per request before the
+    # engine sees it (parse, chat template, tokenise; part of request_overhead) and per streamed
+    # token before the client sees it (detokenise, format and send one chunk); None = none
+    frontend_request: Time | None = None
+    frontend_token: Time | None = None
     # operator kinds folded into a neighbouring kernel (epilogues, fused norms; the vector
     # kinds, fusable in workload/ops.py OP_KINDS):
     # they launch nothing and move no memory traffic of their own
@@ -109,6 +115,15 @@ class Runtime(Frozen):
     dequant_ops: float = Field(default=2.0, ge=0, le=1000)
     dequant_tile_rows: int | None = Field(default=None, gt=0)
     dequant_units: Literal["vector", "integer"] = "vector"
+    # quantisation schemes (Compression.scheme) whose prefill GEMM is a tiled kernel that reuses
+    # each unpacked weight tile across a block of activation rows (llama.cpp CPU repacks Q4_0 and
+    # IQ4_NL into interleaved 4x4 / 4x8 / 8x8 blocks: dequant_tile_rows); a product in any other
+    # named scheme runs the stack's per-row dot-product kernel (ggml vec_dot: one weight row
+    # against one activation row at a time), which unpacks every weight again for each
+    # activation row, at unpack_ops vector operations per weight of its scheme (else
+    # dequant_ops). Empty: no such distinction; a product without a named scheme is tiled
+    tiled_schemes: tuple[str, ...] = ()
+    unpack_ops: dict[str, float] = Field(default_factory=dict)
     layout: Literal["tensor", "pipeline"] = "tensor"   # how several devices split a model
     batching: Literal["static", "continuous"] = "static"
     tuning: dict[TuningKey, ClassTuning] = Field(default_factory=dict)
@@ -135,8 +150,9 @@ class Runtime(Frozen):
 
     def figure_paths(self) -> list[str]:
         out = [k for k in ("launch_overhead", "decode_launch_overhead", "request_overhead", "sequence_overhead",
-                           "dequant_tile_rows") if getattr(self, k) is not None]
+                           "frontend_request", "frontend_token", "dequant_tile_rows") if getattr(self, k) is not None]
         out += [f"kernels_per_op.{k}" for k in self.kernels_per_op]
+        out += [f"unpack_ops.{k}" for k in self.unpack_ops]
         if "dequant_ops" in self.model_fields_set:
             out.append("dequant_ops")
         for cls, t in self.tuning.items():

@@ -3,9 +3,10 @@
 The simulator prices every step with the one engine (codesign.perf.steps); see sim.py."""
 from .api import draft_engine, engines, serve
 from .metrics import MaxRate, ServeResult, find_max_rate, meets
-from .sim import POLICIES, Policy, simulate
+from .sim import POLICIES, Frontend, Policy, runtime_frontend, simulate
 from .traffic import Requests, load_trace, make_requests, sample_lengths
 
-__all__ = ["POLICIES", "draft_engine", "engines", "serve", "MaxRate", "Policy", "Requests", "ServeResult", "find_max_rate", "load_trace",
+__all__ = ["POLICIES", "draft_engine", "engines", "runtime_frontend", "Frontend", "serve",
+           "MaxRate", "Policy", "Requests", "ServeResult", "find_max_rate", "load_trace",
            "make_requests",
            "meets", "sample_lengths", "simulate"]

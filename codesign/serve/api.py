@@ -73,7 +73,8 @@ def serve(hardware, workload, requests: Requests, scenario: Scenario | None = No
           compression: Compression | None = None, policy: Policy | None = None, *, replicas: int = 1,
           decode_hardware=None, decode_replicas: int = 1, draft=None, concurrency: int | None = None) -> ServeResult:
     """Simulate ``requests`` served by ``replicas`` engines of ``scenario.tp`` x ``scenario.pp``
-    devices (``draft``: a draft model for ``policy.speculative_k`` > 0)."""
+    devices behind the runtime's API server (``draft``: a draft model for
+    ``policy.speculative_k`` > 0)."""
     cost, dec = engines(hardware, workload, scenario, compression, policy, decode_hardware)
     dcost = draft_engine(dec or cost, draft) if draft and policy and policy.speculative_k else None
     return simulate(cost, requests, policy, replicas=replicas, decode_cost=dec, decode_replicas=decode_replicas,

@@ -35,8 +35,29 @@ prompt's tokens is found in the cache and not recomputed (its attention still re
 Hybrid models' recurrent layers keep a fixed state per sequence instead of per-token KV: it
 takes ``StepCost.state_tokens`` tokens' worth of blocks once per sequence, like a prefix.
 
-Neglected: the API server's own queueing (its request_overhead delays admission but uses
-no engine time), sampling differences between requests, the overlap of swaps with compute
+Capacity scheduling: vLLM admits a request when its prompt's blocks are free and preempts
+when decodes run out (above); TensorRT-LLM's default GUARANTEED_NO_EVICT (``no_evict``)
+admits a request only when the blocks of its prompt and its whole output are free, so a
+started request is never paused (TensorRT-LLM performance-tuning guide, "Useful Runtime
+Options"). ``whole_prompts``: a prompt is never split over steps, it waits for a step whose
+token budget still holds it (TensorRT-LLM without chunked context, its default before the
+LLM API: the scheduler stops admitting when the next prompt exceeds max_num_tokens' rest;
+TensorRT-LLM guide "Tuning Max Batch Size and Max Num Tokens"); a prompt longer than the
+whole budget is still split.
+
+Serving front end (:class:`Frontend`): the HTTP / OpenAI API server is one serial server
+(one Python event loop: FastAPI in NIM and vLLM's OpenAI server, SGLang's tokenizer
+manager) in its own process beside the engine loop. Every request takes
+``request_s`` of it (parse, chat template, tokenise, hand over) before the engine sees it,
+and every step's new tokens ``token_s`` each (detokenise, format and send one streamed
+chunk) before the clients see them; both queue FIFO. It staggers requests that arrive
+together (a closed loop's clients that finish in the same step), delays what the clients
+see and, near its capacity (1 / (request_s + output tokens x token_s) requests per
+second), caps a closed loop's throughput. Its work is taken out of the runtime's
+request_overhead (the same host work, seen unloaded), so an idle server's TTFT is unchanged.
+
+Neglected: a front end that shares the engine loop's thread (vLLM <= 0.5: its work would
+hold up the next step), sampling differences between requests, the overlap of swaps with compute
 (a swap delays the step it precedes); in speculative decoding, the extra attention work of checking k + 1
 tokens per sequence (the cache is read once) and the draft's own prefill.
 """
@@ -52,6 +73,7 @@ import numpy as np
 
 from ..errors import CodesignError
 from ..perf.steps import StepCost
+from ..runtime import load_runtime
 from .metrics import ServeResult
 from .traffic import Requests
 
@@ -79,6 +101,11 @@ class Policy:
     # a preempted sequence's KV cache is dropped and recomputed, or swapped to host memory over
     # the host link and back (vLLM's two preemption modes)
     preemption: Literal["recompute", "swap"] = "recompute"
+    # TensorRT-LLM's capacity scheduler: GUARANTEED_NO_EVICT reserves prompt + output blocks at
+    # admission (never preempts); False: vLLM's (prompt blocks, preempt when decodes run out)
+    no_evict: bool = False
+    # prompts are never split over steps (TensorRT-LLM without chunked context)
+    whole_prompts: bool = False
 
     def __post_init__(self):
         checks = [(self.name in POLICIES, "name", f"one of {', '.join(POLICIES)}"),
@@ -96,6 +123,33 @@ class Policy:
         for ok, name, want in checks:
             if not ok:
                 raise CodesignError(f"expected {want}, got {getattr(self, name)!r}", field=name)
+
+
+@dataclass(frozen=True)
+class Frontend:
+    """The serving front end as one serial FIFO server (see the module docstring): seconds of
+    its work per request (before the engine sees it) and per streamed token (before the
+    client sees it). Zero: no front end (the engine's times are what clients see)."""
+    request_s: float = 0.0
+    token_s: float = 0.0
+
+    def __post_init__(self):
+        for name in ("request_s", "token_s"):
+            v = getattr(self, name)
+            if not (v >= 0 and math.isfinite(v)):
+                raise CodesignError(f"expected seconds >= 0, got {v!r}", field=f"frontend.{name}")
+
+    @property
+    def active(self) -> bool:
+        return self.request_s > 0 or self.token_s > 0
+
+
+def runtime_frontend(runtime) -> Frontend:
+    """The serving front end a runtime declares (frontend_request, frontend_token; a runtime
+    name, Runtime or Scenario); none where it declares neither."""
+    name = getattr(runtime, "runtime", runtime)
+    rt = load_runtime(name) if name is None or isinstance(name, str) else name
+    return Frontend(request_s=rt.frontend_request or 0.0, token_s=rt.frontend_token or 0.0)
 
 
 @dataclass
@@ -138,6 +192,7 @@ class _Engine:
         self.budget = min(policy.max_num_batched_tokens, cost.max_tokens)
         self.max_seqs = min(policy.max_num_seqs, cost.max_seqs)
         self.waiting: deque = deque()
+        self.incoming = 0                  # requests the front end is still handing over
         self.swapped: deque = deque()      # (rid, cached tokens, blocks) in host memory
         self.swap_s = 0.0                  # host-link time the next step waits for (swaps out and in)
         self.swap = policy.preemption == "swap" and cost.link_bw is not None
@@ -155,7 +210,7 @@ class _Engine:
 
     # ---------------------------------------------------------------- load
     def load(self) -> int:
-        return len(self.waiting) + len(self.prefill) + len(self.ids) + len(self.swapped)
+        return len(self.waiting) + len(self.prefill) + len(self.ids) + len(self.swapped) + self.incoming
 
     def has_work(self) -> bool:
         return bool(self.waiting or self.prefill or len(self.ids) or self.swapped)
@@ -184,8 +239,9 @@ class _Engine:
                                     f"holds {self.total_blocks}", field="--prompt-dist")
             if need > self.free:
                 break
-            if chunk_cap is None and todo > budget and (new or self.prefill or self.pol.name == "chunked"):
-                break          # whole prompts only: it waits for a step of its own
+            if chunk_cap is None and todo > budget and (new or self.prefill or (self.pol.name == "chunked"
+                                                                            and todo <= self.budget)):
+                break          # whole prompts only: it waits for a step that holds it (or one of its own)
             self.waiting.popleft()
             self.free -= need
             entry = [rid, cached, todo, 0, need]
@@ -218,13 +274,14 @@ class _Engine:
             budget = self.budget - len(self.ids)
             decode = len(self.ids) > 0
             cap = self.pol.chunk
+            reserve = self.pol.no_evict
             for e in self.prefill:
                 if budget <= 0:
                     break
                 q = min(e[2] - e[3], budget, cap or budget)
                 chunks.append((e, q))
                 budget -= q
-            new, _ = self._admit(budget, cap or budget, reserve_output=False)
+            new, _ = self._admit(budget, None if self.pol.whole_prompts else cap or budget, reserve_output=reserve)
             for e in new:
                 if budget <= 0:
                     break
@@ -236,7 +293,7 @@ class _Engine:
             self.multi_left -= 1
             decode = True
         else:   # continuous, and the prefill pool of disaggregated serving (whole prompts)
-            self._admit(self.budget, None, reserve_output=False)
+            self._admit(self.budget, None, reserve_output=self.pol.no_evict)
             if self.prefill:
                 chunks = [(e, e[2]) for e in self.prefill]
             elif self.role == "both":
@@ -333,12 +390,18 @@ class _Engine:
         self.blocks = np.concatenate([self.blocks, np.asarray(blocks, dtype=np.int64)])
 
     # ---------------------------------------------------------------- effects
-    def end_step(self, t: float, dur: float, on_prefilled) -> list:
-        """Apply the planned step at its end ``t``; returns the requests that finished."""
+    def end_step(self, t: float, dur: float, on_prefilled, deliver=None) -> list:
+        """Apply the planned step at its end ``t``; returns the requests that finished.
+        ``deliver(t, tokens)``: when the front end has streamed this step's new tokens to
+        the clients (the times the log records for them)."""
         assert self.plan is not None            # plan_step planned this step
         chunks, n_dec, advance = self.plan
         self.plan = None
         log = self.log
+        td = t
+        if deliver is not None:
+            tokens = int((self.rem > 0).sum()) if self.pol.name == "static" and n_dec else n_dec
+            td = deliver(t, tokens + sum(1 for e, q in chunks if e[3] + q >= e[2]))
         done: list = []
         # decode sequences: one token each
         if n_dec:
@@ -346,13 +409,13 @@ class _Engine:
                 live = self.rem > 0
                 n_live = int(live.sum())
                 if n_live:
-                    log.itl.append((t - self.last_emit, n_live))
+                    log.itl.append((td - self.last_emit, n_live))
                 self.rem = self.rem - live
                 self.ctx = self.ctx + 1          # finished slots still step (padding)
                 log.generated[self.ids[live]] += 1
                 self.static_left -= 1
                 if self.static_left == 0:       # the batch returns as one
-                    log.finish[self.ids] = t
+                    log.finish[self.ids] = td
                     done = self.ids.tolist()
                     self.free += int(self.blocks.sum())
                     self.ids, self.ctx, self.rem, self.blocks = (a[:0] for a in (self.ids, self.ctx, self.rem, self.blocks))
@@ -363,10 +426,10 @@ class _Engine:
                 # sequences that had the previous token together share one interval
                 bulk = old & ~fresh
                 if bulk.any():
-                    log.itl.append((t - self.last_emit, int(bulk.sum())))
+                    log.itl.append((td - self.last_emit, int(bulk.sum())))
                 for rid in ids[fresh & old].tolist():
-                    log.itl.append((t - log.last_tok[rid], 1))
-                log.last_tok[ids] = t
+                    log.itl.append((td - log.last_tok[rid], 1))
+                log.last_tok[ids] = td
                 assert advance is not None      # plan_step sets it whenever n_dec > 0
                 adv = np.minimum(advance, self.rem[:n_dec])
                 log.generated[ids] += adv
@@ -375,13 +438,13 @@ class _Engine:
                 fin = self.rem[:n_dec] == 0
                 if fin.any():
                     idx = np.flatnonzero(fin)
-                    log.finish[self.ids[idx]] = t
+                    log.finish[self.ids[idx]] = td
                     done = self.ids[idx].tolist()
                     self.free += int(self.blocks[idx].sum())
                     keep = np.ones(len(self.ids), dtype=bool)
                     keep[idx] = False
                     self.ids, self.ctx, self.rem, self.blocks = (a[keep] for a in (self.ids, self.ctx, self.rem, self.blocks))
-            self.last_emit = t
+            self.last_emit = td
         # prompt chunks: progress; a completed prompt yields its next token
         joined_r, joined_c, joined_b = [], [], []
         completed = []
@@ -394,13 +457,13 @@ class _Engine:
             self.prefill.remove(e)
             rid, total = e[0], e[1] + e[2]
             if math.isnan(log.first[rid]):
-                log.first[rid] = t
+                log.first[rid] = td
             elif not math.isnan(log.last_tok[rid]):
-                log.itl.append((t - log.last_tok[rid], 1))     # a recomputed sequence's stall
-            log.last_tok[rid] = t
+                log.itl.append((td - log.last_tok[rid], 1))     # a recomputed sequence's stall
+            log.last_tok[rid] = td
             log.generated[rid] += 1
             if log.generated[rid] >= self.req.output[rid]:
-                log.finish[rid] = t
+                log.finish[rid] = td
                 self.free += e[4]
                 done.append(rid)
             elif self.role == "prefill":
@@ -418,7 +481,7 @@ class _Engine:
         if self.pol.name == "static" and completed and not len(self.ids):
             self.static_left = 0
         if self.pol.name == "static" and joined_r:
-            self.last_emit = t
+            self.last_emit = td
         log.steps.append((t, dur, n_dec, prompt_tokens, 1.0 - self.free / max(self.total_blocks, 1),
                           len(self.waiting), self.idx))
         return done
@@ -432,7 +495,7 @@ def _route(engines: list, k: int, policy: Policy) -> _Engine:
 
 def simulate(cost: StepCost, requests: Requests, policy: Policy | None = None, *, replicas: int = 1,
              decode_cost: StepCost | None = None, decode_replicas: int = 1, concurrency: int | None = None,
-             draft_cost: StepCost | None = None):
+             draft_cost: StepCost | None = None, frontend: Frontend | None = None):
     """Serve ``requests`` on ``replicas`` engines priced by ``cost`` (each of
     cost.devices devices); ``disaggregated`` runs prompts there and decodes on
     ``decode_replicas`` engines priced by ``decode_cost`` (default: the same device).
@@ -440,6 +503,8 @@ def simulate(cost: StepCost, requests: Requests, policy: Policy | None = None, *
     times (each client sends its next request when its last one finishes, as GenAI-Perf
     and benchmark_serving --max-concurrency do). ``draft_cost``: the draft model's steps on
     the same devices, for ``policy.speculative_k`` > 0 (see codesign.serve.api.engines).
+    ``frontend``: the API server's serial work (default: the runtime's, :func:`runtime_frontend`;
+    ``Frontend()`` for none).
     Returns a :class:`codesign.serve.metrics.ServeResult`."""
     pol = policy or Policy()
     if replicas < 1 or decode_replicas < 1:
@@ -458,23 +523,71 @@ def simulate(cost: StepCost, requests: Requests, policy: Policy | None = None, *
         if e.total_blocks < 1:
             raise CodesignError(f"no KV cache blocks left on {e.cost.spec.name}", field="hardware")
     delay = cost.request_overhead
+    if frontend is None:          # the runtime's own API server
+        frontend = runtime_frontend(cost.scenario)
+    fe = frontend if frontend.active else None
+    # host latency outside the serial front end (the front end's work is part of request_overhead)
+    pre = max(delay - fe.request_s, 0.0) if fe else delay
     if concurrency is not None:
         if concurrency < 1:
             raise CodesignError(f"expected an integer >= 1, got {concurrency}", field="--concurrency")
         # closed loop: the first clients start at once, the others when a request finishes
         arrivals = np.full(n, np.inf)
-        arrivals[:concurrency] = delay
+        arrivals[:concurrency] = pre
         requests = Requests(np.zeros(n), requests.prompt, requests.output)
         for e in front + back:
             e.req = requests
     else:
-        arrivals = requests.arrival + delay
+        arrivals = requests.arrival + pre
     released = min(concurrency or n, n)
     heap: list = []         # (time, order, kind, engine or request)
     order = 0
     in_system, area, t_last = 0, 0.0, 0.0
+    leaving: list = []      # times requests reach their clients (after the front end)
     steps = 0
     xfer_cost = decode_cost or cost
+    # one API server per replica: engines of a replica (its pipeline's virtual engines) stream
+    # through it; decode-pool engines through the replica of their number
+    servers = [0.0] * replicas      # when each replica's front end is next idle
+    server_of = [e.idx // cost.pp for e in front] + [(e.idx - len(front)) // (decode_cost or cost).pp % replicas
+                                                     for e in back]
+
+    token_s = fe.token_s if fe else 0.0
+
+    def delivery(r: int):
+        def deliver(t: float, tokens: int) -> float:
+            if tokens <= 0:
+                return t
+            servers[r] = max(t, servers[r]) + tokens * token_s
+            return servers[r]
+        return deliver
+    delivers = [delivery(r) for r in server_of] if fe else [None] * len(server_of)
+
+    def advance(to: float):
+        """Integrate the number in the system up to ``to`` (requests leave as they reach their clients)."""
+        nonlocal area, t_last, in_system
+        while leaving and leaving[0] <= to:
+            d = heapq.heappop(leaving)
+            area += in_system * (d - t_last)
+            t_last = d
+            in_system -= 1
+        area += in_system * (to - t_last)
+        t_last = to
+
+    def arrive(k: int, t: float):
+        nonlocal order, in_system
+        in_system += 1
+        e = _route(front, k, pol)
+        if fe:                              # the front end takes it in turn, then the engine sees it
+            r = server_of[e.idx]
+            servers[r] = max(t, servers[r]) + fe.request_s
+            e.incoming += 1
+            order += 1
+            heapq.heappush(heap, (servers[r], order, 2, (k, e), 0.0))
+            return
+        e.waiting.append(k)
+        if not e.busy:
+            start(e, t)
 
     def start(e: _Engine, now: float):
         nonlocal order, steps
@@ -504,35 +617,56 @@ def simulate(cost: StepCost, requests: Requests, policy: Policy | None = None, *
     while i < n or heap:
         if heap and (i >= n or heap[0][0] <= arrivals[i]):
             t, _, kind, obj, dur = heapq.heappop(heap)
-            area += in_system * (t - t_last)
-            t_last = t
+            if leaving:
+                advance(t)
+            else:
+                area += in_system * (t - t_last)
+                t_last = t
             if kind == 0:
-                done = obj.end_step(t, dur, prefilled)
-                in_system -= len(done)
+                done = obj.end_step(t, dur, prefilled, delivers[obj.idx])
+                if fe:                           # they leave when their last token reaches them
+                    for rid in done:
+                        heapq.heappush(leaving, float(log.finish[rid]))
+                else:
+                    in_system -= len(done)
                 if concurrency is not None:
-                    for _ in done:               # each finished client sends its next request
+                    for rid in done:             # each finished client sends its next request
                         if released < n:
-                            arrivals[released] = t + delay
-                            requests.arrival[released] = t
+                            seen = float(log.finish[rid])
+                            requests.arrival[released] = seen
+                            if fe:               # the front end may stream out of step order
+                                order += 1
+                                heapq.heappush(heap, (seen + pre, order, 3, released, 0.0))
+                            else:
+                                arrivals[released] = seen + pre
                             released += 1
                 start(obj, t)
-            else:                               # KV arrived at the decode pool
+            elif kind == 1:                     # KV arrived at the decode pool
                 e = _route(back, obj, pol)
                 e.waiting.append(obj)
                 if not e.busy:
                     start(e, t)
+            elif kind == 2:                     # the front end handed a request to its engine
+                k, e = obj
+                e.incoming -= 1
+                e.waiting.append(k)
+                if not e.busy:
+                    start(e, t)
+            else:                               # a closed-loop client's next request
+                arrive(obj, t)
         else:
             t = float(arrivals[i])
             if math.isinf(t):
                 break
-            area += in_system * (t - t_last)
-            t_last = t
-            in_system += 1
-            e = _route(front, i, pol)
-            e.waiting.append(i)
-            if not e.busy:
-                start(e, t)
+            if leaving:
+                advance(t)
+            else:
+                area += in_system * (t - t_last)
+                t_last = t
+            arrive(i, t)
             i += 1
+    if leaving:
+        advance(max(leaving))
     if any(e.has_work() for e in front + back):      # a scheduler that can never run its work
         raise CodesignError("the scheduler stalled with requests left: the KV cache cannot hold them", field="policy")
     return ServeResult.build(requests, log, pol, cost, decode_cost, replicas, decode_replicas,
