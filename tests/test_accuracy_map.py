@@ -131,6 +131,11 @@ def test_unlisted_names_resolve_by_rules():
     assert auto_model("Llama-2-7B")[0] == "llama-2-7b" and auto_model("Llama-2-70B")[0] == "llama-2-70b"
     assert auto_precision("q4_0")["compression"] == {"weight_bits": 4, "group_size": 32, "scheme": "q4_0"}
     assert auto_precision("Q4_K_M")["compression"]["scheme"] == "q4_k"      # the mix's leading tensor type
+    # file words, Unsloth mixes, the 2024 explicit repacks, and the first of several names
+    for text, scheme in (("GGUF Q4_K_M", "q4_k"), ("q4_k_m.gguf", "q4_k"), ("UD-Q4_K_XL", "q4_k"),
+                         ("Q4_0_4_8", "q4_0")):
+        assert auto_precision(text)["compression"]["scheme"] == scheme, text
+    assert auto_precision("FP16 / BF16") == {"dtype": "fp16"}
     assert auto_precision("F16") == {"dtype": "fp16"}
     assert auto_precision("w8a8")["compression"] == {"weight_bits": 8, "act_bits": 8}
     assert auto_precision("mystery") is None
@@ -176,6 +181,21 @@ def test_a_family_name_takes_the_member_the_software_text_names():
     cases, skipped = resolve_all(load_map(), [old, new, given])
     assert not skipped
     assert [c.runtime for c in cases] == ["llama.cpp-cuda-legacy", "llama.cpp-cuda", "llama.cpp-cuda"]
+
+
+def test_a_runtime_name_no_file_carries_is_read_as_software_text():
+    """A runtime column naming a stack built on a library runtime ('llamafile' wraps llama.cpp,
+    'NVIDIA NIM' runs TensorRT-LLM engines) takes that runtime, with a note; an unknown one is
+    evaluated with generic, also with a note."""
+    row = {"_id": 1, "hardware": "NVIDIA A100 80GB PCIe", "num_devices": "1", "model": "Llama-2-7B",
+           "weight_precision": "Q4_0", "batch": "1", "input_tokens": "512", "output_tokens": "0",
+           "metric": "prompt_tokens_per_s", "value": "3000", "source": "example.org/x", "notes": "", "hw_ref": "",
+           "software_framework": "a wrapper"}
+    rows = [dict(row, runtime=name) for name in ("llamafile", "NVIDIA NIM", "some-new-engine")]
+    cases, skipped = resolve_all(load_map(), rows)
+    assert not skipped
+    assert [c.runtime for c in cases] == ["llama.cpp-cuda", "tensorrt-llm", "generic"]
+    assert "read as llama.cpp-cuda" in " ".join(cases[0].why) and "generic" in " ".join(cases[2].why)
 
 
 @pytest.mark.parametrize("name, cls, spec, match", [

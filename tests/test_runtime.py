@@ -141,7 +141,7 @@ def test_decode_launch_cost_differs_from_prefill(tmp_path):
     assert e["tpot_s"] - g["tpot_s"] == pytest.approx(kernels * 20e-6, rel=0.02)
 
 
-def _synthetic_csv(tmp_path, truth):
+def _synthetic_csv(tmp_path, truth, hardware=("NVIDIA H100 SXM 80GB", "NVIDIA A100 SXM4 80GB")):
     """Rows of one runtime on two devices and two sources, 'measured' = the engine with
     known figures (an independent draw is not needed: the fit must recover them)."""
     from codesign.accuracy import load_map, read_rows, resolve_all
@@ -150,7 +150,7 @@ def _synthetic_csv(tmp_path, truth):
     cols = ["hardware", "num_devices", "software_framework", "model", "weight_precision", "batch",
             "input_tokens", "output_tokens", "metric", "value", "source", "runtime"]
     rows = []
-    for hw in ("NVIDIA H100 SXM 80GB", "NVIDIA A100 SXM4 80GB"):
+    for hw in hardware:
         for i, (b, p, g, metric) in enumerate([(1, 512, 0, "prompt_tokens_per_s"), (4, 2048, 0, "prompt_tokens_per_s"),
                                                (1, 1, 128, "decode_tokens_per_s"), (8, 512, 128, "decode_tokens_per_s"),
                                                (1, 64, 64, "decode_tokens_per_s"), (16, 1024, 0, "ttft_ms")]):
@@ -429,3 +429,19 @@ def test_a_scheme_without_a_tiled_kernel_unpacks_its_weights_for_every_row(tmp_p
     assert untiled == pytest.approx(6 * n * k * m / rate, rel=1e-6)
     assert untiled > 10 * tiled and generic == pytest.approx(tiled)
     assert untiled_dec == pytest.approx(tiled_dec)
+
+
+def test_fit_lowers_a_gemm_efficiency_a_power_limit_masks(tmp_path, synthetic_runtime):
+    """At its full GEMM efficiency a CPU's prompt processing sits on its power limit (the clock,
+    not the kernel, sets the time), so a 10% step moves nothing: the fit still finds a figure
+    the rows were made with well below it (it also tries a halving, and searches from below)."""
+    from codesign.accuracy import load_map, read_rows, resolve_all
+    from codesign.accuracy.core import predict
+    from codesign.accuracy.fit import fit_runtime
+    path = _synthetic_csv(tmp_path, {"gemm": 0.3}, hardware=("Rockchip RK3588 CPU", "Raspberry Pi 5"))
+    cases, _ = resolve_all(load_map(), read_rows(path))
+    prefill = [c for c in cases if c.group == "prefill"]
+    flat = [predict(c, {"runtime.gemm": 1.0})[0] / predict(c, {"runtime.gemm": 1.1})[0] for c in prefill]
+    assert max(abs(f - 1) for f in flat) < 1e-3                      # no gradient where the fit starts
+    fr = fit_runtime(cases, "synthetic-stack", "cpu", ("gemm",))
+    assert fr.values["gemm"] == pytest.approx(0.3, rel=0.05), (fr.values, fr.dropped)

@@ -388,6 +388,13 @@ def auto_precision(text: str) -> dict | None:
     """{dtype, compression} from a precision name: f16/bf16/fp8, q4_0/q8_0/q4_k_m and the
     iq2-iq4 i-quants (llama.cpp), q4f16_1 (MLC), q4/q8 (MLX), w8a8/w4a16/a8w4, int4/awq/gptq."""
     t = re.sub(r"\s*\([^)]*\)", "", str(text or "").lower()).strip()    # drop '(UNCERTAIN)'-style asides
+    t = re.split(r"\s*[/,;]\s*", t)[0]                  # 'FP16 / BF16', 'fp16, batch 1': the first named
+    # GGUF file words and quant-mix labels: 'GGUF Q4_K_M', 'q4_k_m.gguf', Unsloth's 'UD-Q4_K_XL'
+    # (a K-quant mix led by q4_k), the 2024 explicit repacks 'Q4_0_4_4' / 'Q4_0_4_8' / 'Q4_0_8_8' (Q4_0 tiles)
+    t = re.sub(r"\.gguf$|\bgguf\b", "", t).strip(" -_")
+    t = re.sub(r"^ud-", "", t)
+    t = re.sub(r"_xl$", "_l", t)
+    t = re.sub(r"^q4_0_[48]_[48]$", "q4_0", t)
     if t in ("fp16", "f16", "float16", "half"):
         return {"dtype": "fp16"}
     if t in ("bf16", "bfloat16"):
@@ -542,8 +549,12 @@ def resolve_row(r: dict, mp: dict, runtime: str | None = None):
             if exact and exact != rt.name and exact.split("-")[0] == rt.name.split("-")[0]:
                 rt = load_runtime(exact)
     except CodesignError:
-        rt = load_runtime("generic")
-        why_rt = f"runtime {rt_name!r} is not in runtimes/: evaluated with generic"
+        # a name no runtime file carries may still be a stack one wraps ('llamafile', 'ollama',
+        # 'NVIDIA NIM'): read it as software text, as the row's framework column is read
+        alt = runtime_for_framework(rt_name, spec.device_class, spec.vendor)
+        rt = load_runtime(alt or "generic")
+        why_rt = (f"runtime {rt_name!r} is not in runtimes/: read as {alt}" if alt
+                  else f"runtime {rt_name!r} is not in runtimes/: evaluated with generic")
     prec = mp["precision"].get(r.get("weight_precision", ""))
     if prec is None:
         prec = auto_precision(r.get("weight_precision", ""))
