@@ -552,6 +552,8 @@ def resolve_row(r: dict, mp: dict, runtime: str | None = None):
         # a name no runtime file carries may still be a stack one wraps ('llamafile', 'ollama',
         # 'NVIDIA NIM'): read it as software text, as the row's framework column is read
         alt = runtime_for_framework(rt_name, spec.device_class, spec.vendor)
+        if alt and not load_runtime(alt).runs_on(spec.device_class, spec.vendor):
+            alt = None            # a CPU stack's name on an NPU board: not that stack's kernels
         rt = load_runtime(alt or "generic")
         why_rt = (f"runtime {rt_name!r} is not in runtimes/: read as {alt}" if alt
                   else f"runtime {rt_name!r} is not in runtimes/: evaluated with generic")
