@@ -61,11 +61,8 @@ def prices(spec: HardwareSpec, p: dict, model: ModelSpec, sc: Scenario, comps, n
         speed, note = sparse_speedup(comp, spec)
         if note:
             notes.add(note)
-        # a named scheme the stack has no tiled kernel for (Runtime.tiled_schemes): unpacked per
-        # activation row, at its scheme's cost
-        untiled = bool(rt is not None and rt.tiled_schemes and comp and comp.scheme
-                       and comp.scheme not in rt.tiled_schemes)
-        unpack = rt.unpack_ops.get(comp.scheme, rt.dequant_ops) if untiled and rt and comp and comp.scheme else 0.0
+        # a named scheme the stack has no tiled kernel for: unpacked again per activation row
+        unpack = rt.row_unpack_ops(comp.scheme) if rt is not None and comp is not None else 0.0
         rows.append((weight_bytes_per_element(comp, sc.dtype), act_bytes_per_element(comp, sc.dtype),
                      kv_bytes_per_element(comp, sc.dtype, model.hd), gdt, adt, speed, float(deq),
                      float(bool(comp and comp.quantize_embeddings)), unpack))

@@ -148,6 +148,13 @@ class Runtime(Frozen):
         ok_vendor = not self.vendors or any(v in (vendor or "").lower() for v in self.vendors)
         return ok_class and ok_vendor
 
+    def row_unpack_ops(self, scheme: str | None) -> float:
+        """Unpacking operations per weight that a product in ``scheme`` pays again for every
+        activation row (no tiled kernel for it, see tiled_schemes); 0 where it is tiled."""
+        if not (self.tiled_schemes and scheme) or scheme in self.tiled_schemes:
+            return 0.0
+        return self.unpack_ops.get(scheme, self.dequant_ops)
+
     def figure_paths(self) -> list[str]:
         out = [k for k in ("launch_overhead", "decode_launch_overhead", "request_overhead", "sequence_overhead",
                            "frontend_request", "frontend_token", "dequant_tile_rows") if getattr(self, k) is not None]
