@@ -77,6 +77,29 @@ def test_tpot_limit_caps_the_batch():
     assert capped["throughput_tokens_per_s"] < free["throughput_tokens_per_s"]
 
 
+def test_served_tpot_carries_the_batchs_prefill_over_its_output():
+    """Continuous batching in steady state: batch/generate prompts join per iteration, so a
+    request's time per output token is the decode step plus the batch's prefill / generate."""
+    from codesign.hardware import load_hardware
+    from codesign.workload import Scenario, load_workload
+    sc = Scenario(batch=64, prompt=2048, generate=128)
+    out = core._eval(load_hardware("h100-sxm"), load_workload("llama-3.1-8b"), sc, None)
+    by_hand = (out["ttft_s"] + (sc.generate - 1) * out["tpot_s"]) / sc.generate
+    assert core.served_tpot(out, sc) == pytest.approx(by_hand, rel=1e-6)
+    assert core.served_tpot(out, sc) > out["tpot_s"] + 0.9 * out["ttft_s"] / sc.generate
+
+
+def test_a_latency_bounded_row_without_stated_limits_takes_the_benchmarks_own():
+    """MLPerf Server/Interactive rows whose notes omit the limits get loadgen's per benchmark."""
+    from codesign.accuracy.mapping import resolve_row
+    mp, rows = load_map(), {r["_id"]: r for r in read_rows()}
+    row = dict(rows[450], notes="no limits stated")          # H200 x8 llama3.1-8b Server
+    assert resolve_row(row, mp).tpot_limit == pytest.approx(0.100)
+    inter = resolve_row(dict(row, metric="interactive_throughput_tokens_per_s"), mp)
+    assert inter.tpot_limit == pytest.approx(0.030)
+    assert resolve_row(dict(row, metric="throughput_tokens_per_s"), mp).tpot_limit is None   # Offline
+
+
 def test_mlperf_rows_take_the_dataset_means_and_the_rows_own_output():
     mp = load_map()
     ds = mp["software"]["MLPerf Inference"]["datasets"]

@@ -474,10 +474,16 @@ def _beams(text: str) -> int | None:
     return None if re.search(r"beam", text, re.I) else 1
 
 
-def _tpot_limit(r: dict) -> float | None:
-    """A latency-bounded throughput run's TPOT limit in seconds ('TPOT<=200 ms' in the notes)."""
+def _tpot_limit(r: dict, sw: dict) -> float | None:
+    """A latency-bounded throughput run's TPOT limit in seconds: 'TPOT<=200 ms' in the notes,
+    else the benchmark's own limit for the row's scenario (a ``server_`` or ``interactive_``
+    metric) from its dataset entry in the map (MLPerf: loadgen's mlperf.conf)."""
     m = re.search(r"TPOT\s*<=\s*(\d+(?:\.\d+)?)\s*ms", r.get("notes") or "")
-    return float(m.group(1)) / 1e3 if m else None
+    if m:
+        return float(m.group(1)) / 1e3
+    scenario = r["metric"].split("_", 1)[0]
+    limits = ((sw.get("datasets") or {}).get(r["model"]) or {}).get("tpot_ms") or {}
+    return float(limits[scenario]) / 1e3 if scenario in limits else None
 
 
 def _layout(r: dict, devices: int, runtime) -> dict:
@@ -651,7 +657,7 @@ def resolve_row(r: dict, mp: dict, runtime: str | None = None):
         why.append(baseline.get("why"))
     return Case(**common, workload=got["workload"], scenario=sc, compression=comp, search=search, gemm=None,
                 baseline=baseline, match=match, why=tuple(w for w in why if w), tune_layout=tune_layout,
-                tpot_limit=_tpot_limit(r) if search else None)
+                tpot_limit=_tpot_limit(r, sw) if search else None)
 
 
 def resolve_all(mp: dict | None = None, rows: list[dict] | None = None, runtime: str | None = None):
