@@ -194,16 +194,39 @@ def test_a_tier_after_the_model_number_is_another_product():
 
 def test_a_family_name_takes_the_member_the_software_text_names():
     """'llama.cpp' in a row's runtime column is a family: a 2023 build on an NVIDIA GPU is
-    the legacy CUDA backend, a current one the CUDA backend; a full runtime name is kept."""
+    the legacy CUDA backend, a current one the CUDA backend. A full runtime name takes only a
+    dated variant of itself (llama.cpp-cuda built in 2023 is llama.cpp-cuda-legacy), never
+    another stack."""
     row = {"_id": 1, "hardware": "NVIDIA A100 80GB PCIe", "num_devices": "1", "model": "Llama-2-7B",
            "weight_precision": "Q4_0", "batch": "1", "input_tokens": "512", "output_tokens": "0",
            "metric": "prompt_tokens_per_s", "value": "3000", "source": "example.org/x", "notes": "", "hw_ref": ""}
     old = dict(row, software_framework="llama.cpp main (CUDA/cuBLAS, build 1680 (afefa31))", runtime="llama.cpp")
     new = dict(row, software_framework="llama.cpp b6413 (CUDA, llama-bench)", runtime="llama.cpp")
     given = dict(old, runtime="llama.cpp-cuda")
-    cases, skipped = resolve_all(load_map(), [old, new, given])
+    given_new = dict(new, runtime="llama.cpp-cuda")
+    other = dict(old, runtime="vllm")
+    cases, skipped = resolve_all(load_map(), [old, new, given, given_new, other])
     assert not skipped
-    assert [c.runtime for c in cases] == ["llama.cpp-cuda-legacy", "llama.cpp-cuda", "llama.cpp-cuda"]
+    assert [c.runtime for c in cases] == ["llama.cpp-cuda-legacy", "llama.cpp-cuda", "llama.cpp-cuda-legacy",
+                                          "llama.cpp-cuda", "vllm"]
+
+
+def test_tensorrt_llm_releases_of_2024_run_as_their_own_runtime():
+    """MLPerf v4.x submissions and TensorRT-LLM v0.5-v0.12 are the 2024 variant, whether the
+    runtime column is empty or says tensorrt-llm; v5.x and 0.13+ are the current one."""
+    from codesign.runtime import runtime_for_framework
+    for text, want in [("MLPerf Inference v4.1 Offline, TensorRT-LLM (GitHub main 2d234357)", "tensorrt-llm-2024"),
+                       ("TensorRT-LLM v0.12.0-jetson gptSessionBenchmark", "tensorrt-llm-2024"),
+                       ("TensorRT-LLM v0.5.0, TensorRT 9.1", "tensorrt-llm-2024"),
+                       ("MLPerf Inference v5.1 Offline, TensorRT-LLM on TensorRT 10.8", "tensorrt-llm"),
+                       ("TensorRT-LLM 0.17 (TP=1)", "tensorrt-llm"), ("TensorRT-LLM v0.13.0", "tensorrt-llm")]:
+        assert runtime_for_framework(text, "gpu", "NVIDIA") == want, text
+    row = {"_id": 1, "hardware": "NVIDIA H200-SXM-141GB", "num_devices": "1", "model": "Llama-2-7B",
+           "weight_precision": "fp8", "batch": "1", "input_tokens": "512", "output_tokens": "128",
+           "metric": "decode_tokens_per_s", "value": "100", "source": "example.org/x", "notes": "", "hw_ref": "",
+           "software_framework": "TensorRT-LLM v0.7a (pre-release)", "runtime": "tensorrt-llm"}
+    cases, skipped = resolve_all(load_map(), [row, dict(row, software_framework="TensorRT-LLM 0.17")])
+    assert not skipped and [c.runtime for c in cases] == ["tensorrt-llm-2024", "tensorrt-llm"]
 
 
 def test_a_runtime_name_no_file_carries_is_read_as_software_text():

@@ -548,12 +548,13 @@ def resolve_row(r: dict, mp: dict, runtime: str | None = None):
         if not rt.runs_on(spec.device_class, spec.vendor):     # 'llama.cpp' on an Apple GPU -> its Metal backend
             alt = runtime_for_framework(rt_name, spec.device_class, spec.vendor)
             rt = load_runtime(alt) if alt else rt
-        if rt.name != rt_name:
-            # a family name ('llama.cpp') takes the member the row's software names more precisely
-            # (a build of 2023 -> llama.cpp-cuda-legacy); a full runtime name is taken as given
-            exact = runtime_for_framework(r.get("software_framework", ""), spec.device_class, spec.vendor)
-            if exact and exact != rt.name and exact.split("-")[0] == rt.name.split("-")[0]:
-                rt = load_runtime(exact)
+        # a family name ('llama.cpp') takes the member the row's software names more precisely
+        # (a build of 2023 -> llama.cpp-cuda-legacy); a full runtime name takes only a dated
+        # variant of itself ('tensorrt-llm' run as v0.5 -> tensorrt-llm-2024)
+        exact = runtime_for_framework(r.get("software_framework", ""), spec.device_class, spec.vendor)
+        family = rt.name != rt_name and exact and exact.split("-")[0] == rt.name.split("-")[0]
+        if exact and exact != rt.name and (family or exact.startswith(rt.name + "-")):
+            rt = load_runtime(exact)
     except CodesignError:
         # a name no runtime file carries may still be a stack one wraps ('llamafile', 'ollama',
         # 'NVIDIA NIM'): read it as software text, as the row's framework column is read
