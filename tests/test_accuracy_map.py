@@ -211,6 +211,21 @@ def test_a_family_name_takes_the_member_the_software_text_names():
                                           "llama.cpp-cuda", "vllm"]
 
 
+def test_llama_cpp_flash_attention_switch_picks_the_attention_path():
+    """'-fa 0' runs the scores unfused (a full product, a masked softmax, a second product),
+    '-fa 1' the fused kernel; a long prompt is slower unfused."""
+    row = {"_id": 1, "hardware": "NVIDIA GeForce RTX 4090", "num_devices": "1", "model": "Llama-2-7B",
+           "weight_precision": "Q4_0", "batch": "1", "input_tokens": "8192", "output_tokens": "0",
+           "metric": "prompt_tokens_per_s", "value": "3000", "source": "example.org/x", "hw_ref": "",
+           "software_framework": "llama.cpp llama-bench (CUDA, -fa 0)", "notes": ""}
+    on = dict(row, software_framework="llama.cpp llama-bench (CUDA)", notes="sweep -fa 0,1; this row is -fa 1")
+    plain = dict(row, software_framework="llama.cpp llama-bench (CUDA)")
+    cases, skipped = resolve_all(load_map(), [row, on, plain])
+    assert not skipped
+    assert [c.scenario.attention for c in cases] == ["unfused", "fused", "fused"]
+    assert core.predict(cases[0])[0] < core.predict(cases[1])[0]
+
+
 def test_tensorrt_llm_releases_of_2024_run_as_their_own_runtime():
     """MLPerf v4.x submissions and TensorRT-LLM v0.5-v0.12 are the 2024 variant, whether the
     runtime column is empty or says tensorrt-llm; v5.x and 0.13+ are the current one."""

@@ -176,6 +176,9 @@ def _int(text) -> int | None:
 # notes that say the board ran under a lowered power limit ("Power limit 300W", nvidia-smi -pl)
 POWER_LIMIT = re.compile(r"power[- ]limit(?:ed)?(?: set)?(?: to| of|:)?\s*(\d{2,4})\s*W\b", re.I)
 # notes that say the lengths are a dataset's distribution, not one prompt
+# llama.cpp's flash-attention switch ('-fa 0', 'fa 1', 'flash_attn=off'): off runs the scores as a
+# full matrix product, a masked softmax and a second product (the unfused path)
+FLASH_ATTN = re.compile(r"(?:-fa|\bfa|flash[-_ ]?attn(?:ention)?)\s*[=:]?\s*(0|1|on|off)\b", re.I)
 VARIABLE_LENGTHS = re.compile(r"sharegpt|variable lengths|lengths vary", re.I)
 # lengths of a row that states none (a short chat turn; the row is marked auto)
 DEFAULT_LENGTHS = {"prompt": 128, "generate": 128}
@@ -474,6 +477,14 @@ def _beams(text: str) -> int | None:
     return None if re.search(r"beam", text, re.I) else 1
 
 
+def _attention(r: dict) -> dict:
+    """The attention path a row states (llama.cpp's -fa switch in its software, or 'this row is
+    -fa 0' in notes that describe a sweep of both), as a Scenario field; {} if unstated."""
+    m = FLASH_ATTN.search(r.get("software_framework") or "") or re.search(
+        r"row is\s+(?:-fa|fa)\s*(0|1)\b", r.get("notes") or "", re.I)
+    return {"attention": "fused" if m.group(1).lower() in ("1", "on") else "unfused"} if m else {}
+
+
 def _tpot_limit(r: dict, sw: dict) -> float | None:
     """A latency-bounded throughput run's TPOT limit in seconds: 'TPOT<=200 ms' in the notes,
     else the benchmark's own limit for the row's scenario (a ``server_`` or ``interactive_``
@@ -645,7 +656,7 @@ def resolve_row(r: dict, mp: dict, runtime: str | None = None):
     tune_layout = search and devices > 1 and sw.get("layout") == "tuned" and not _stated_layout(r)
     try:
         sc = Scenario(batch=batch, prompt=lengths["prompt"], generate=lengths["generate"], dtype=prec["dtype"],
-                      runtime=rt.name, beams=beams, **layout)
+                      runtime=rt.name, beams=beams, **layout, **_attention(r))
     except ValueError as e:
         return skip(f"not a valid scenario ({str(e).splitlines()[-1].strip()})")
     baseline: dict | None = None
