@@ -89,14 +89,37 @@ def test_served_tpot_carries_the_batchs_prefill_over_its_output():
     assert core.served_tpot(out, sc) > out["tpot_s"] + 0.9 * out["ttft_s"] / sc.generate
 
 
+def test_queued_ttft_follows_an_md1_prefill_queue():
+    """The p99 TTFT of Poisson prompts on a prefill server of fixed service time S is S when
+    idle, grows with load, is unbounded at rho >= 1, and stays within 20% above the p99 of an
+    M/D/1 queue simulated by Lindley's recursion W' = max(0, W + S - A)."""
+    import numpy as np
+    assert core.queued_ttft(0.2, 1e-6) == pytest.approx(0.2)
+    assert core.queued_ttft(0.2, 5.0) == math.inf
+    rng = np.random.default_rng(1)
+    last = 0.0
+    for rho in (0.5, 0.7, 0.8):
+        gaps = rng.exponential(1.0 / rho, 200_000)       # S = 1 s, arrivals at rho per second
+        w, waits = 0.0, np.empty(gaps.size)
+        for i, a in enumerate(gaps):
+            w = max(0.0, w + 1.0 - a)
+            waits[i] = w
+        simulated = float(np.quantile(waits[1000:], 0.99)) + 1.0
+        got = core.queued_ttft(1.0, rho)
+        assert simulated <= got <= 1.2 * simulated, (rho, got, simulated)
+        assert got > last
+        last = got
+
+
 def test_a_latency_bounded_row_without_stated_limits_takes_the_benchmarks_own():
     """MLPerf Server/Interactive rows whose notes omit the limits get loadgen's per benchmark."""
     from codesign.accuracy.mapping import resolve_row
     mp, rows = load_map(), {r["_id"]: r for r in read_rows()}
     row = dict(rows[450], notes="no limits stated")          # H200 x8 llama3.1-8b Server
-    assert resolve_row(row, mp).tpot_limit == pytest.approx(0.100)
+    server = resolve_row(row, mp)
+    assert (server.tpot_limit, server.ttft_limit) == (pytest.approx(0.100), pytest.approx(2.0))
     inter = resolve_row(dict(row, metric="interactive_throughput_tokens_per_s"), mp)
-    assert inter.tpot_limit == pytest.approx(0.030)
+    assert (inter.tpot_limit, inter.ttft_limit) == (pytest.approx(0.030), pytest.approx(0.5))
     assert resolve_row(dict(row, metric="throughput_tokens_per_s"), mp).tpot_limit is None   # Offline
 
 

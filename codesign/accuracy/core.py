@@ -67,18 +67,19 @@ def _eval(spec, model, sc, comp, op=None, params=None) -> dict:
 
 
 def max_throughput(spec, model, sc, comp, op=None, params=None, layouts: bool = False,
-                   tpot_limit: float | None = None) -> tuple[dict | None, dict | None]:
+                   tpot_limit: float | None = None, ttft_limit: float | None = None) -> tuple[dict | None, dict | None]:
     """The fitting power-of-two batch (<= 4096) with the highest throughput_tokens_per_s, and
     with ``layouts`` the best tensor-parallel x replica split of the devices as well (a
-    throughput benchmark's submitter tunes both). ``tpot_limit``: only batches whose time per
-    output token meets it (a latency-bounded run such as MLPerf Server). That time is the one
-    a request sees under continuous batching, ``served_tpot``; the limit is on the p99, so
-    its mean is a lenient stand-in. Returns the summary and the scenario fields it chose
-    (batch, and tp/dp)."""
+    throughput benchmark's submitter tunes both). A latency-bounded run (MLPerf Server) keeps
+    only batches that meet its limits: ``tpot_limit`` on the time per output token a request
+    sees under continuous batching (``served_tpot``; the limit is on the p99, so its mean is a
+    lenient stand-in), ``ttft_limit`` on the p99 time to first token of Poisson arrivals
+    (``queued_ttft``). Returns the summary and the scenario fields it chose (batch, and tp/dp)."""
     best, best_set = None, None
     splits = [(tp, sc.devices // tp) for tp in (1, 2, 4, 8, 16, 32, 64)
               if sc.devices % tp == 0 and tp <= sc.devices] if layouts else [(sc.tp, sc.dp)]
     for tp, dp in splits:
+        alone = None            # one prompt's prefill on one replica, for the TTFT queue
         for e in range(MAX_BATCH_EXP + 1):
             setting = {"batch": 2 ** e * (dp if layouts else 1), "tp": tp, "dp": dp, "pp": 1 if layouts else sc.pp}
             try:
@@ -88,11 +89,34 @@ def max_throughput(spec, model, sc, comp, op=None, params=None, layouts: bool = 
                 break
             if not out["fits"]:
                 break
-            if tpot_limit is not None and served_tpot(out, s2) > tpot_limit:
+            tpot = served_tpot(out, s2)
+            if tpot_limit is not None and tpot > tpot_limit:
                 break
+            if ttft_limit is not None:
+                if alone is None:
+                    one = s2.model_copy(update={"batch": s2.dp})
+                    alone = float(_eval(spec, model, one, comp, op, params)["ttft_s"])
+                if queued_ttft(alone, s2.batch / s2.dp / (max(s2.generate, 1) * tpot)) > ttft_limit:
+                    break
             if best is None or out["throughput_tokens_per_s"] > best["throughput_tokens_per_s"]:
                 best, best_set = out, setting
     return best, best_set
+
+
+def queued_ttft(prefill_s: float, arrivals_per_s: float, quantile: float = 0.99) -> float:
+    """The ``quantile`` time to first token (s) when prompts arrive as a Poisson stream at
+    ``arrivals_per_s`` on one replica whose prefill of one prompt takes ``prefill_s`` and runs
+    ahead of decode (the prefill queue is M/D/1 at load rho = arrivals x prefill). The wait
+    takes Kingman's heavy-traffic form: with probability rho a prompt waits, exponentially,
+    with the M/D/1 mean rho S / (2 (1 - rho)) over rho, so its tail quantile is that mean x
+    ln(rho / (1 - quantile)). Neglects the batching of queued prompts (which shortens the
+    wait) and the decode iteration a prompt joins behind (which lengthens it)."""
+    rho = arrivals_per_s * prefill_s
+    if rho >= 1.0:
+        return math.inf
+    tail = rho / (1.0 - quantile)
+    wait = prefill_s / (2.0 * (1.0 - rho)) * math.log(tail) if tail > 1.0 else 0.0
+    return prefill_s + wait
 
 
 def served_tpot(out: dict, sc) -> float:
@@ -152,7 +176,7 @@ def predict(case: Case, params: dict | None = None, batch: int | None = None) ->
     assert sc is not None       # every row but a GEMM one has its scenario
     if case.search and batch is None:
         out, got = max_throughput(spec, model, sc, case.compression, case.operating_point, params, case.tune_layout,
-                                  case.tpot_limit)
+                                  case.tpot_limit, case.ttft_limit)
         if out is None:
             return math.nan, "no batch fits", {}
         assert got is not None      # found together with out

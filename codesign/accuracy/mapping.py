@@ -88,6 +88,7 @@ class Case:
     tune_layout: bool = False     # max-throughput row on several devices with no stated TP: the
     #                               search also picks tp x dp (as the submitter tuned it)
     tpot_limit: float | None = None   # s: a max-throughput row measured under a TPOT limit (MLPerf Server)
+    ttft_limit: float | None = None   # s: ... and under a p99 TTFT limit
 
     @property
     def group(self) -> str:
@@ -485,15 +486,16 @@ def _attention(r: dict) -> dict:
     return {"attention": "fused" if m.group(1).lower() in ("1", "on") else "unfused"} if m else {}
 
 
-def _tpot_limit(r: dict, sw: dict) -> float | None:
-    """A latency-bounded throughput run's TPOT limit in seconds: 'TPOT<=200 ms' in the notes,
-    else the benchmark's own limit for the row's scenario (a ``server_`` or ``interactive_``
-    metric) from its dataset entry in the map (MLPerf: loadgen's mlperf.conf)."""
-    m = re.search(r"TPOT\s*<=\s*(\d+(?:\.\d+)?)\s*ms", r.get("notes") or "")
+def _latency_limit(r: dict, sw: dict, which: str) -> float | None:
+    """A latency-bounded throughput run's ``which`` ('TPOT' or 'TTFT') limit in seconds:
+    'TPOT<=200 ms' in the notes, else the benchmark's own limit for the row's scenario (a
+    ``server_`` or ``interactive_`` metric) from its dataset entry in the map (MLPerf:
+    loadgen's mlperf.conf, ``tpot_ms`` / ``ttft_ms``)."""
+    m = re.search(which + r"\s*<=\s*(\d+(?:\.\d+)?)\s*ms", r.get("notes") or "")
     if m:
         return float(m.group(1)) / 1e3
     scenario = r["metric"].split("_", 1)[0]
-    limits = ((sw.get("datasets") or {}).get(r["model"]) or {}).get("tpot_ms") or {}
+    limits = ((sw.get("datasets") or {}).get(r["model"]) or {}).get(which.lower() + "_ms") or {}
     return float(limits[scenario]) / 1e3 if scenario in limits else None
 
 
@@ -669,7 +671,8 @@ def resolve_row(r: dict, mp: dict, runtime: str | None = None):
         why.append(baseline.get("why"))
     return Case(**common, workload=got["workload"], scenario=sc, compression=comp, search=search, gemm=None,
                 baseline=baseline, match=match, why=tuple(w for w in why if w), tune_layout=tune_layout,
-                tpot_limit=_tpot_limit(r, sw) if search else None)
+                tpot_limit=_latency_limit(r, sw, "TPOT") if search else None,
+                ttft_limit=_latency_limit(r, sw, "TTFT") if search else None)
 
 
 def resolve_all(mp: dict | None = None, rows: list[dict] | None = None, runtime: str | None = None):
