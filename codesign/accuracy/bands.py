@@ -71,7 +71,6 @@ def build(results: list[dict], predicted_key: str = "predicted_cv") -> dict:
 
 
 def write(table: dict, path, header: str) -> None:
-
     body = yaml.safe_dump({"bands": table}, sort_keys=False)
     try:
         Path(path).write_text("".join(f"# {line}\n" for line in header.splitlines()) + body, encoding="utf-8")

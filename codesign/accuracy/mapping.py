@@ -34,6 +34,7 @@ from ..hardware import load_hardware
 from ..hardware.classes import CLASSES
 from ..io import data_dir, library, read_text, read_yaml
 from ..runtime import load_runtime, runtime_for_framework
+from ..units import parse_quantity
 from ..workload import Scenario
 
 DEFAULT_MAP = "accuracy-map.yaml"
@@ -176,10 +177,10 @@ def _int(text) -> int | None:
 
 # notes that say the board ran under a lowered power limit ("Power limit 300W", nvidia-smi -pl)
 POWER_LIMIT = re.compile(r"power[- ]limit(?:ed)?(?: set)?(?: to| of|:)?\s*(\d{2,4})\s*W\b", re.I)
-# notes that say the lengths are a dataset's distribution, not one prompt
 # llama.cpp's flash-attention switch ('-fa 0', 'fa 1', 'flash_attn=off'): off runs the scores as a
 # full matrix product, a masked softmax and a second product (the unfused path)
 FLASH_ATTN = re.compile(r"(?:-fa|\bfa|flash[-_ ]?attn(?:ention)?)\s*[=:]?\s*(0|1|on|off)\b", re.I)
+# notes that say the lengths are a dataset's distribution, not one prompt
 VARIABLE_LENGTHS = re.compile(r"sharegpt|variable lengths|lengths vary", re.I)
 # lengths of a row that states none (a short chat turn; the row is marked auto)
 DEFAULT_LENGTHS = {"prompt": 128, "generate": 128}
@@ -446,7 +447,6 @@ def auto_precision(text: str) -> dict | None:
 
 
 def _compression(fields, file: str, where: str):
-
     if not fields:
         return None
     try:
@@ -493,10 +493,10 @@ def _latency_limit(r: dict, sw: dict, which: str) -> float | None:
     loadgen's mlperf.conf, ``tpot_ms`` / ``ttft_ms``)."""
     m = re.search(which + r"\s*<=\s*(\d+(?:\.\d+)?)\s*ms", r.get("notes") or "")
     if m:
-        return float(m.group(1)) / 1e3
+        return parse_quantity(f"{m.group(1)} ms", "time")
     scenario = r["metric"].split("_", 1)[0]
     limits = ((sw.get("datasets") or {}).get(r["model"]) or {}).get(which.lower() + "_ms") or {}
-    return float(limits[scenario]) / 1e3 if scenario in limits else None
+    return parse_quantity(f"{limits[scenario]} ms", "time") if scenario in limits else None
 
 
 def _layout(r: dict, devices: int, runtime) -> dict:
