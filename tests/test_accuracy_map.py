@@ -316,3 +316,30 @@ def test_device_names_resolve_by_number_words_class_and_variant(name, cls, spec,
 ])
 def test_model_names_resolve_through_organisations_tags_fine_tunes_and_distills(name, expected):
     assert auto_model(name) == expected
+
+
+def test_a_run_with_clocks_pinned_at_their_top_takes_the_specs_max_clocks_point():
+    """Rockchip's tables are 'collected based on the maximum CPU and NPU frequencies' (its
+    fix_freq scripts pin the DDR controller too): the RK3588 spec's max-clocks point streams
+    LPDDR5-4800 at 0.90 of 38.4 GB/s, where a board under default governors streams 0.67 of
+    33.8; a memory-bound decode is faster by about that ratio. A spec without the point, or a
+    row that does not say so, keeps the spec's own figures."""
+    from codesign import load_hardware
+    from codesign.perf.params import at_operating_point, spec_params
+    row = {"_id": 1, "hardware": "Rockchip RK3588 NPU", "num_devices": "1", "model": "Llama-3-8B",
+           "weight_precision": "w8a8", "batch": "1", "input_tokens": "64", "output_tokens": "64",
+           "metric": "decode_tokens_per_s", "value": "3.8", "source": "example.org/x", "hw_ref": "",
+           "software_framework": "rknn-llm 1.1.0 (RKLLM runtime)",
+           "notes": "'collected based on the maximum CPU and NPU frequencies'"}
+    default = dict(row, notes="board under its default governors")
+    on_cpu = dict(row, hardware="Rockchip RK3588 Cortex-A76 CPU (board not stated)", software_framework="llama.cpp")
+    cases, skipped = resolve_all(load_map(), [row, default, on_cpu])
+    assert not skipped
+    assert [c.operating_point for c in cases] == ["max-clocks", None, None]
+    pinned, governed = core.predict(cases[0])[0], core.predict(cases[1])[0]
+    assert 1.2 < pinned / governed < (38.4 * 0.90) / (33.8 * 0.67) + 1e-9
+    spec = load_hardware("rk3588-npu")
+    p = at_operating_point(spec, spec_params(spec), "max-clocks")
+    assert p["memory.LPDDR4X.bandwidth"][0] == pytest.approx(38.4e9)
+    assert p["memory.LPDDR4X.efficiency"][0] == pytest.approx(0.90)
+    assert p["memory.CBUF.bandwidth"][0] == pytest.approx(spec_params(spec)["memory.CBUF.bandwidth"][0])

@@ -445,3 +445,26 @@ def test_fit_lowers_a_gemm_efficiency_a_power_limit_masks(tmp_path, synthetic_ru
     assert max(abs(f - 1) for f in flat) < 1e-3                      # no gradient where the fit starts
     fr = fit_runtime(cases, "synthetic-stack", "cpu", ("gemm",))
     assert fr.values["gemm"] == pytest.approx(0.3, rel=0.05), (fr.values, fr.dropped)
+
+
+def test_a_stack_that_quantises_the_lm_head_reads_it_at_its_own_width():
+    """llama.cpp writes the output tensor as Q6_K (210 bytes per 256 weights) unless the
+    weights are wider: decode reads vocab x hidden x max(weight bits, 6.5625) / 8 bytes for the
+    LM head, where a stack that keeps it 16-bit reads 2 bytes per element."""
+    from codesign.compression import Compression, weight_bytes_per_element
+    hw, m = load_hardware("h100-sxm"), load_workload("llama-3.2-1b")
+
+    def head_bytes_per_element(runtime, comp):
+        ops = evaluate(hw, m, Scenario(batch=1, prompt=16, generate=4, runtime=runtime), comp).ops
+        head = ops[(ops.name == "lm_head") & (ops.phase == "decode")].iloc[0]
+        act = (m.hidden_size + m.vocab_size) * 2 / head.weight_elems      # its input and logits, 16-bit
+        return head.bytes_HBM3 / head.weight_elems - act
+    q4, q8 = Compression(weight_bits=4, group_size=32), Compression(weight_bits=8, group_size=32)
+    assert head_bytes_per_element("llama.cpp-cuda", q4) == pytest.approx(6.5625 / 8, rel=1e-6)
+    assert head_bytes_per_element("llama.cpp-cuda", q8) == pytest.approx(weight_bytes_per_element(q8, "bf16"), rel=1e-6)
+    assert head_bytes_per_element("llama.cpp-cuda", None) == pytest.approx(2.0, rel=1e-6)
+    assert head_bytes_per_element("generic", q4) == pytest.approx(2.0, rel=1e-6)
+    # the tied table's footprint shrinks with it
+    small = evaluate(hw, m, Scenario(batch=1, prompt=16, generate=4, runtime="llama.cpp-cuda"), q4)["weight_bytes"]
+    big = evaluate(hw, m, Scenario(batch=1, prompt=16, generate=4), q4)["weight_bytes"]
+    assert big - small == pytest.approx(m.vocab_size * m.hidden_size * (2 - 6.5625 / 8), rel=1e-4)

@@ -62,7 +62,7 @@ _KEYS = {
     "precision": {"dtype", "compression", "match", "why"},
     "software": {"batch", "lengths", "pp", "tg", "gemm", "match", "why", "ratio_baseline", "runtime", "skip",
                  "datasets", "layout"},
-    "rows": {"skip", "calibrated", "note"},
+    "rows": {"skip", "calibrated", "note", "operating_point"},
 }
 
 
@@ -486,6 +486,20 @@ def _attention(r: dict) -> dict:
     return {"attention": "fused" if m.group(1).lower() in ("1", "on") else "unfused"} if m else {}
 
 
+# a run with every clock pinned at its top (Rockchip's benchmark tables are 'collected based on
+# the maximum CPU and NPU frequencies'; its fix_freq scripts also pin the DDR controller)
+PINNED_CLOCKS = re.compile(r"maximum (?:cpu|npu|ddr|gpu|memory)\b[\w /,-]*frequenc|fix_freq|"
+                           r"clocks? (?:locked|pinned|fixed) at (?:their |its )?max", re.I)
+
+
+def _pinned_clocks(r: dict, spec) -> str | None:
+    """The spec's 'max-clocks' operating point for a row run with its clocks pinned at their
+    top, where the spec declares one (its memory streams faster than under default governors)."""
+    text = f"{r.get('software_framework') or ''} {r.get('notes') or ''}"
+    declared = any(o.name == "max-clocks" for o in spec.power.operating_points)
+    return "max-clocks" if declared and PINNED_CLOCKS.search(text) else None
+
+
 def _latency_limit(r: dict, sw: dict, which: str) -> float | None:
     """A latency-bounded throughput run's ``which`` ('TPOT' or 'TTFT') limit in seconds:
     'TPOT<=200 ms' in the notes, else the benchmark's own limit for the row's scenario (a
@@ -591,7 +605,8 @@ def resolve_row(r: dict, mp: dict, runtime: str | None = None):
         overrides["power.limit"] = f"{cap.group(1)} W"
     common = dict(row=rid, metric=metric, measured=measured, hardware=hw["spec"],
                   hw_overrides=tuple(overrides.items()),
-                  operating_point=hw.get("operating_point"), calibrated=extra.get("calibrated"),
+                  operating_point=hw.get("operating_point") or extra.get("operating_point") or _pinned_clocks(r, spec),
+                  calibrated=extra.get("calibrated"),
                   source=source_id(r.get("source", "")), runtime=rt.name,
                   per_device=bool(METRICS[metric] == "throughput" and PER_DEVICE.search(r.get("notes") or "")))
     if sw.get("gemm"):

@@ -172,11 +172,16 @@ class Link(Frozen):
 
 
 class OperatingPoint(Frozen):
-    """A DVFS point: compute rates scale with clock, dynamic energy with voltage^2."""
+    """A DVFS point: compute rates scale with clock, dynamic energy with voltage^2. The
+    off-chip memory keeps the spec's figures unless the point states its own: a board whose
+    memory clock is pinned at its top (vendor benchmark scripts) streams at a higher peak and
+    a larger share of it than one whose DRAM governor steps the clock down."""
     name: str
     clock: Frequency
     voltage: float | None = Field(default=None, gt=0)
     power: Power | None = None                  # TDP at this point
+    memory_bandwidth: Bandwidth | None = None   # off-chip memory peak at this point
+    memory_efficiency: Fraction | None = None   # share of that peak streamed at this point
 
 
 class PowerSpec(Frozen):

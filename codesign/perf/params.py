@@ -228,8 +228,9 @@ def at_clock(p: dict, nominal_clock: float) -> dict:
 
 def at_operating_point(spec: HardwareSpec, p: dict, name: str) -> dict:
     """DVFS: compute rates and on-chip bandwidths scale with clock f; dynamic energy per op
-    with V² (CV²f switching energy); DRAM bandwidth is unchanged. A point that gives a
-    power but no voltage keeps energy per op (only the clock moves)."""
+    with V² (CV²f switching energy); DRAM bandwidth and efficiency are the point's own where
+    it states them (a pinned memory clock), else the spec's. A point that gives a power but
+    no voltage keeps energy per op (only the clock moves)."""
     pts = {o.name: o for o in spec.power.operating_points}
     if name not in pts:
         raise CodesignError(f"unknown operating point {name!r}; the spec declares {sorted(pts) or 'none'}",
@@ -247,6 +248,11 @@ def at_operating_point(spec: HardwareSpec, p: dict, name: str) -> dict:
     for m in spec.memory:
         if m.kind in ON_CHIP:
             p[f"memory.{m.name}.bandwidth"] = p[f"memory.{m.name}.bandwidth"] * s
+            continue
+        for fig in ("bandwidth", "efficiency"):
+            if getattr(op, f"memory_{fig}") is not None:
+                key = f"memory.{m.name}.{fig}"
+                p[key] = np.full(np.shape(p[key]), getattr(op, f"memory_{fig}"), dtype=float)
     p["compute.clock"] = p["compute.clock"] * s
     if op.voltage and spec.power.nominal_voltage:
         v2 = (op.voltage / spec.power.nominal_voltage) ** 2

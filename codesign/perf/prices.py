@@ -46,6 +46,8 @@ def prices(spec: HardwareSpec, p: dict, model: ModelSpec, sc: Scenario, comps, n
     (distinct compressions, per-design index)."""
     mdt = spec.matrix_dtypes()
     uniq, index = comps
+    wide = kv_bytes_per_element(None, sc.dtype, 1)
+    head = rt.head_bits / 8 if rt is not None and rt.head_bits else None
     rows = []
     for comp in uniq:
         want, deq = wanted_gemm_dtype(comp, sc.dtype, rt.quantized_matmul if rt is not None else "activation")
@@ -63,9 +65,12 @@ def prices(spec: HardwareSpec, p: dict, model: ModelSpec, sc: Scenario, comps, n
             notes.add(note)
         # a named scheme the stack has no tiled kernel for: unpacked again per activation row
         unpack = rt.row_unpack_ops(comp.scheme) if rt is not None and comp is not None else 0.0
-        rows.append((weight_bytes_per_element(comp, sc.dtype), act_bytes_per_element(comp, sc.dtype),
-                     kv_bytes_per_element(comp, sc.dtype, model.hd), gdt, adt, speed, float(deq),
-                     float(bool(comp and comp.quantize_embeddings)), unpack))
+        w = weight_bytes_per_element(comp, sc.dtype)
+        # embedding table and LM head: quantised with the weights when asked, else at the
+        # stack's own head width where it quantises the head (never below the weights'), else 16-bit
+        table = w if comp and comp.quantize_embeddings else min(max(w, head), wide) if head and w < wide else wide
+        rows.append((w, act_bytes_per_element(comp, sc.dtype), kv_bytes_per_element(comp, sc.dtype, model.hd),
+                     gdt, adt, speed, float(deq), table, unpack))
     vdt = vector_dtype(spec, sc.dtype)
 
     def rate(dt):
@@ -89,8 +94,7 @@ def prices(spec: HardwareSpec, p: dict, model: ModelSpec, sc: Scenario, comps, n
         which = np.array([dts.index(r[i]) for r in rows])[index]
         return table[which, np.arange(D)][:, None]
 
-    wide = kv_bytes_per_element(None, sc.dtype, 1)
-    return Prices(w_bytes=col(0), table_bytes=np.where(col(7) > 0, col(0), wide), wire_bytes=wide, a_bytes=col(1),
+    return Prices(w_bytes=col(0), table_bytes=col(7), wire_bytes=wide, a_bytes=col(1),
                   kv_bytes=col(2), gemm_rate=per_design(rate, 3) * col(5), attn_rate=per_design(rate, 4),
                   vec_rate=p[f"compute.vector.peak.{vdt}"][:, None], dequant=col(6), row_unpack=col(8),
                   # structured sparsity skips the pruned products: energy per dense FLOP falls with speed
