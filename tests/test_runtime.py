@@ -470,3 +470,12 @@ def test_a_stack_that_quantises_the_lm_head_reads_it_at_its_own_width():
     small = evaluate(hw, m, Scenario(batch=1, prompt=16, generate=4, runtime="llama.cpp-cuda"), q4)["weight_bytes"]
     big = evaluate(hw, m, Scenario(batch=1, prompt=16, generate=4), q4)["weight_bytes"]
     assert big - small == pytest.approx(m.vocab_size * m.hidden_size * (2 - 6.5625 / 8), rel=1e-4)
+
+
+def test_legacy_llama_cpp_keeps_the_current_builds_decode_streaming_cap():
+    """Builds before and after PR #8075 decode with the same MMVQ kernels: the legacy profile
+    states the streaming cap fitted on the current builds' rows (its own rows are mostly one
+    publisher's, who alone cannot set it out of sample)."""
+    cur, old = load_runtime("llama.cpp-cuda"), load_runtime("llama.cpp-cuda-legacy")
+    assert old.tuning_for("gpu").stream == cur.tuning_for("gpu").stream is not None
+    assert "tuning.gpu.stream" not in old.fitted and "tuning.gpu.stream" in cur.fitted
