@@ -18,7 +18,7 @@ from codesign.workload.ops import LINK_KINDS, Op
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMED = ("generic", "tensorrt-llm", "vllm", "sglang", "llama.cpp-cuda", "llama.cpp-metal", "llama.cpp-cpu",
-         "mlc-llm", "mlx", "pytorch-eager", "pytorch-cudagraph", "jetstream", "rknn-llm", "qnn")
+         "mlc-llm", "mlx", "executorch", "pytorch-eager", "pytorch-cudagraph", "jetstream", "rknn-llm", "qnn")
 
 
 def _write(tmp_path, name, body):
@@ -44,6 +44,7 @@ def test_aliases_and_framework_text_pick_the_backend():
     assert runtime_for_framework("llama.cpp", "cpu", "Intel") == "llama.cpp-cpu"
     assert runtime_for_framework("MLX 0.29.2 / mlx-lm 0.28.2", "gpu", "Apple") == "mlx"
     assert runtime_for_framework("MLC LLM", "gpu", "Apple") == "mlc-llm"
+    assert runtime_for_framework("ExecuTorch XNNPACK + KleidiAI", "cpu", "Qualcomm") == "executorch"
     assert runtime_for_framework("something else entirely") is None
 
 
