@@ -16,6 +16,7 @@ from test_study import BASE as TINY
 
 from codesign.errors import CodesignError
 from codesign.search import parse_ref, study_from_dict
+from codesign.units import parse_quantity
 
 # test_study's tiny study (fp8 with 4-bit weights is invalid, 1 GiB of DRAM does not hold every
 # model, a TPOT bound cuts the slow ones) made discrete: 4 x 3 x 2 chips and 6 compressions
@@ -31,6 +32,7 @@ BASE = {k: v for k, v in TINY.items() if k != "sampler"} | {
     },
     "objectives": ["throughput_tokens_per_s", "area_mm2"],
 }
+TPOT_LIMIT = parse_quantity(TINY["constraints"]["tpot_s"]["max"], "time")
 CORES, CLOCKS, DRAM = (1, 2, 3, 4), (0.6e9, 1.0e9, 1.4e9), (32.0 * 2**30, 2.0**30)     # SI, as the space holds them
 
 
@@ -75,7 +77,7 @@ def brute_force(st):
         hw = st.space.hardware(p)
         r = evaluate_batch(hw, wl.model, wl.scenario, [comp])
         valid += 1
-        ok = bool(r["fits"][0]) and float(r["tpot_s"][0]) <= 0.060
+        ok = bool(r["fits"][0]) and float(r["tpot_s"][0]) <= TPOT_LIMIT
         designs.append((p, (float(r["throughput_tokens_per_s"][0]), estimate_area(hw).total) if ok else None))
     feas = [(p, v) for p, v in designs if v is not None]
 

@@ -40,7 +40,7 @@ BASE = {
     },
     "workloads": [{"workload": "llama-3.2-1b", "batch": 1, "prompt": 128, "generate": 32}],
     "objectives": ["tpot_s", {"metric": "energy_per_token_j", "direction": "minimize"}],
-    "constraints": {"fits": True, "tpot_s": {"max": "60 ms"}},
+    "constraints": {"fits": True, "tpot_s": {"max": "75 ms"}},
     "sampler": {"name": "nsga2", "seed": 3, "options": {"population_size": 10}},
     "trials": 30,
 }
@@ -284,7 +284,7 @@ def test_constraints_hold_on_the_front(tmp_path):
     for t in ost.best_trials:
         assert all(v <= 0 for v in t.constraints.values())
         m = t.user_attrs["metrics"]
-        assert m["fits"] and m["tpot_s"] <= 0.060
+        assert m["fits"] and m["tpot_s"] <= 0.075
     for t in invalid:
         assert t.state.name == "COMPLETE" and t.constraints["valid"] == 1.0
 
