@@ -343,3 +343,21 @@ def test_a_run_with_clocks_pinned_at_their_top_takes_the_specs_max_clocks_point(
     assert p["memory.LPDDR4X.bandwidth"][0] == pytest.approx(38.4e9)
     assert p["memory.LPDDR4X.efficiency"][0] == pytest.approx(0.90)
     assert p["memory.CBUF.bandwidth"][0] == pytest.approx(spec_params(spec)["memory.CBUF.bandwidth"][0])
+
+
+def test_the_prefill_queue_serves_a_prompt_at_its_marginal_cost():
+    """A served prompt joins engine steps that already stream the weights for the running
+    batch: the queue's service time is T(2 prompts) - T(1), one prompt's prefill for a
+    compute-bound dense model, less than a lone prompt's for an MoE whose lone prompt pays
+    every expert's weight stream."""
+    from codesign import load_hardware, load_workload
+    from codesign.accuracy.core import _eval, _marginal_prefill
+    from codesign.compression import Compression
+    from codesign.workload import Scenario
+    hw = load_hardware("h200")
+    fp8 = Compression(weight_bits=8, weight_format="fp8", act_bits=8, kv_bits=8)
+    for name, prompt, lone_share in [("llama-2-70b", 1024, (0.9, 1.1)), ("mixtral-8x7b", 427, (0.0, 0.5))]:
+        model, sc = load_workload(name), Scenario(batch=1, prompt=prompt, generate=100, dtype="fp8", runtime="tensorrt-llm")
+        lone = float(_eval(hw, model, sc, fp8, None, None)["ttft_s"])
+        marginal = _marginal_prefill(hw, model, sc, fp8, None, None)
+        assert lone_share[0] * lone < marginal < lone_share[1] * lone, (name, marginal, lone)

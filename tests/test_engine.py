@@ -225,3 +225,23 @@ def test_peak_power_is_the_busiest_phase():
     assert r["peak_power_w"] > 0.85 * limit
     small = evaluate("h100-sxm", "llama-3.1-8b", Scenario(batch=1, prompt=128, generate=128))
     assert small["peak_power_w"] < r["peak_power_w"]
+
+
+def test_a_routed_experts_weight_load_adds_to_its_work_until_many_row_tiles_share_it():
+    """An expert's GEMM with at most one 128-row tile loads, unpacks and uses each weight tile
+    once: its off-chip stream adds to the arithmetic instead of hiding under it (the dense
+    GEMM of the same shape takes the larger of the two). With 32 row tiles per weight tile only
+    1/32 of its stream is exposed (that product's stream is about three times the small one's:
+    its activations triple the bytes)."""
+    from codesign.workload.ops import Op
+
+    def gemm(name, m, tags=()):
+        n = k = 4096
+        return Op(name=name, kind="gemm", phase="prefill", impl="gemm", m=m, n=n, k=k, flops=2 * m * n * k,
+                  weight_elems=n * k, act_in_elems=m * k, act_out_elems=m * n, tags=tags)
+    few = op_times("h100-sxm", [gemm("up", 64), gemm("expert_up", 64, ("moe",))], dtype="bf16")
+    dense, expert = few["time_s"].to_numpy()
+    assert few["bound"].tolist() == ["memory:HBM3", "compute"] and expert > 1.1 * dense
+    many = op_times("h100-sxm", [gemm("up", 4096), gemm("expert_up", 4096, ("moe",)), gemm("up", 64)], dtype="bf16")
+    big_dense, big_expert, stream = many["time_s"].to_numpy() - many["overhead_s"].to_numpy()
+    assert big_dense < big_expert <= big_dense + 4 * stream / 32

@@ -79,7 +79,7 @@ def max_throughput(spec, model, sc, comp, op=None, params=None, layouts: bool = 
     splits = [(tp, sc.devices // tp) for tp in (1, 2, 4, 8, 16, 32, 64)
               if sc.devices % tp == 0 and tp <= sc.devices] if layouts else [(sc.tp, sc.dp)]
     for tp, dp in splits:
-        alone = None            # one prompt's prefill on one replica, for the TTFT queue
+        alone = None            # one prompt's prefill time on one replica, for the TTFT queue
         for e in range(MAX_BATCH_EXP + 1):
             setting = {"batch": 2 ** e * (dp if layouts else 1), "tp": tp, "dp": dp, "pp": 1 if layouts else sc.pp}
             try:
@@ -94,13 +94,25 @@ def max_throughput(spec, model, sc, comp, op=None, params=None, layouts: bool = 
                 break
             if ttft_limit is not None:
                 if alone is None:
-                    one = s2.model_copy(update={"batch": s2.dp})
-                    alone = float(_eval(spec, model, one, comp, op, params)["ttft_s"])
+                    alone = _marginal_prefill(spec, model, s2, comp, op, params)
                 if queued_ttft(alone, s2.batch / s2.dp / (max(s2.generate, 1) * tpot)) > ttft_limit:
                     break
             if best is None or out["throughput_tokens_per_s"] > best["throughput_tokens_per_s"]:
                 best, best_set = out, setting
     return best, best_set
+
+
+def _marginal_prefill(spec, model, sc, comp, op, params) -> float:
+    """A prompt's prefill as the queue serves it (s): what one more prompt adds to a replica's
+    prefill, T(2 prompts) - T(1). A served prompt joins engine steps that already stream the
+    weights for the running batch, so the weight reads a lone prompt pays but cannot share
+    (an MoE's experts, each hit by a few rows) are not its own; for a compute-bound dense
+    prompt the difference is one prompt's prefill, as before."""
+    def batch_prefill(n):
+        s = sc.model_copy(update={"batch": n * sc.dp})
+        out = _eval(spec, model, s, comp, op, params)
+        return n * sc.dp * sc.prompt / float(out["prefill_tokens_per_s"])     # the rate counts every replica
+    return max(batch_prefill(2) - batch_prefill(1), 0.0)
 
 
 def queued_ttft(prefill_s: float, arrivals_per_s: float, quantile: float = 0.99) -> float:

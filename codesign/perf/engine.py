@@ -73,6 +73,7 @@ class OpTable:
     is_decode: np.ndarray      # decode-step op (a runtime may launch these differently)
     fused_away: np.ndarray     # folded into a neighbouring kernel by the runtime: no launch, no traffic
     launches: np.ndarray              # kernels the runtime launches per op without a spec profile
+    is_expert: np.ndarray      # a routed expert's GEMM (few rows each: T x top_k / experts)
     _profiles: dict = field(default_factory=dict, compare=False, repr=False)
 
     def profiles(self, spec: HardwareSpec):
@@ -122,6 +123,7 @@ def op_table(ops, fuse: tuple = (), kernels_per_op: dict | None = None) -> OpTab
         is_decode=np.array([o.phase == "decode" for o in ops]),
         fused_away=np.array([k in fuse for k in kinds]),
         launches=np.array([float((kernels_per_op or {}).get(k, 1.0)) for k in kinds]),
+        is_expert=np.array([k == "gemm" and "moe" in o.tags and o.name.startswith("expert") for k, o in zip(kinds, ops)]),
     )
 
 
@@ -444,6 +446,9 @@ def _resource_times(spec, p, tab, work: _ComputeTimes, t_dq, t_link, traffic_a, 
     if stretch is not None:
         a[levels] *= stretch
     a[levels] += (traffic_a > 0) * _ramps(spec, p)
+    serial = _expert_serial_load(tab, a[FIRST_LEVEL])
+    a[COMPUTE] += serial
+    a[DEQUANT] += serial
     sl = tab.slope_cols
     b = np.zeros((4 + L, D, len(sl)))                                        # (J,D,S)
     b[COMPUTE], b[TRANSCENDENTAL] = work.d_work[:, sl], work.d_trans[:, sl]
@@ -451,6 +456,24 @@ def _resource_times(spec, p, tab, work: _ComputeTimes, t_dq, t_link, traffic_a, 
     if stretch is not None:
         b[levels] *= stretch[..., sl]
     return a, b
+
+
+# grouped-GEMM kernels (llama.cpp MMQ, Triton fused_moe, TensorRT-LLM) take a row tile of the
+# next power of two of an expert's rows, 16 to 128 (vllm-project/vllm#47593, llama.cpp#26977)
+EXPERT_ROW_TILE = 128
+
+
+def _expert_serial_load(tab, t_outer):
+    """The part of a routed expert's weight stream that its arithmetic cannot hide. A dense
+    GEMM's weight tile serves many row tiles, so its loads overlap the work of the others and
+    the roofline takes the larger of the two; an expert gets T x top_k / experts rows (32 for
+    a 512-token batch of Qwen3-30B-A3B), so each weight tile is loaded, unpacked and used by
+    one row tile in turn: the load adds to the work. With r row tiles per weight tile 1/r of
+    it does. Measured: on one GB10 and build, MoE prompts run ~1.9x slower per FLOP than a
+    dense 7B and slow 2-2.6x from 2048- to 512-token batches while the dense model stays flat
+    (llama.cpp benches/dgx-spark.md @4c7e9893). Neglects routing, gather/scatter (~5-10%)."""
+    tiles = np.ceil(np.maximum(tab.cols["m"], 1.0) / EXPERT_ROW_TILE)
+    return np.where(tab.is_expert, t_outer / tiles, 0.0)
 
 
 def _energy(tab, pr, traffic_a, traffic_b, e_byte):
