@@ -79,7 +79,7 @@ def max_throughput(spec, model, sc, comp, op=None, params=None, layouts: bool = 
     splits = [(tp, sc.devices // tp) for tp in (1, 2, 4, 8, 16, 32, 64)
               if sc.devices % tp == 0 and tp <= sc.devices] if layouts else [(sc.tp, sc.dp)]
     for tp, dp in splits:
-        alone = None            # one prompt's prefill time on one replica, for the TTFT queue
+        alone = None            # a prompt's marginal prefill on one replica, the TTFT queue's service time
         for e in range(MAX_BATCH_EXP + 1):
             setting = {"batch": 2 ** e * (dp if layouts else 1), "tp": tp, "dp": dp, "pp": 1 if layouts else sc.pp}
             try:
