@@ -5,11 +5,15 @@ import math
 
 import pytest
 
+from codesign import load_hardware, load_workload
 from codesign.accuracy import core, load_map, read_rows, resolve_all
 from codesign.accuracy.mapping import DEFAULT_MAP, _layout, auto_hardware, auto_model, auto_precision, source_id
+from codesign.compression import Compression
 from codesign.errors import CodesignError
 from codesign.io import data_dir, library
+from codesign.perf.params import at_operating_point, spec_params
 from codesign.runtime import load_runtime
+from codesign.workload import Scenario
 
 CASES, SKIPPED = resolve_all()
 
@@ -324,8 +328,6 @@ def test_a_run_with_clocks_pinned_at_their_top_takes_the_specs_max_clocks_point(
     LPDDR5-4800 at 0.90 of 38.4 GB/s, where a board under default governors streams 0.67 of
     33.8; a memory-bound decode is faster by about that ratio. A spec without the point, or a
     row that does not say so, keeps the spec's own figures."""
-    from codesign import load_hardware
-    from codesign.perf.params import at_operating_point, spec_params
     row = {"_id": 1, "hardware": "Rockchip RK3588 NPU", "num_devices": "1", "model": "Llama-3-8B",
            "weight_precision": "w8a8", "batch": "1", "input_tokens": "64", "output_tokens": "64",
            "metric": "decode_tokens_per_s", "value": "3.8", "source": "example.org/x", "hw_ref": "",
@@ -350,14 +352,10 @@ def test_the_prefill_queue_serves_a_prompt_at_its_marginal_cost():
     batch: the queue's service time is T(2 prompts) - T(1), one prompt's prefill for a
     compute-bound dense model, less than a lone prompt's for an MoE whose lone prompt pays
     every expert's weight stream."""
-    from codesign import load_hardware, load_workload
-    from codesign.accuracy.core import _eval, _marginal_prefill
-    from codesign.compression import Compression
-    from codesign.workload import Scenario
     hw = load_hardware("h200")
     fp8 = Compression(weight_bits=8, weight_format="fp8", act_bits=8, kv_bits=8)
     for name, prompt, lone_share in [("llama-2-70b", 1024, (0.9, 1.1)), ("mixtral-8x7b", 427, (0.0, 0.5))]:
         model, sc = load_workload(name), Scenario(batch=1, prompt=prompt, generate=100, dtype="fp8", runtime="tensorrt-llm")
-        lone = float(_eval(hw, model, sc, fp8, None, None)["ttft_s"])
-        marginal = _marginal_prefill(hw, model, sc, fp8, None, None)
+        lone = float(core._eval(hw, model, sc, fp8, None, None)["ttft_s"])
+        marginal = core._marginal_prefill(hw, model, sc, fp8, None, None)
         assert lone_share[0] * lone < marginal < lone_share[1] * lone, (name, marginal, lone)

@@ -10,6 +10,7 @@ from codesign.hardware import load_hardware
 from codesign.perf import evaluate, evaluate_batch, op_times
 from codesign.perf.engine import envelope_sum
 from codesign.workload import Scenario, load_workload
+from codesign.workload.ops import Op
 
 SC = Scenario(batch=1, prompt=512, generate=64)
 
@@ -233,8 +234,6 @@ def test_a_routed_experts_weight_load_adds_to_its_work_until_many_row_tiles_shar
     GEMM of the same shape takes the larger of the two). With 32 row tiles per weight tile only
     1/32 of its stream is exposed (that product's stream is about three times the small one's:
     its activations triple the bytes)."""
-    from codesign.workload.ops import Op
-
     def gemm(name, m, tags=()):
         n = k = 4096
         return Op(name=name, kind="gemm", phase="prefill", impl="gemm", m=m, n=n, k=k, flops=2 * m * n * k,

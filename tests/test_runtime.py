@@ -9,6 +9,7 @@ import pytest
 from conftest import cli
 
 from codesign import Scenario, evaluate, load_hardware, load_workload
+from codesign.compression import Compression, weight_bytes_per_element
 from codesign.errors import CodesignError
 from codesign.perf import op_times
 from codesign.perf.params import UNIT_BYTES_IN_FLIGHT
@@ -454,7 +455,6 @@ def test_a_stack_that_quantises_the_lm_head_reads_it_at_its_own_width():
     """llama.cpp writes the output tensor as Q6_K (210 bytes per 256 weights) unless the
     weights are wider: decode reads vocab x hidden x max(weight bits, 6.5625) / 8 bytes for the
     LM head, where a stack that keeps it 16-bit reads 2 bytes per element."""
-    from codesign.compression import Compression, weight_bytes_per_element
     hw, m = load_hardware("h100-sxm"), load_workload("llama-3.2-1b")
 
     def head_bytes_per_element(runtime, comp):
@@ -478,5 +478,6 @@ def test_legacy_llama_cpp_keeps_the_current_builds_decode_streaming_cap():
     states the streaming cap fitted on the current builds' rows (its own rows are mostly one
     publisher's, who alone cannot set it out of sample)."""
     cur, old = load_runtime("llama.cpp-cuda"), load_runtime("llama.cpp-cuda-legacy")
-    assert old.tuning_for("gpu").stream == cur.tuning_for("gpu").stream is not None
+    assert cur.tuning_for("gpu").stream is not None
+    assert old.tuning_for("gpu").stream == cur.tuning_for("gpu").stream
     assert "tuning.gpu.stream" not in old.fitted and "tuning.gpu.stream" in cur.fitted

@@ -68,7 +68,12 @@ def prices(spec: HardwareSpec, p: dict, model: ModelSpec, sc: Scenario, comps, n
         w = weight_bytes_per_element(comp, sc.dtype)
         # embedding table and LM head: quantised with the weights when asked, else at the
         # stack's own head width where it quantises the head (never below the weights'), else 16-bit
-        table = w if comp and comp.quantize_embeddings else min(max(w, head), wide) if head and w < wide else wide
+        if comp and comp.quantize_embeddings:
+            table = w
+        elif head and w < wide:
+            table = min(max(w, head), wide)
+        else:
+            table = wide
         rows.append((w, act_bytes_per_element(comp, sc.dtype), kv_bytes_per_element(comp, sc.dtype, model.hd),
                      gdt, adt, speed, float(deq), table, unpack))
     vdt = vector_dtype(spec, sc.dtype)
