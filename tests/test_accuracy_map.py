@@ -93,6 +93,21 @@ def test_served_tpot_carries_the_batchs_prefill_over_its_output():
     assert core.served_tpot(out, sc) > out["tpot_s"] + 0.9 * out["ttft_s"] / sc.generate
 
 
+def test_tail_tpot_is_a_quantile_of_each_requests_own_mean():
+    """One-step requests with prompts of one length: TPOT = step + K x prefill, K ~ Poisson.
+    Poisson(0.5) has P(K <= 2) = 0.986 < 0.99 < P(K <= 3) = 0.998, so the p99 is step + 3
+    prefills; no joins leave the bare step; the tail grows with the joins and with the spread
+    of output lengths (short requests see few prompts, each a large share of their TPOT)."""
+    step, pre = 0.020, 0.030
+    assert core.tail_tpot(step, pre, 0.5, 1, prompt_cv2=1e-9) == pytest.approx(step + 3 * pre, rel=1e-3)
+    assert core.tail_tpot(step, pre, 0.0, 300) == step
+    tails = [core.tail_tpot(step, pre, j, 300) for j in (0.1, 0.2, 0.4, 0.8)]
+    assert tails == sorted(tails) and tails[0] > step
+    # its mean is the served TPOT's step + joins x prefill; the p99 lies well above it
+    assert core.tail_tpot(step, pre, 0.4, 300) > step + 0.4 * pre
+    assert core.tail_tpot(step, pre, 0.4, 300, quantile=0.5) < step + 0.4 * pre * 1.05
+
+
 def test_queued_ttft_follows_an_md1_prefill_queue():
     """The p99 TTFT of Poisson prompts on a prefill server of fixed service time S is S when
     idle, grows with load, is unbounded at rho >= 1, and stays within 20% above the p99 of an
@@ -359,3 +374,40 @@ def test_the_prefill_queue_serves_a_prompt_at_its_marginal_cost():
         lone = float(core._eval(hw, model, sc, fp8, None, None)["ttft_s"])
         marginal = core._marginal_prefill(hw, model, sc, fp8, None, None)
         assert lone_share[0] * lone < marginal < lone_share[1] * lone, (name, marginal, lone)
+
+
+def test_a_ttft_row_reads_the_first_token_time_its_benchmark_measured():
+    """Closed-loop clients with fixed lengths start together and stay in step: the i-th of a
+    replica's n prompts waits i/n of the wave's prefill, mean (n + 1) / 2n of it; a
+    static-batch sweep's TTFT is the whole batch's prefill; otherwise a request's own."""
+    row = {"_id": 1, "hardware": "NVIDIA H100 SXM5 80GB", "num_devices": "1", "model": "Llama-3.1-8B",
+           "weight_precision": "bf16", "batch": "32", "input_tokens": "1024", "output_tokens": "1024",
+           "metric": "ttft_ms", "value": "500", "source": "example.org/x", "hw_ref": "",
+           "software_framework": "vLLM 0.10", "notes": "vllm bench serve --max-concurrency 32 --ignore-eos"}
+    totals = dict(row, notes="'Successful requests: 100', 'Total generated tokens: 102400'")
+    varied = dict(row, notes="'Successful requests: 100', 'Total generated tokens: 93012'")
+    cases, skipped = resolve_all(load_map(), [row, totals, varied])
+    assert not skipped and [c.ttft for c in cases] == ["wave", "wave", "request"]
+    out = core._eval(core.spec_of(cases[0]), core._model(cases[0].workload), cases[0].scenario, None)
+    whole = 32 * 1024 / out["prefill_tokens_per_s"]
+    assert core.predict(cases[0])[0] == pytest.approx(whole * 33 / 64 * 1e3)
+    assert core.predict(cases[2])[0] == pytest.approx(out["ttft_s"] * 1e3)     # a request's own
+    assert core.read_metric("ttft_ms", out, cases[0].scenario, ttft="batch") == pytest.approx(whole * 1e3)
+    assert core.read_metric("tpot_ms", out, cases[0].scenario, ttft="wave") == pytest.approx(out["tpot_s"] * 1e3)
+
+
+def test_a_map_entry_names_only_a_known_ttft_kind(tmp_path):
+    text = (data_dir("data") / DEFAULT_MAP).read_text()
+    bad = tmp_path / "map.yaml"
+    bad.write_text(text.replace("    ttft: batch\n", "    ttft: median\n", 1))
+    with pytest.raises(CodesignError, match=r"software\.TensorRT-LLM v0\.5\.0\.ttft: ttft must be one of request, wave, batch"):
+        load_map(bad)
+
+
+def test_a_stated_board_power_limit_is_read_from_the_notes():
+    from codesign.accuracy.mapping import POWER_LIMIT
+    for text, watts in [("nvidia-smi power cap 310W, driver 535", "310"), ("Power limit 300W (sweep)", "300"),
+                        ("'NVIDIA H200-SXM-141GB (TGP 1000 W)'", "1000"), ("power-limited to 250 W", "250")]:
+        m = POWER_LIMIT.search(text)
+        assert m and m.group(1) == watts, text
+    assert not POWER_LIMIT.search("a 700 W board") and not POWER_LIMIT.search("power 400W draw")

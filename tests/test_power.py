@@ -24,6 +24,35 @@ def test_power_limit_stretches_to_exactly_the_tdp():
     assert power_limit(time, gap, np.array([300.0]), p)[0] == 1.0        # 606 W: untouched
 
 
+def test_under_a_power_limit_only_clock_bound_kernel_time_stretches():
+    """The clock drops to a share s where the power fits: clock-bound kernel time Kc takes
+    Kc/s, off-chip-bound time Km keeps its length and draws busy power x s. Hand example:
+    static 100, busy 200, limit 300, no gaps, 0.5 s clock-bound + 0.5 s memory-bound, 150 J
+    of activity: 200 (0.5 + 0.5 s) + 150 = 200 (0.5/s + 0.5) -> 100 s^2 + 150 s - 100 = 0,
+    s = 0.5, time 1.5 s (all clock-bound, the first-order rule stretches to 1.75 s)."""
+    from codesign.perf.evaluate import _throttle
+    p = {"power.limit": np.array([300.0]), "power.static": np.array([100.0]), "power.busy": np.array([200.0]),
+         "power.gap_share": np.array([0.5])}
+    time, gap, energy = np.array([1.0]), np.array([0.0]), np.array([150.0])
+    f, busy_s = _throttle(time, gap, energy, p, fixed=np.array([0.5]))
+    assert f[0] == pytest.approx(1.5) and busy_s[0] == pytest.approx(0.75)
+    assert 100 + (200 * busy_s[0] + 150) / 1.5 == pytest.approx(300.0)            # lands on the limit
+    assert power_limit(time, gap, energy, p)[0] == pytest.approx(350 / 200)        # all clock-bound
+    # all memory-bound with room for its DRAM power: the clock falls, the time does not
+    assert power_limit(time, gap, energy, p, fixed=np.array([1.0]))[0] == 1.0
+    # DRAM power alone over the limit: the memory slows too (first-order stretch)
+    assert power_limit(time, gap, np.array([250.0]), p, fixed=np.array([1.0]))[0] == pytest.approx(450 / 200)
+
+
+def test_a_memory_bound_decode_keeps_its_speed_under_a_modest_cap():
+    sc = Scenario(batch=1, prompt=128, generate=128, runtime="llama.cpp-cuda")
+    free = evaluate("rtx-pro-6000", "llama-2-7b", sc)
+    capped = evaluate(load_hardware("rtx-pro-6000", overrides={"power.limit": "300 W"}), "llama-2-7b", sc)
+    assert capped["tpot_s"] >= free["tpot_s"]
+    assert capped["tpot_s"] < 1.3 * free["tpot_s"]
+    assert capped["avg_power_w"] <= 300 * 1.001
+
+
 def test_launch_gaps_draw_the_gap_share_of_busy_power():
     """A launch-bound phase (same kernels, more gaps) draws static + busy x (kernel share +
     gap share x gap fraction) + activity: between the static floor and the busy level."""

@@ -71,15 +71,14 @@ def max_throughput(spec, model, sc, comp, op=None, params=None, layouts: bool = 
     """The fitting power-of-two batch (<= 4096) with the highest throughput_tokens_per_s, and
     with ``layouts`` the best tensor-parallel x replica split of the devices as well (a
     throughput benchmark's submitter tunes both). A latency-bounded run (MLPerf Server) keeps
-    only batches that meet its limits: ``tpot_limit`` on the time per output token a request
-    sees under continuous batching (``served_tpot``; the limit is on the p99, so its mean is a
-    lenient stand-in), ``ttft_limit`` on the p99 time to first token of Poisson arrivals
+    only batches that meet its limits: ``tpot_limit`` on the p99 over requests of the time per
+    output token each sees under continuous batching (``tail_tpot``), ``ttft_limit`` on the p99 time to first token of Poisson arrivals
     (``queued_ttft``). Returns the summary and the scenario fields it chose (batch, and tp/dp)."""
     best, best_set = None, None
     splits = [(tp, sc.devices // tp) for tp in (1, 2, 4, 8, 16, 32, 64)
               if sc.devices % tp == 0 and tp <= sc.devices] if layouts else [(sc.tp, sc.dp)]
     for tp, dp in splits:
-        alone = None            # a prompt's marginal prefill on one replica, the TTFT queue's service time
+        alone = 0.0             # a prompt's marginal prefill on one replica (the queues' service time), once
         for e in range(MAX_BATCH_EXP + 1):
             setting = {"batch": 2 ** e * (dp if layouts else 1), "tp": tp, "dp": dp, "pp": 1 if layouts else sc.pp}
             try:
@@ -90,13 +89,13 @@ def max_throughput(spec, model, sc, comp, op=None, params=None, layouts: bool = 
             if not out["fits"]:
                 break
             tpot = served_tpot(out, s2)
-            if tpot_limit is not None and tpot > tpot_limit:
+            if not alone and (tpot_limit is not None or ttft_limit is not None):
+                alone = _marginal_prefill(spec, model, s2, comp, op, params)
+            joins = s2.batch / s2.dp / max(s2.generate, 1)        # prompts joining a replica per step
+            if tpot_limit is not None and tail_tpot(float(out["tpot_s"]), alone, joins, s2.generate) > tpot_limit:
                 break
-            if ttft_limit is not None:
-                if alone is None:
-                    alone = _marginal_prefill(spec, model, s2, comp, op, params)
-                if queued_ttft(alone, s2.batch / s2.dp / (max(s2.generate, 1) * tpot)) > ttft_limit:
-                    break
+            if ttft_limit is not None and queued_ttft(alone, joins / tpot) > ttft_limit:
+                break
             if best is None or out["throughput_tokens_per_s"] > best["throughput_tokens_per_s"]:
                 best, best_set = out, setting
     return best, best_set
@@ -113,6 +112,27 @@ def _marginal_prefill(spec, model, sc, comp, op, params) -> float:
         out = _eval(spec, model, s, comp, op, params)
         return n * sc.dp * sc.prompt / float(out["prefill_tokens_per_s"])     # the rate counts every replica
     return max(batch_prefill(2) - batch_prefill(1), 0.0)
+
+
+def tail_tpot(step_s: float, prefill_s: float, joins_per_step: float, generate: int,
+              quantile: float = 0.99, prompt_cv2: float = 1.0, samples: int = 40000) -> float:
+    """The ``quantile`` over requests of the time per output token under continuous batching
+    (s; MLPerf's limit is on the p99 of each request's own mean). A request that decodes for w
+    steps sees the K prompts that join meanwhile, Poisson with mean ``joins_per_step`` x w, each
+    adding its prefill (``prefill_s`` on average, squared coefficient of variation
+    ``prompt_cv2`` from the spread of prompt lengths, Gamma-distributed) to a step it shares:
+    TPOT = step + (their prefill) / w. Output lengths are geometric with mean ``generate``; both
+    spreads are maximum-entropy stand-ins for a dataset known only by its means. Short requests
+    carry the tail; the mean is ``served_tpot``'s. Sampled with a fixed seed (the same draws for
+    every batch tried, so the quantile moves smoothly with it). Neglected: chunked prefill that
+    spreads a prompt over steps, and the queueing of arrivals near saturation."""
+    if prefill_s <= 0 or joins_per_step <= 0:
+        return step_s
+    rng = np.random.default_rng(0)
+    steps = rng.geometric(1.0 / max(float(generate), 1.0), samples).astype(float)
+    joined = rng.poisson(joins_per_step * steps)
+    work = rng.gamma(np.maximum(joined / prompt_cv2, 1e-12), prefill_s * prompt_cv2) * (joined > 0)
+    return float(np.quantile(step_s + work / steps, quantile))
 
 
 def queued_ttft(prefill_s: float, arrivals_per_s: float, quantile: float = 0.99) -> float:
@@ -141,9 +161,26 @@ def served_tpot(out: dict, sc) -> float:
     return float(out["e2e_latency_s"]) / max(sc.generate, 1)
 
 
-def read_metric(metric: str, out: dict, sc, per_device: bool = False):
+def wave_ttft(out: dict, sc):
+    """Mean TTFT (s) of ``sc.batch`` closed-loop clients that start together and, their
+    lengths being fixed, stay in step: each wave's prompts all arrive at once and are
+    prefilled first come first served, so the k-th of a replica's n prompts sees k/n of the
+    whole wave's prefill and the mean is (n + 1) / 2n of it. Neglected: the stagger that
+    the first wave's prefill order leaves in later waves (which shortens their waits)."""
+    n = max(sc.batch // max(sc.dp, 1), 1)
+    whole = sc.batch * sc.prompt / np.asarray(out["prefill_tokens_per_s"], float)
+    return whole * (n + 1) / (2 * n)
+
+
+def read_metric(metric: str, out: dict, sc, per_device: bool = False, ttft: str = "request"):
     """The CSV metric from an evaluation's summary (scalars, or arrays over design points);
-    ``per_device`` throughputs are divided by the devices of the layout."""
+    ``per_device`` throughputs are divided by the devices of the layout. ``ttft`` says which
+    first-token time a TTFT row measured: 'request' (the one a request sees, the engine's
+    ``ttft_s``), 'wave' (closed-loop clients in step, ``wave_ttft``) or 'batch' (a static-batch
+    benchmark's: the whole batch's prefill)."""
+    if metric == "ttft_ms" and ttft != "request":
+        whole = sc.batch * sc.prompt / np.asarray(out["prefill_tokens_per_s"], float)
+        return (wave_ttft(out, sc) if ttft == "wave" else whole) * 1e3
     share = 1.0 / sc.devices if per_device else 1.0
     if metric == "total_throughput_tokens_per_s":
         return (np.asarray(out["throughput_tokens_per_s"], float) * share
@@ -172,7 +209,7 @@ def predict_values(case: Case, params: dict, batch: int | None = None) -> np.nda
     sc = case.scenario if batch is None else case.scenario.model_copy(update=_setting(batch))
     out = evaluate_batch(spec_of(case), _model(case.workload), sc, case.compression,
                          operating_point=case.operating_point, overrides=params)
-    return read_metric(case.metric, out, sc, case.per_device)
+    return read_metric(case.metric, out, sc, case.per_device, case.ttft)
 
 
 def predict(case: Case, params: dict | None = None, batch: int | None = None) -> tuple[float, str, dict]:
@@ -194,7 +231,7 @@ def predict(case: Case, params: dict | None = None, batch: int | None = None) ->
         assert got is not None      # found together with out
         sc = sc.model_copy(update=got)
         lay = f" tp={got['tp']}x{got['dp']}" if case.tune_layout else ""
-        return (float(read_metric(case.metric, out, sc, case.per_device)), f"B={got['batch']}{lay} bound={out['bound']}",
+        return (float(read_metric(case.metric, out, sc, case.per_device, case.ttft)), f"B={got['batch']}{lay} bound={out['bound']}",
                 dict(out, batch=got if case.tune_layout else got["batch"]))
     if batch is not None:
         sc = sc.model_copy(update=_setting(batch))
@@ -207,7 +244,7 @@ def predict(case: Case, params: dict | None = None, batch: int | None = None) ->
         if case.metric.startswith("decode_throughput"):
             return out["decode_tokens_per_s"] / base["decode_tokens_per_s"], detail, out
         return base["energy_per_token_j"] / out["energy_per_token_j"], detail, out   # tokens per joule
-    return float(read_metric(case.metric, out, sc, case.per_device)), detail, dict(out, batch=sc.batch)
+    return float(read_metric(case.metric, out, sc, case.per_device, case.ttft)), detail, dict(out, batch=sc.batch)
 
 
 def population(case: Case) -> str:

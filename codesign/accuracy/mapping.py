@@ -61,7 +61,7 @@ _KEYS = {
     "models": {"workload", "match", "why"},
     "precision": {"dtype", "compression", "match", "why"},
     "software": {"batch", "lengths", "pp", "tg", "gemm", "match", "why", "ratio_baseline", "runtime", "skip",
-                 "datasets", "layout"},
+                 "datasets", "layout", "ttft"},
     "rows": {"skip", "calibrated", "note", "operating_point"},
 }
 
@@ -90,6 +90,7 @@ class Case:
     #                               search also picks tp x dp (as the submitter tuned it)
     tpot_limit: float | None = None   # s: a max-throughput row measured under a TPOT limit (MLPerf Server)
     ttft_limit: float | None = None   # s: ... and under a p99 TTFT limit
+    ttft: str = "request"         # which first-token time a TTFT row measured (core.read_metric)
 
     @property
     def group(self) -> str:
@@ -127,6 +128,8 @@ def load_map(path=None) -> dict:
                 if item.get("match", "exact") not in MATCH_ORDER:
                     raise CodesignError(f"match must be one of {', '.join(MATCH_ORDER)}", file=path,
                                         field=f"{where}.match")
+                if item.get("ttft", "request") not in TTFT_KINDS:
+                    raise CodesignError(f"ttft must be one of {', '.join(TTFT_KINDS)}", file=path, field=f"{where}.ttft")
     for key, entry in data["models"].items():
         if not isinstance(entry, list):
             raise CodesignError("expected a list of candidate workloads", file=path, field=f"models.{key}")
@@ -175,11 +178,18 @@ def _int(text) -> int | None:
     return round(float(m.group(1))) if m else None
 
 
-# notes that say the board ran under a lowered power limit ("Power limit 300W", nvidia-smi -pl)
-POWER_LIMIT = re.compile(r"power[- ]limit(?:ed)?(?: set)?(?: to| of|:)?\s*(\d{2,4})\s*W\b", re.I)
+# notes that state the board's power limit: lowered ("Power limit 300W", "nvidia-smi power cap
+# 310W") or raised above the spec's TDP (an MLPerf system description's "TGP 1000W")
+POWER_LIMIT = re.compile(r"(?:power[- ](?:limit|cap)(?:ped|ed)?(?: set)?(?: to| of|:)?|\bTGP)\s*(\d{2,4})\s*W\b", re.I)
 # llama.cpp's flash-attention switch ('-fa 0', 'fa 1', 'flash_attn=off'): off runs the scores as a
 # full matrix product, a masked softmax and a second product (the unfused path)
 FLASH_ATTN = re.compile(r"(?:-fa|\bfa|flash[-_ ]?attn(?:ention)?)\s*[=:]?\s*(0|1|on|off)\b", re.I)
+# which first-token time a TTFT row measured (core.read_metric)
+TTFT_KINDS = ("request", "wave", "batch")
+# a closed-loop benchmark whose requests all have the same lengths: '--ignore-eos' on random prompts,
+# or totals that are exactly requests x output length; its clients start together and stay in step
+IGNORE_EOS = re.compile(r"ignore[-_ ]eos", re.I)
+RUN_TOTALS = re.compile(r"successful requests:?\s*(\d+).*?total generated tokens:?\s*(\d+)", re.I | re.S)
 # notes that say the lengths are a dataset's distribution, not one prompt
 VARIABLE_LENGTHS = re.compile(r"sharegpt|variable lengths|lengths vary", re.I)
 # lengths of a row that states none (a short chat turn; the row is marked auto)
@@ -513,6 +523,14 @@ def _latency_limit(r: dict, sw: dict, which: str) -> float | None:
     return parse_quantity(f"{limits[scenario]} ms", "time") if scenario in limits else None
 
 
+def _in_step(r: dict, batch: int, generate: int) -> bool:
+    """Whether a concurrency row's clients run in step (see IGNORE_EOS)."""
+    notes = r.get("notes") or ""
+    totals = RUN_TOTALS.search(notes)
+    fixed = bool(IGNORE_EOS.search(notes)) or bool(totals and int(totals.group(2)) == int(totals.group(1)) * generate)
+    return batch > 1 and generate > 0 and fixed
+
+
 def _layout(r: dict, devices: int, runtime) -> dict:
     """Parallel layout of a multi-device row: TP/PP/DP stated in the row, else the runtime's
     layout (llama.cpp splits layers over devices = a pipeline without micro-batches)."""
@@ -687,7 +705,8 @@ def resolve_row(r: dict, mp: dict, runtime: str | None = None):
     return Case(**common, workload=got["workload"], scenario=sc, compression=comp, search=search, gemm=None,
                 baseline=baseline, match=match, why=tuple(w for w in why if w), tune_layout=tune_layout,
                 tpot_limit=_latency_limit(r, sw, "TPOT") if search else None,
-                ttft_limit=_latency_limit(r, sw, "TTFT") if search else None)
+                ttft_limit=_latency_limit(r, sw, "TTFT") if search else None,
+                ttft=sw.get("ttft") or ("wave" if not search and _in_step(r, batch, sc.generate) else "request"))
 
 
 def resolve_all(mp: dict | None = None, rows: list[dict] | None = None, runtime: str | None = None):

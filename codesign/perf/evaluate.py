@@ -32,7 +32,7 @@ import numpy as np
 from ..compression import Compression, effective_model, resolve_dtype
 from ..errors import CodesignError
 from ..hardware import load_hardware
-from ..hardware.schema import HardwareSpec
+from ..hardware.schema import OFFCHIP_KINDS, HardwareSpec
 from ..io import frame
 from ..runtime import Runtime, load_runtime
 from ..workload import load_workload
@@ -57,7 +57,9 @@ class _Phase:
     energy: np.ndarray            # (D,) activity J of every stage's ops (one tensor-parallel rank)
     stage_energy: np.ndarray      # (D,) activity J of the ops one pipeline stage runs (its power)
     gap: np.ndarray               # (D,) seconds of launch gaps (no kernel running) in ``time``
-    kernels: np.ndarray           # (D,) seconds of kernels at full clock (time - gap, before any throttling)
+    # (D,) kernel seconds at full clock whose busy power the board draws: time - gap; under a
+    # power limit the clock-bound ones plus the others at the clock's share (_throttle)
+    kernels: np.ndarray
     flops: np.ndarray
     traffic: np.ndarray           # (D, L) bytes
     per_op_time: np.ndarray       # (D, N) seconds per instance (decode: mean over steps)
@@ -149,34 +151,65 @@ def _dispatch_ahead(p, steps: int, graphs, time, gap):
     return np.where(ahead, overlapped / np.maximum(time, 1e-30), 1.0), np.where(ahead, overlapped - kernels_sum, gap)
 
 
-def power_limit(time, gap, energy, p: dict) -> np.ndarray:
+def power_limit(time, gap, energy, p: dict, fixed=None) -> np.ndarray:
     """How much longer work of ``time`` s (``gap`` of it launch gaps, ``energy`` J of activity)
     takes when its board power would exceed the power limit (the TDP unless the spec caps it
     lower): a factor >= 1 per design.
 
     Power = static + (busy energy + activity energy) / time (params.busy_energy: busy power
-    over kernel time, a share of it over the gaps). Above the limit the clock drops until it
-    fits: first order, the dynamic energy (busy power falls with the clock as the kernels
-    take longer, so its energy stays too) is spread over the longer time
-    T' = (busy energy + E) / (limit - static). Neglected: the lower voltage at the lower
-    clock (dynamic energy falls with V^2) and the static power's own fall."""
+    over kernel time, a share of it over the gaps). Above the limit the core clock drops to a
+    share s of its own until the power fits. Kernel time bound by the core clock (arithmetic,
+    on-chip memories) stretches to 1/s; ``fixed`` s of it, bound by off-chip memory or links,
+    does not, and there busy power falls with the clock at no cost in time (a memory-bound
+    decode under a cap keeps its speed while DRAM traffic and static power leave room). With
+    busy power ~ s, s solves busy (Kc + s Km) + G + E = (limit - static)(Kc/s + Km + gap), a
+    quadratic in s. ``fixed`` None: all kernel time is clock-bound, which gives the first-order
+    T' = (busy energy + E) / (limit - static). Where even the memory-bound part alone is over
+    the limit, the whole phase stretches by that formula (the memory slows too). Neglected: the
+    lower voltage at a lower clock (dynamic energy falls with V^2), the static power's own fall,
+    and ops that turn clock-bound as the clock drops."""
     limit, static = p["power.limit"], p["power.static"]
     if isinstance(time, float):     # one serving step (perf.steps): the same formula in plain floats
         dyn = busy_energy(p, time - gap, gap) + energy
         if time > 0 and math.isfinite(limit) and limit > static and static + dyn / time > limit:
             return np.asarray(max(dyn / (limit - static) / time, 1.0))
         return np.asarray(1.0)
+    return _throttle(time, gap, energy, p, fixed)[0]
+
+
+def _throttle(time, gap, energy, p: dict, fixed=None) -> tuple[np.ndarray, np.ndarray]:
+    """``power_limit``'s factor and the kernel seconds whose busy power the board still draws
+    (clock-bound ones in full, the rest at the clock's share s): busy energy = busy x those."""
+    limit, static = p["power.limit"], p["power.static"]
+    kernels = np.maximum(time - gap, 0.0)
+    busy_kernels = kernels
     with np.errstate(divide="ignore", invalid="ignore"):
         dynamic = busy_energy(p, time - gap, gap) + energy
         power = static + dynamic / time
-        factor = np.where(np.isfinite(limit) & (power > limit) & (limit > static) & (time > 0),
-                          dynamic / (limit - static) / time, 1.0)
-    return np.maximum(np.nan_to_num(factor, nan=1.0, posinf=1.0), 1.0)
+        over = np.isfinite(limit) & (power > limit) & (limit > static) & (time > 0)
+        factor = np.where(over, dynamic / (limit - static) / time, 1.0)
+        if fixed is not None and over.any():
+            km = np.clip(fixed, 0.0, kernels)
+            kc = kernels - km
+            room = limit - static
+            qa = p["power.busy"] * km
+            qb = p["power.busy"] * kc + busy_energy(p, 0.0 * kernels, gap) + energy - room * (km + gap)
+            qc = room * kc
+            root = np.where(qa > 0, (-qb + np.sqrt(qb * qb + 4 * qa * qc)) / (2 * qa), qc / qb)
+            clocked = (kc / root + km + gap) / time
+            slowed = over & (root > 0) & np.isfinite(clocked)
+            factor = np.where(slowed, clocked, factor)
+            busy_kernels = np.where(slowed, kc + np.minimum(root, 1.0) * km, kernels)
+    return np.maximum(np.nan_to_num(factor, nan=1.0, posinf=1.0), 1.0), busy_kernels
 
 
-def _power_limit(ph: _Phase, p: dict) -> np.ndarray:
-    """Stretch a phase by its ``power_limit`` factor (returned)."""
-    factor = power_limit(ph.time, ph.gap, ph.stage_energy, p)
+def _power_limit(ph: _Phase, p: dict, spec: HardwareSpec) -> np.ndarray:
+    """Stretch a phase by its ``power_limit`` factor (returned); its kernel time bound by
+    off-chip memory or links does not scale with the core clock."""
+    fixed_terms = {m.name for m in spec.memory if m.kind in OFFCHIP_KINDS} | {"link"}
+    rows = [i for i, name in enumerate(ph.names) if name in fixed_terms]
+    fixed = ph.per_op_share[rows].sum(axis=(0, 2))
+    factor, ph.kernels = _throttle(ph.time, ph.gap, ph.stage_energy, p, fixed)
     if (factor > 1).any():
         ph.time = ph.time * factor
         ph.per_op_time = ph.per_op_time * factor[:, None]
@@ -495,7 +528,7 @@ def _phases(g: _Group, mem: _Memory) -> _Timeline:
                    e_decode=np.zeros(D), throttle=np.ones(D), steps=max(sc.generate - 1, 0))
     if pre_tab is not None:
         ph = _run_phase(g.spec, g.p, pre_tab, g.pr, mem.weights, mem.kv, 0, sc.pp, split[0])
-        tl.throttle = np.maximum(tl.throttle, _power_limit(ph, g.p))
+        tl.throttle = np.maximum(tl.throttle, _power_limit(ph, g.p, g.spec))
         stage = ph.time + _pipeline_hop(g.spec, g.p, sc, g.micro * sc.prompt, g.model, g.pr)
         tl.ttft = g.pipe_pre * stage + g.p["runtime.request_overhead"]
         tl.e_prefill = ph.energy * g.mb * sc.tp * sc.dp
@@ -503,7 +536,7 @@ def _phases(g: _Group, mem: _Memory) -> _Timeline:
     if dec_tab is not None:
         steps = tl.steps
         ph = _run_phase(g.dspec, g.dp, dec_tab, g.dpr, mem.d_weights, mem.d_kv, max(steps, 1), sc.pp, split[1])
-        tl.throttle = np.maximum(tl.throttle, _power_limit(ph, g.dp))
+        tl.throttle = np.maximum(tl.throttle, _power_limit(ph, g.dp, g.dspec))
         step_mean = ph.time / max(steps, 1) + _pipeline_hop(g.dspec, g.dp, sc, g.micro, g.model, g.dpr)
         # host work per sequence per step, serial with the device (not hidden by the pipeline)
         tl.tpot = g.pipe_dec * step_mean + g.reqs * g.dp["runtime.sequence_overhead"]
@@ -541,7 +574,7 @@ def _first_token_seen(g: _Group, mem: _Memory, tl: _Timeline) -> np.ndarray:
     sc = g.sc
     one, _, _ = _tables(g.model, sc.model_copy(update={"batch": 1}), g.rt)
     ph1 = _run_phase(g.spec, g.p, one, g.pr, mem.weights, mem.kv, 0, sc.pp, None)
-    _power_limit(ph1, g.p)           # one prompt's prefill is held to the power limit as well
+    _power_limit(ph1, g.p, g.spec)           # one prompt's prefill is held to the power limit as well
     return np.minimum(tl.ttft, g.pipe_pre * (ph1.time + _pipeline_hop(g.spec, g.p, sc, sc.prompt, g.model, g.pr))
                       + g.p["runtime.request_overhead"] + tl.tpot)
 
