@@ -200,7 +200,8 @@ def wanted_gemm_dtype(comp: Compression | None, dtype: str, quantized_matmul: st
     weight-only formats (w4a16, w8a16) keep 16-bit compute and dequantize the weights in
     the kernel (Marlin/AWQ kernels), which costs vector work per weight, unless the
     runtime's ``quantized_matmul`` is ``int8``: it quantizes activations to 8 bits on the
-    fly and multiplies on the int8 units (llama.cpp's MMQ kernels since mid-2024).
+    fly and multiplies on the int8 units (llama.cpp's MMQ kernels since mid-2024), or
+    ``native``: the matrix units take the packed weights with 16-bit activations (RKNPU).
     """
     wb = comp.weight_bits if comp and comp.weight_bits else None
     if comp and comp.act_bits == 4:          # W4A4 FP4 (NVFP4/MXFP4): both operands on the FP4 units
@@ -213,7 +214,7 @@ def wanted_gemm_dtype(comp: Compression | None, dtype: str, quantized_matmul: st
         assert comp is not None                 # wb comes from comp
         if quantized_matmul == "int8" and comp.weight_format != "fp8":
             return "int8", wb < 8
-        return ("bf16" if dtype in ("fp8", "int8") else dtype), True
+        return ("bf16" if dtype in ("fp8", "int8") else dtype), quantized_matmul != "native"
     return dtype, False
 
 

@@ -165,6 +165,23 @@ def test_fp4_weights_and_activations_run_on_fp4_units_where_there_are_some():
     assert any("fp4 not supported" in n for n in hopper.notes)
 
 
+def test_matrix_units_that_take_packed_weights_do_no_unpacking():
+    """RKNPU multiplies float16 activations with int4 weights in its matrix unit (RKLLM's
+    w4a16, quantized_matmul: native): no dequantisation term, so a w4a16 decode reads half
+    the bytes of w8a8 and is the faster one, as Rockchip's RK3576 table has it."""
+    from codesign.compression import Compression, wanted_gemm_dtype
+    from codesign.perf import evaluate
+    from codesign.workload import Scenario
+    w4 = Compression(weight_bits=4)
+    assert wanted_gemm_dtype(w4, "fp16", "native") == ("fp16", False)
+    assert wanted_gemm_dtype(w4, "fp16", "activation") == ("fp16", True)
+    sc = Scenario(batch=1, prompt=128, generate=64, dtype="fp16", runtime="rknn-llm")
+    w4a16 = evaluate("rk3576-npu", "qwen2.5-1.5b", sc, w4)
+    w8a8 = evaluate("rk3576-npu", "qwen2.5-1.5b", sc.model_copy(update={"dtype": "int8"}),
+                    Compression(weight_bits=8, act_bits=8))
+    assert "dequant" not in w4a16["bound"] and w4a16["tpot_s"] < w8a8["tpot_s"]
+
+
 def test_a_fallback_datatype_is_the_fastest_the_units_support():
     """After `calibrate`, a host whose NumPy emulates fp16 (0.45 GFLOP/s against 97 for fp32)
     runs a bf16 scenario in fp32, not in its slowest datatype."""

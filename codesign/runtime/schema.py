@@ -102,8 +102,10 @@ class Runtime(Frozen):
     prefill_dequant: Literal["fused", "separate"] = "fused"
     # weight-only quantised GEMMs: 'activation' multiplies in the activation datatype after
     # dequantising in the kernel (Marlin, AWQ, TensorRT-LLM W4A16); 'int8' quantises the
-    # activations to 8 bits on the fly and runs on the int8 units (llama.cpp MMQ)
-    quantized_matmul: Literal["activation", "int8"] = "activation"
+    # activations to 8 bits on the fly and runs on the int8 units (llama.cpp MMQ); 'native'
+    # hands the packed weights to matrix units that multiply them with 16-bit activations
+    # directly (RKNPU's float16 x int4/int8 matmul types): no unpacking work
+    quantized_matmul: Literal["activation", "int8", "native"] = "activation"
     # accumulation of 16-bit matrix products: fp16 reaches the half-accumulate peaks a spec
     # gives (full rate on GeForce cards; llama.cpp's cuBLAS calls use CUBLAS_COMPUTE_16F)
     gemm_accumulate: Literal["fp32", "fp16"] = "fp32"
