@@ -386,8 +386,9 @@ def test_a_ttft_row_reads_the_first_token_time_its_benchmark_measured():
            "software_framework": "vLLM 0.10", "notes": "vllm bench serve --max-concurrency 32 --ignore-eos"}
     totals = dict(row, notes="'Successful requests: 100', 'Total generated tokens: 102400'")
     varied = dict(row, notes="'Successful requests: 100', 'Total generated tokens: 93012'")
-    cases, skipped = resolve_all(load_map(), [row, totals, varied])
-    assert not skipped and [c.ttft for c in cases] == ["wave", "wave", "request"]
+    paced = dict(row, notes="vllm bench serve --request-rate 4 --max-concurrency 32 --ignore-eos")
+    cases, skipped = resolve_all(load_map(), [row, totals, varied, paced])
+    assert not skipped and [c.ttft for c in cases] == ["wave", "wave", "request", "request"]
     out = core._eval(core.spec_of(cases[0]), core._model(cases[0].workload), cases[0].scenario, None)
     whole = 32 * 1024 / out["prefill_tokens_per_s"]
     assert core.predict(cases[0])[0] == pytest.approx(whole * 33 / 64 * 1e3)

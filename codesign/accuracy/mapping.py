@@ -190,6 +190,8 @@ TTFT_KINDS = ("request", "wave", "batch")
 # or totals that are exactly requests x output length; its clients start together and stay in step
 IGNORE_EOS = re.compile(r"ignore[-_ ]eos", re.I)
 RUN_TOTALS = re.compile(r"successful requests:?\s*(\d+).*?total generated tokens:?\s*(\d+)", re.I | re.S)
+# ... unless the clients send at a finite rate ('--request-rate 4'): then they do not start together
+PACED = re.compile(r"request[-_ ]rate\s*[=:]?\s*\d", re.I)
 # notes that say the lengths are a dataset's distribution, not one prompt
 VARIABLE_LENGTHS = re.compile(r"sharegpt|variable lengths|lengths vary", re.I)
 # lengths of a row that states none (a short chat turn; the row is marked auto)
@@ -528,7 +530,7 @@ def _in_step(r: dict, batch: int, generate: int) -> bool:
     notes = r.get("notes") or ""
     totals = RUN_TOTALS.search(notes)
     fixed = bool(IGNORE_EOS.search(notes)) or bool(totals and int(totals.group(2)) == int(totals.group(1)) * generate)
-    return batch > 1 and generate > 0 and fixed
+    return batch > 1 and generate > 0 and fixed and not PACED.search(notes)
 
 
 def _layout(r: dict, devices: int, runtime) -> dict:
