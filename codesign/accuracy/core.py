@@ -72,8 +72,8 @@ def max_throughput(spec, model, sc, comp, op=None, params=None, layouts: bool = 
     with ``layouts`` the best tensor-parallel x replica split of the devices as well (a
     throughput benchmark's submitter tunes both). A latency-bounded run (MLPerf Server) keeps
     only batches that meet its limits: ``tpot_limit`` on the p99 over requests of the time per
-    output token each sees under continuous batching (``tail_tpot``), ``ttft_limit`` on the p99 time to first token of Poisson arrivals
-    (``queued_ttft``). Returns the summary and the scenario fields it chose (batch, and tp/dp)."""
+    output token each sees under continuous batching (``tail_tpot``), ``ttft_limit`` on the
+    p99 time to first token of Poisson arrivals (``queued_ttft``). Returns the summary and the scenario fields it chose (batch, and tp/dp)."""
     best, best_set = None, None
     splits = [(tp, sc.devices // tp) for tp in (1, 2, 4, 8, 16, 32, 64)
               if sc.devices % tp == 0 and tp <= sc.devices] if layouts else [(sc.tp, sc.dp)]
@@ -109,8 +109,7 @@ def _marginal_prefill(spec, model, sc, comp, op, params) -> float:
     prompt the difference is one prompt's prefill, as before."""
     def batch_prefill(n):
         s = sc.model_copy(update={"batch": n * sc.dp})
-        out = _eval(spec, model, s, comp, op, params)
-        return n * sc.dp * sc.prompt / float(out["prefill_tokens_per_s"])     # the rate counts every replica
+        return float(whole_prefill(_eval(spec, model, s, comp, op, params), s))
     return max(batch_prefill(2) - batch_prefill(1), 0.0)
 
 
@@ -123,8 +122,8 @@ def tail_tpot(step_s: float, prefill_s: float, joins_per_step: float, generate: 
     ``prompt_cv2`` from the spread of prompt lengths, Gamma-distributed) to a step it shares:
     TPOT = step + (their prefill) / w. Output lengths are geometric with mean ``generate``; both
     spreads are maximum-entropy stand-ins for a dataset known only by its means. Short requests
-    carry the tail; the mean is ``served_tpot``'s. Sampled with a fixed seed (the same draws for
-    every batch tried, so the quantile moves smoothly with it). Neglected: chunked prefill that
+    carry the tail; the mean is ``served_tpot``'s. Sampled with a fixed seed, so a row's
+    prediction is deterministic. Neglected: chunked prefill that
     spreads a prompt over steps, and the queueing of arrivals near saturation."""
     if prefill_s <= 0 or joins_per_step <= 0:
         return step_s
@@ -161,6 +160,12 @@ def served_tpot(out: dict, sc) -> float:
     return float(out["e2e_latency_s"]) / max(sc.generate, 1)
 
 
+def whole_prefill(out: dict, sc):
+    """Seconds to prefill the whole batch's prompts (every replica's, in parallel): the
+    engine's prompt rate counts all of them."""
+    return sc.batch * sc.prompt / np.asarray(out["prefill_tokens_per_s"], float)
+
+
 def wave_ttft(out: dict, sc):
     """Mean TTFT (s) of ``sc.batch`` closed-loop clients that start together and, their
     lengths being fixed, stay in step: each wave's prompts all arrive at once and are
@@ -168,8 +173,7 @@ def wave_ttft(out: dict, sc):
     whole wave's prefill and the mean is (n + 1) / 2n of it. Neglected: the stagger that
     the first wave's prefill order leaves in later waves (which shortens their waits)."""
     n = max(sc.batch // max(sc.dp, 1), 1)
-    whole = sc.batch * sc.prompt / np.asarray(out["prefill_tokens_per_s"], float)
-    return whole * (n + 1) / (2 * n)
+    return whole_prefill(out, sc) * (n + 1) / (2 * n)
 
 
 def read_metric(metric: str, out: dict, sc, per_device: bool = False, ttft: str = "request"):
@@ -179,8 +183,7 @@ def read_metric(metric: str, out: dict, sc, per_device: bool = False, ttft: str 
     ``ttft_s``), 'wave' (closed-loop clients in step, ``wave_ttft``) or 'batch' (a static-batch
     benchmark's: the whole batch's prefill)."""
     if metric == "ttft_ms" and ttft != "request":
-        whole = sc.batch * sc.prompt / np.asarray(out["prefill_tokens_per_s"], float)
-        return (wave_ttft(out, sc) if ttft == "wave" else whole) * 1e3
+        return (wave_ttft(out, sc) if ttft == "wave" else whole_prefill(out, sc)) * 1e3
     share = 1.0 / sc.devices if per_device else 1.0
     if metric == "total_throughput_tokens_per_s":
         return (np.asarray(out["throughput_tokens_per_s"], float) * share
