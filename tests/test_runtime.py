@@ -435,6 +435,29 @@ def test_a_scheme_without_a_tiled_kernel_unpacks_its_weights_for_every_row(tmp_p
     assert untiled_dec == pytest.approx(tiled_dec)
 
 
+def test_a_separate_dequantisation_pass_adds_its_streaming_time_to_a_compute_bound_gemm(tmp_path):
+    """prefill_dequant: separate writes a 16-bit copy of the packed weights before the GEMM, a
+    kernel of its own on the same stream: its bytes (packed read + 16-bit write) at the memory's
+    bandwidth add to the GEMM's time, even where the GEMM is compute-bound and would have hidden
+    them under its arithmetic. Hand example: 4096 x 4096 Q4 weights (0.5625 B each) on an A100,
+    512 rows: the pass moves 16.8 M x (0.5625 + 2) B; the 16-bit GEMM stays compute-bound."""
+    from codesign.perf.params import spec_params
+    body = "launch_overhead: 0 s\nsources: {launch_overhead: 'estimate: test'}\n"
+    sep = _write(tmp_path, "sep-pass", body + "prefill_dequant: separate\n")
+    m, n, k = 512, 4096, 4096
+    gemm = Op(name="up", kind="gemm", phase="prefill", impl="gemm", m=m, n=n, k=k, flops=2 * m * n * k,
+              weight_elems=n * k, act_in_elems=m * k, act_out_elems=m * n)
+    hw = load_hardware("a100-80gb")
+    comp = Compression(weight_bits=4, group_size=32)
+    quant = op_times(hw, [gemm], dtype="fp16", compression=comp, runtime=sep).iloc[0]
+    plain = op_times(hw, [gemm], dtype="fp16", runtime=sep).iloc[0]
+    p = spec_params(hw, runtime=sep)
+    bw = hw.memory[0].bandwidth * min(p[f"memory.{hw.memory[0].name}.efficiency"][0], 1.0)
+    pass_s = n * k * (weight_bytes_per_element(comp, "fp16") + 2) / bw
+    assert plain["bound"] == "compute"
+    assert quant["time_s"] == pytest.approx(plain["time_s"] + pass_s, rel=0.02)
+
+
 def test_fit_lowers_a_gemm_efficiency_a_power_limit_masks(tmp_path, synthetic_runtime):
     """At its full GEMM efficiency a CPU's prompt processing sits on its power limit (the clock,
     not the kernel, sets the time), so a 10% step moves nothing: the fit still finds a figure

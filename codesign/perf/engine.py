@@ -317,9 +317,14 @@ def _op_terms(spec, p, tab, pr, weight_total, kv_total) -> OpTerms:
     shape = _shape_factors(spec, p, tab, pr.a_bytes)
     work = _compute_times(p, tab, pr, prof_eff, vec_eff, shape.util)
     dq = _dequant(p, tab, pr, vec_eff)
-    traffic_a, traffic_b = _traffic(spec, p, tab, pr, dq, shape, passes, weight_total, kv_total)
+    traffic_a, traffic_b, traffic_sep = _traffic(spec, p, tab, pr, dq, shape, passes, weight_total, kv_total)
     bw, e_byte = _level_arrays(spec, p)
     a, b = _resource_times(spec, p, tab, work, dq.time, _link_time(p, tab, pr), traffic_a, traffic_b, bw)
+    # a separate dequantisation pass is its own kernel, run before the GEMM on the same
+    # stream: its streaming time (at its slowest level) adds to whichever term binds the GEMM
+    # rather than hiding under its arithmetic
+    a += (traffic_sep / bw).max(0)[None]
+    traffic_a = traffic_a + traffic_sep
     energy_a, energy_b = _energy(tab, pr, traffic_a, traffic_b, e_byte)
     launch = np.where(tab.is_decode, p["runtime.launch_decode"][:, None], p["runtime.launch"][:, None])
     overhead = (calls + dq.separate) * launch * ~tab.is_link * ~tab.fused_away
@@ -374,7 +379,8 @@ def _dequant(p, tab, pr, vec_eff) -> _Dequant:
 
 
 def _traffic(spec, p, tab, pr, dq: _Dequant, shape: ShapeFactors, passes, weight_total, kv_total):
-    """Bytes per memory level, base (L, D, N) and slope (L, D, S): every operand read once
+    """Bytes per memory level, base (L, D, N) and slope (L, D, S), and those of a separate
+    dequantisation pass (L, D, N), apart: every operand read once
     from each level at or inside its home, then the re-reads of the matrix ops' tiling (fa:
     A operand, fb: weights / K,V) on the matrix columns only; a kernel profile's passes
     scale every operand's traffic (what the library really moves)."""
@@ -407,12 +413,11 @@ def _traffic(spec, p, tab, pr, dq: _Dequant, shape: ShapeFactors, passes, weight
             traffic_a[..., mx] += (here_a * A_in[:, mx] * (fa - 1) + here_w * (W[:, mx] * gemm) * (fb - 1)
                                    + here_kv * KV_r[:, mx] * (fb - 1))
     traffic_a *= ps
-    traffic_a += here_w * dq.extra
     # slopes are zero except for context-dependent ops (attention over the KV cache): they
     # are kept compact, for the S columns `sl` only
     sl = tab.slope_cols
     traffic_b = (here_a * (dA_in[:, sl] * shape.fa_s + dA_out[:, sl]) + here_kv * dKV_r[:, sl] * shape.fb_s) * ps[sl]
-    return traffic_a, traffic_b
+    return traffic_a, traffic_b, here_w * dq.extra
 
 
 def _link_time(p, tab, pr):
