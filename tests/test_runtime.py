@@ -410,7 +410,7 @@ def test_a_scheme_without_a_tiled_kernel_unpacks_its_weights_for_every_row(tmp_p
     from codesign.compression import Compression
     from codesign.perf.params import spec_params
     rt = _write(tmp_path, "tiles-q4-0", "launch_overhead: 0 s\ntiled_schemes: [q4_0]\nquantized_matmul: int8\n"
-                "dequant_units: integer\nunpack_ops: {q4_k: 6}\n"
+                "dequant_units: integer\nunpack_ops: {q4_k: 6, q8_0: 3}\n"
                 "sources: {launch_overhead: 'estimate: test', unpack_ops: 'estimate: test'}\n")
     m, n, k = 512, 4096, 4096
     wide = Op(name="up", kind="gemm", phase="prefill", impl="gemm", m=m, n=n, k=k, flops=2 * m * n * k,
@@ -420,8 +420,8 @@ def test_a_scheme_without_a_tiled_kernel_unpacks_its_weights_for_every_row(tmp_p
     hw = load_hardware("rk3588-cpu")
     hw = hw.model_copy(update={"power": hw.power.model_copy(update={"tdp": None})})   # no power limit to mask it
 
-    def times(scheme):
-        comp = Compression(weight_bits=4, group_size=32, scheme=scheme)
+    def times(scheme, bits=4):
+        comp = Compression(weight_bits=bits, group_size=32, scheme=scheme)
         df = op_times(hw, [wide, skinny], dtype="fp16", compression=comp, runtime=rt)
         return df["time_s"].to_numpy(), df["bound"].iloc[0]
     (tiled, tiled_dec), _ = times("q4_0")
@@ -433,6 +433,10 @@ def test_a_scheme_without_a_tiled_kernel_unpacks_its_weights_for_every_row(tmp_p
     assert untiled == pytest.approx(6 * n * k * m / rate, rel=1e-6)
     assert untiled > 10 * tiled and generic == pytest.approx(tiled)
     assert untiled_dec == pytest.approx(tiled_dec)
+    # Q8_0 is int8 already (nothing to widen for the int8 units), yet its per-row dot product
+    # still pays its own unpack_ops for every activation row
+    (untiled8, _), bound8 = times("q8_0", bits=8)
+    assert bound8 == "dequant" and untiled8 == pytest.approx(3 * n * k * m / rate, rel=1e-6)
 
 
 def test_a_separate_dequantisation_pass_adds_its_streaming_time_to_a_compute_bound_gemm(tmp_path):

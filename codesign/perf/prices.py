@@ -65,6 +65,9 @@ def prices(spec: HardwareSpec, p: dict, model: ModelSpec, sc: Scenario, comps, n
             notes.add(note)
         # a named scheme the stack has no tiled kernel for: unpacked again per activation row
         unpack = rt.row_unpack_ops(comp.scheme) if rt is not None and comp is not None else 0.0
+        # ... and pays it even where its bytes need no widening for the units (Q8_0 is int8
+        # already, yet ggml's per-row dot product loads and scales every block again per row)
+        deq = deq or unpack > 0
         w = weight_bytes_per_element(comp, sc.dtype)
         # embedding table and LM head: quantised with the weights when asked, else at the
         # stack's own head width where it quantises the head (never below the weights'), else 16-bit
