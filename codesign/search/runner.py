@@ -550,6 +550,10 @@ def _run_workers(study, ref, workers, target, timeout, batch, seed_base, probe, 
             p.join()
     bad = [i for i, p in enumerate(procs) if p.exitcode not in (0, None)]
     if bad:
+        # a storage failure the workers died of is this process's too: read the storage once more
+        # so it says the same one line (the polls above may have missed it between two reads)
+        with guard(ref):
+            _counts(probe)
         raise CodesignError(f"{len(bad)} of {workers} workers failed (exit codes "
                             f"{[procs[i].exitcode for i in bad]}); finished trials are kept — resume to continue")
     return {f"{socket.gethostname()}:{p.pid}" for p in procs}
