@@ -73,7 +73,8 @@ def max_throughput(spec, model, sc, comp, op=None, params=None, layouts: bool = 
     throughput benchmark's submitter tunes both). A latency-bounded run (MLPerf Server) keeps
     only batches that meet its limits: ``tpot_limit`` on the p99 over requests of the time per
     output token each sees under continuous batching (``tail_tpot``), ``ttft_limit`` on the
-    p99 time to first token of Poisson arrivals (``queued_ttft``). Returns the summary and the scenario fields it chose (batch, and tp/dp)."""
+    p99 time to first token of Poisson arrivals (``queued_ttft``). Returns the summary and the
+    scenario fields it chose (batch, and tp/dp)."""
     best, best_set = None, None
     splits = [(tp, sc.devices // tp) for tp in (1, 2, 4, 8, 16, 32, 64)
               if sc.devices % tp == 0 and tp <= sc.devices] if layouts else [(sc.tp, sc.dp)]

@@ -323,8 +323,9 @@ def _op_terms(spec, p, tab, pr, weight_total, kv_total) -> OpTerms:
     # a separate dequantisation pass is its own kernel, run before the GEMM on the same
     # stream: its streaming time (at its slowest level) adds to whichever term binds the GEMM
     # rather than hiding under its arithmetic
-    a += (traffic_sep / bw).max(0)[None]
-    traffic_a = traffic_a + traffic_sep
+    if dq.separate.any():
+        a += (traffic_sep / bw).max(0)[None]
+        traffic_a = traffic_a + traffic_sep
     energy_a, energy_b = _energy(tab, pr, traffic_a, traffic_b, e_byte)
     launch = np.where(tab.is_decode, p["runtime.launch_decode"][:, None], p["runtime.launch"][:, None])
     overhead = (calls + dq.separate) * launch * ~tab.is_link * ~tab.fused_away
@@ -379,11 +380,11 @@ def _dequant(p, tab, pr, vec_eff) -> _Dequant:
 
 
 def _traffic(spec, p, tab, pr, dq: _Dequant, shape: ShapeFactors, passes, weight_total, kv_total):
-    """Bytes per memory level, base (L, D, N) and slope (L, D, S), and those of a separate
-    dequantisation pass (L, D, N), apart: every operand read once
-    from each level at or inside its home, then the re-reads of the matrix ops' tiling (fa:
-    A operand, fb: weights / K,V) on the matrix columns only; a kernel profile's passes
-    scale every operand's traffic (what the library really moves)."""
+    """Bytes per memory level: base (L, D, N), slope (L, D, S), and a separate dequantisation
+    pass's own bytes (L, D, N). Every operand is read once from each level at or inside its
+    home, then the re-reads of the matrix ops' tiling (fa: A operand, fb: weights / K,V) on the
+    matrix columns only; a kernel profile's passes scale every operand's traffic (what the
+    library really moves)."""
     c = tab.cols
     L = len(spec.memory)
     D = pr.w_bytes.shape[0]
