@@ -508,3 +508,54 @@ def test_legacy_llama_cpp_keeps_the_current_builds_decode_streaming_cap():
     assert cur.tuning_for("gpu").stream is not None
     assert old.tuning_for("gpu").stream == cur.tuning_for("gpu").stream
     assert "tuning.gpu.stream" not in old.fitted and "tuning.gpu.stream" in cur.fitted
+
+
+def test_a_prompt_longer_than_the_ubatch_runs_as_passes_that_restream_the_weights():
+    """ggml's n_ubatch (llama.cpp, 512 by default): a 2048-token prompt runs as 4 passes of
+    512. Every op but the attention core costs 4 passes of 512 tokens; the attention of the
+    passes sums to that of the whole causal 2048-token prompt (chunk k attends its 512 tokens
+    and the 512 k cached ones). Hand composition from single-pass runs of the same stack."""
+    hw, model = load_hardware("rtx-4090"), load_workload("llama-3.1-8b")
+
+    def run(prompt, ubatch):
+        return evaluate(hw, model, Scenario(prompt=prompt, generate=0, dtype="fp16", runtime="llama.cpp-cuda",
+                                            ubatch=ubatch), Compression(weight_bits=4, group_size=32))
+
+    def attention(res):
+        ops = res.ops
+        return float(ops[ops.kind.isin(["attention", "attn_score", "attn_context", "softmax"])].total_s.sum())
+
+    whole, one_pass = run(2048, 4096), run(512, 4096)
+    four = run(2048, 512)
+    expect = 4 * (one_pass["ttft_s"] - attention(one_pass)) + attention(whole)
+    assert four["ttft_s"] == pytest.approx(expect, rel=1e-6)
+    assert four["ttft_s"] > whole["ttft_s"]
+    gemm_bytes = lambda res: float(res.ops.query("kind == 'gemm'").bytes_GDDR6X.sum())  # noqa: E731
+    assert gemm_bytes(four) == pytest.approx(4 * gemm_bytes(one_pass))      # the weights streamed in every pass
+    assert float(four.ops.total_s.sum()) == pytest.approx(four["ttft_s"], rel=1e-6)    # the breakdown adds up
+    # the runtime's default is 512; a prompt that fits one pass is unchanged
+    assert load_runtime("llama.cpp-cuda").prefill_ubatch == 512
+    assert run(2048, None)["ttft_s"] == pytest.approx(four["ttft_s"])
+    assert run(512, 512)["ttft_s"] == pytest.approx(one_pass["ttft_s"])
+
+
+def test_ubatch_passes_pipeline_over_a_layer_split():
+    """On a layer split (pipeline) the passes overlap as micro-batches do (llama.cpp PR #6017):
+    n passes over s stages take (n + s - 1) stage times of one pass, not n x s. With a stage
+    half of the layers, 4 passes on 2 stages take ~5/8 of the single device's time; one
+    pass takes ~2/2 of it (neglected here: the activation hop and the LM head's stage)."""
+    hw, model = load_hardware("rtx-4090"), load_workload("llama-3.1-8b")
+    comp = Compression(weight_bits=4, group_size=32)
+
+    def ttft(pp, ubatch):
+        sc = Scenario(prompt=2048, generate=0, dtype="fp16", runtime="llama.cpp-cuda", pp=pp, ubatch=ubatch)
+        return evaluate(hw, model, sc, comp)["ttft_s"]
+
+    assert ttft(2, 512) / ttft(1, 512) == pytest.approx(5 / 8, rel=0.03)
+    assert ttft(2, 2048) / ttft(1, 2048) == pytest.approx(1.0, rel=0.03)
+
+
+def test_bad_ubatch_is_one_line_exit_2():
+    r = cli("eval", "-H", "rtx-4090", "-w", "llama-3.1-8b", "--runtime", "llama.cpp-cuda", "--ubatch", "0")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "ubatch" in r.stderr, r.stderr
+

@@ -482,6 +482,16 @@ def _stated_layout(r: dict) -> dict:
 _BEAMS = re.compile(r"(?:num_beams|beams?(?:\s+search)?(?:\s+(?:width|size))?)\s*[=:]?\s*\(?(\d+)|(\d+)\s*beams\b", re.I)
 
 
+# llama.cpp's physical batch: 'n_ubatch=2048', 'n_ubatch 512', '-ub 4096', 'ubatch 2048'
+_UBATCH = re.compile(r"(?:n_ubatch|-ub|\bubatch)\s*[=:]?\s*(\d+)", re.I)
+
+
+def _ubatch(text: str) -> int | None:
+    """Prompt tokens per physical pass a row states (None: the runtime's default)."""
+    got = _UBATCH.search(text)
+    return int(got.group(1)) if got else None
+
+
 def _beams(text: str) -> int | None:
     """Beams per request a row states (1 without beam search); None: beam search, count unstated."""
     got = [int(a or b) for a, b in _BEAMS.findall(text)]
@@ -693,7 +703,9 @@ def resolve_row(r: dict, mp: dict, runtime: str | None = None):
     tune_layout = search and devices > 1 and sw.get("layout") == "tuned" and not _stated_layout(r)
     try:
         sc = Scenario(batch=batch, prompt=lengths["prompt"], generate=lengths["generate"], dtype=prec["dtype"],
-                      runtime=rt.name, beams=beams, **layout, **_attention(r))
+                      runtime=rt.name, beams=beams, **layout, **_attention(r),
+                      # a stated physical batch, for stacks whose profile runs prompts in passes
+                      ubatch=_ubatch(f"{r.get('software_framework', '')} {r.get('notes', '')}") if rt.prefill_ubatch else None)
     except ValueError as e:
         return skip(f"not a valid scenario ({str(e).splitlines()[-1].strip()})")
     baseline: dict | None = None

@@ -96,7 +96,7 @@ def _apply(options):
 
 
 def scenario_options(f):
-    """--batch --prompt --generate --dtype --tp --pp --dp --ep --attention --microbatches --beams --runtime."""
+    """--batch --prompt --generate --dtype --tp --pp --dp --ep --attention --microbatches --ubatch --beams --runtime."""
     return _apply([
         click.option("--batch", type=int, default=1, show_default=True, help="Concurrent requests."),
         click.option("--prompt", type=int, default=512, show_default=True, help="Prompt tokens per request."),
@@ -109,6 +109,8 @@ def scenario_options(f):
         click.option("--ep", type=int, default=1, show_default=True, help="Expert-parallel degree (MoE)."),
         click.option("--attention", type=click.Choice(["fused", "unfused"]), default="fused", show_default=True),
         click.option("--microbatches", type=int, default=None, help="Pipeline micro-batches."),
+        click.option("--ubatch", type=int, default=None,
+                     help="Prompt tokens per physical pass (llama.cpp -ub; default: the runtime's)."),
         click.option("--beams", type=int, default=1, show_default=True,
                      help="Beam search / parallel samples per request (they share the prompt's KV cache)."),
         click.option("--runtime", default=None,
@@ -144,7 +146,7 @@ def compression_options(f):
 
 
 SCENARIO_KEYS = ("batch", "prompt", "generate", "dtype", "tp", "pp", "dp", "ep", "attention", "microbatches",
-                 "beams", "runtime")
+                 "ubatch", "beams", "runtime")
 COMPRESSION_KEYS = ("weight_bits", "weight_format", "group_size", "act_bits", "kv_bits", "sparsity", "prune_heads",
                     "prune_ffn", "prune_layers", "distill_to", "quantize_embeddings", "zero_point", "scheme")
 

@@ -37,7 +37,7 @@ from ..io import frame
 from ..runtime import Runtime, load_runtime
 from ..workload import load_workload
 from ..workload.graph import build_graph
-from ..workload.ops import LINK_KINDS
+from ..workload.ops import CONTEXT_KINDS, LINK_KINDS
 from ..workload.scenario import Scenario
 from ..workload.schema import ModelSpec
 from .engine import OpTable, Prices, envelope_sum, op_table, op_terms
@@ -65,6 +65,7 @@ class _Phase:
     per_op_time: np.ndarray       # (D, N) seconds per instance (decode: mean over steps)
     per_op_traffic: np.ndarray    # (L, D, N)
     per_op_share: np.ndarray      # (J+1, D, N) seconds by resource incl. overhead (count-weighted)
+    per_op_energy: np.ndarray     # (D, N) activity J of each op over the phase (all its instances)
     tab: OpTable
     names: list
 
@@ -111,7 +112,10 @@ def _run_phase(spec, p, ops, pr, wtot, kvtot, steps: int, pp: int, terms=None) -
     share = np.concatenate([share, (t.overhead * n_eff)[None]], 0)    # (J+1, D, N)
     time = (per_op * n_eff * count).sum(-1)
     cnt = tab.cols["count"]
-    energy = t.energy_a @ (cnt * n_eff) + t.energy_b @ (cnt[sl] * c_sum)
+    per_op_energy = t.energy_a * (cnt * n_eff)
+    if len(sl):
+        per_op_energy[:, sl] += t.energy_b * (cnt[sl] * c_sum)
+    energy = per_op_energy.sum(-1)
     # what one stage runs (layer ops split over the stages, as in ``time``): its board power
     stage_energy = energy if pp == 1 else t.energy_a @ (count * n_eff) + t.energy_b @ (count[sl] * c_sum)
     traffic_op = t.traffic_a                                        # (L, D, N), at the mean context
@@ -131,7 +135,7 @@ def _run_phase(spec, p, ops, pr, wtot, kvtot, steps: int, pp: int, terms=None) -
         gap = gap * (1.0 - graphs)
     return _Phase(time=time, energy=energy, stage_energy=stage_energy, gap=gap, kernels=time - gap, flops=flops, traffic=traffic,
                   per_op_time=per_op,
-                  per_op_traffic=traffic_op, per_op_share=share * count, tab=tab,
+                  per_op_traffic=traffic_op, per_op_share=share * count, per_op_energy=per_op_energy, tab=tab,
                   names=t.names + ["overhead"])
 
 
@@ -528,9 +532,14 @@ def _phases(g: _Group, mem: _Memory) -> _Timeline:
                    e_decode=np.zeros(D), throttle=np.ones(D), steps=max(sc.generate - 1, 0))
     if pre_tab is not None:
         ph = _run_phase(g.spec, g.p, pre_tab, g.pr, mem.weights, mem.kv, 0, sc.pp, split[0])
+        passes = _prefill_passes(g)
+        if passes > 1:
+            ph = _ubatched(g, mem, ph, passes)
         tl.throttle = np.maximum(tl.throttle, _power_limit(ph, g.p, g.spec))
-        stage = ph.time + _pipeline_hop(g.spec, g.p, sc, g.micro * sc.prompt, g.model, g.pr)
-        tl.ttft = g.pipe_pre * stage + g.p["runtime.request_overhead"]
+        # the passes of a prompt pipeline over the stages as micro-batches do (llama.cpp #6017)
+        stage = ph.time / passes + _pipeline_hop(g.spec, g.p, sc, g.micro * sc.prompt // passes, g.model, g.pr)
+        pipe = g.mb * passes + sc.pp - 1 if sc.pp > 1 else g.mb * passes
+        tl.ttft = pipe * stage + g.p["runtime.request_overhead"]
         tl.e_prefill = ph.energy * g.mb * sc.tp * sc.dp
         tl.phases["prefill"] = dict(phase=ph, spec=g.spec, steps=1)
     if dec_tab is not None:
@@ -547,6 +556,44 @@ def _phases(g: _Group, mem: _Memory) -> _Timeline:
         g.notes.add(f"power-limited: modelled power exceeds the TDP, so the clock drops and the phase takes up to "
                     f"{(tl.throttle.max() - 1) * 100:.0f}% longer")
     return tl
+
+
+def _prefill_passes(g: _Group) -> int:
+    """Physical passes of one microbatch's prompt tokens: the scenario's ubatch, else the
+    runtime's prefill_ubatch (ggml's n_ubatch, 512 by default); 1 when they fit in one."""
+    ubatch = g.sc.ubatch or g.rt.prefill_ubatch
+    return math.ceil(g.micro * g.sc.prompt / ubatch) if ubatch else 1
+
+
+def _ubatched(g: _Group, mem: _Memory, whole: _Phase, passes: int) -> _Phase:
+    """The prefill run as ``passes`` physical batches of q = prompt / passes tokens per request
+    (ggml's n_ubatch): every op but the attention core runs once per pass at the smaller
+    shape (the weights streamed again each pass, the GEMM tiles and waves of q rows); the
+    attention of the passes sums to that of the whole causal prompt, as chunk k attends its
+    own q tokens and the k q cached ones (F((k+1)q) - F(kq) telescopes to F(P); the step
+    decomposition of perf/steps.py). Neglected: the launch of the attention kernels in every
+    pass (counted once)."""
+    sc = g.sc
+    q = math.ceil(sc.prompt / passes)
+    tab = _tables(g.model, sc.model_copy(update={"batch": g.micro, "prompt": q, "generate": 0}), g.rt)[0]
+    one = _run_phase(g.spec, g.p, tab, g.pr, mem.weights, mem.kv, 0, sc.pp)
+    assert [o.name for o in tab.ops] == [o.name for o in whole.tab.ops]    # the same graph at another length
+    core = np.array([o.kind in CONTEXT_KINDS for o in tab.ops])
+    pick = lambda a, b: np.where(core, a, passes * b)  # noqa: E731
+    count = tab.cols["count"]
+    stage_count = np.where(tab.is_layer, np.ceil(count / sc.pp), count) if sc.pp > 1 else count
+    per_op = pick(whole.per_op_time, one.per_op_time)
+    time = (per_op * stage_count).sum(-1)
+    energy_op = pick(whole.per_op_energy, one.per_op_energy)
+    energy = energy_op.sum(-1)
+    traffic_op = pick(whole.per_op_traffic, one.per_op_traffic)
+    gap = passes * one.gap
+    return _Phase(time=time, energy=energy, stage_energy=energy * np.divide(one.stage_energy, one.energy,
+                                                                            out=np.ones_like(energy), where=one.energy > 0),
+                  gap=gap, kernels=time - gap, flops=whole.flops, traffic=np.matmul(traffic_op, count).T,
+                  per_op_time=per_op, per_op_traffic=traffic_op,
+                  per_op_share=pick(whole.per_op_share, one.per_op_share), per_op_energy=energy_op,
+                  tab=whole.tab, names=whole.names)
 
 
 def _kv_transfer(g: _Group, mem: _Memory) -> np.ndarray:

@@ -96,6 +96,9 @@ class Runtime(Frozen):
     # a negation, a concatenation, two products and a sum for q and for k (10); default 1
     kernels_per_op: dict[OpKindName, float] = Field(default_factory=dict)
     attention: Literal["fused", "unfused"] | None = None  # None keeps the scenario's choice
+    # prompt tokens per physical pass (ggml's n_ubatch): a longer prompt runs as several passes,
+    # each re-streaming the weights at the smaller GEMM shapes; None: the whole prompt at once
+    prefill_ubatch: int | None = Field(default=None, gt=0)
     # quantised weights in prefill: 'fused' dequantises inside the GEMM; 'separate' writes a
     # 16-bit copy first (one read of the packed weights + one 16-bit write and read) and
     # runs the GEMM at the 16-bit rate, as llama.cpp's cuBLAS path does for large batches

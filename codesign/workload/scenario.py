@@ -32,6 +32,8 @@ class Scenario(BaseModel):
     attention: Literal["fused", "unfused"] = "fused"
     microbatches: int | None = Field(default=None, gt=0)   # pipeline micro-batches (default: min(batch, pp))
     runtime: str = "generic"                        # software stack (codesign.runtime library name)
+    # prompt tokens per physical pass (llama.cpp -ub); None: the runtime's prefill_ubatch
+    ubatch: int | None = Field(default=None, gt=0)
     # beam search / parallel sampling: each request decodes `beams` sequences that share its
     # prompt's KV cache; the answer is one sequence (generated tokens count once per request)
     beams: int = Field(default=1, ge=1, le=64)
