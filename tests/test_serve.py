@@ -235,14 +235,16 @@ def test_multi_step_scheduling_delays_new_prompts(cost):
 
 def test_cli_rate_sweep_and_plots(tmp_path):
     out = tmp_path / "load.png"
-    r = CliRunner().invoke(main, ["serve", "-H", f"{HW},a100-80gb", "-w", MODEL, "--rates", "2,8", "--requests", "150",
+    r = CliRunner().invoke(main, ["serve", "-H", f"{HW},a100-80gb", "-w", MODEL, "--rates", "2,16", "--requests", "150",
                                   "--slo-ttft", "1", "--plot", str(out), "--json"])
     assert r.exit_code == 0, r.output
     rows = json.loads(r.output[r.output.index("["):])
-    assert [(x["label"], x["rate"]) for x in rows] == [(HW, 2.0), (HW, 8.0), ("a100-80gb", 2.0), ("a100-80gb", 8.0)]
+    assert [(x["label"], x["rate"]) for x in rows] == [(HW, 2.0), (HW, 16.0), ("a100-80gb", 2.0), ("a100-80gb", 16.0)]
     assert out.stat().st_size > 10_000
-    # p99 TTFT does not fall as the same requests arrive faster
-    assert rows[1]["ttft_p99_s"] >= rows[0]["ttft_p99_s"] and rows[3]["ttft_p99_s"] >= rows[2]["ttft_p99_s"]
+    # TTFT rises as the same requests arrive faster (8x the rate; at light load a 150-request
+    # p99 is one long prompt's own prefill, flat within the arrivals' coincidences)
+    for lo, hi in ((rows[0], rows[1]), (rows[2], rows[3])):
+        assert hi["ttft_p50_s"] > lo["ttft_p50_s"] and hi["ttft_p99_s"] > lo["ttft_p99_s"]
     run = tmp_path / "run.svg"
     r = CliRunner().invoke(main, ["serve", "-H", HW, "-w", MODEL, "--rate", "4", "--requests", "100", "--plot", str(run)])
     assert r.exit_code == 0, r.output
