@@ -86,6 +86,7 @@ def make(tmp_path, name="study.yaml", **changes) -> Path:
     ({"sampler": {"name": "cmaes"}}, "sampler.name", "Input should be"),
     ({"hardware": "h100-sxn"}, "hardware", "did you mean h100-sxm"),
     ({"workloads": [{"workload": "llama-3.2-1b", "batch": 0}]}, "workloads[0].batch", "greater than 0"),
+    ({"workloads": [{"workload": "llama-3.2-1b", "ubatch": 0}]}, "workloads[0].ubatch", "greater than 0"),
 ])
 def test_bad_study_is_one_line(tmp_path, change, field, message):
     path = make(tmp_path, **change)
@@ -587,3 +588,11 @@ def test_trials_left_running_elsewhere_are_named_and_can_be_failed(tmp_path):
     assert "marked 1 interrupted" in r.stdout and "still RUNNING" not in r.stdout
     s = json.loads(cli("study", "status", st.name, "--json", "--results-dir", tmp_path / "results").stdout)
     assert s["complete"] == 6 and s["running"] == 0 and s["stale"] == []
+
+
+def test_a_workload_carries_its_physical_batch_and_beams_into_the_scenario(tmp_path):
+    """A study's workload sets ubatch (llama.cpp -ub) and beams like the CLI does."""
+    path = make(tmp_path, workloads=[{"workload": "llama-3.2-1b", "prompt": 2048, "generate": 8, "ubatch": 512,
+                                      "beams": 2, "runtime": "llama.cpp-cuda"}], hardware="rtx-4090", space={})
+    sc = load_study(path).workloads[0].scenario
+    assert (sc.ubatch, sc.beams, sc.prompt, sc.runtime) == (512, 2, 2048, "llama.cpp-cuda")
