@@ -70,6 +70,13 @@ class _Phase:
     names: list
 
 
+def stage_counts(tab: OpTable, pp: int) -> np.ndarray:
+    """Instances of each op one pipeline stage runs: the layers' ops split over ``pp`` stages
+    (rounded up), the rest (embedding, LM head) counted whole on each (an upper bound)."""
+    count = tab.cols["count"]
+    return np.where(tab.is_layer, np.ceil(count / pp), count) if pp > 1 else count
+
+
 def _run_phase(spec, p, ops, pr, wtot, kvtot, steps: int, pp: int, terms=None) -> _Phase:
     """Sum one phase. ``steps`` = 0 for prefill (a single pass at the base context); for
     decode the number of steps, at context offsets 1..steps. ``terms``: op_terms already
@@ -77,8 +84,7 @@ def _run_phase(spec, p, ops, pr, wtot, kvtot, steps: int, pp: int, terms=None) -
     tab = ops if isinstance(ops, OpTable) else op_table(ops)
     t = terms if terms is not None else op_terms(spec, p, tab, pr, wtot, kvtot)
     a, b, sl = t.a, t.b, t.sl
-    count = tab.cols["count"]
-    count = np.where(tab.is_layer, np.ceil(count / pp), count) if pp > 1 else count
+    count = stage_counts(tab, pp)
     J = a.shape[0]
     best = a.max(0)                                                     # (D, N)
     jj = np.arange(J)[:, None, None]
@@ -581,9 +587,8 @@ def _ubatched(g: _Group, mem: _Memory, whole: _Phase, passes: int) -> _Phase:
     core = np.array([o.kind in CONTEXT_KINDS for o in tab.ops])
     pick = lambda a, b: np.where(core, a, passes * b)  # noqa: E731
     count = tab.cols["count"]
-    stage_count = np.where(tab.is_layer, np.ceil(count / sc.pp), count) if sc.pp > 1 else count
     per_op = pick(whole.per_op_time, one.per_op_time)
-    time = (per_op * stage_count).sum(-1)
+    time = (per_op * stage_counts(tab, sc.pp)).sum(-1)
     energy_op = pick(whole.per_op_energy, one.per_op_energy)
     energy = energy_op.sum(-1)
     traffic_op = pick(whole.per_op_traffic, one.per_op_traffic)

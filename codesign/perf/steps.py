@@ -47,7 +47,7 @@ from ..workload.ops import CONTEXT_KINDS, STATE_KINDS
 from ..workload.scenario import Scenario
 from ..workload.schema import ModelSpec
 from .engine import op_table, op_terms
-from .evaluate import _params, _pipeline_hop, power_limit
+from .evaluate import _params, _pipeline_hop, power_limit, stage_counts
 from .footprint import capacity, footprint, state_bytes
 from .params import busy_energy
 from .prices import prices
@@ -225,8 +225,7 @@ def _sum_groups(spec, p, pr, groups: list[list], wtot, kvtot, pp: int, rt) -> _S
         return _Sums(z, z, z)
     tab = op_table(ops, rt.fuse, rt.kernels_per_op)
     t = op_terms(spec, p, tab, pr, wtot, kvtot)
-    count = tab.cols["count"]
-    count = np.where(tab.is_layer, np.ceil(count / pp), count) if pp > 1 else count
+    count = stage_counts(tab, pp)
     kern = t.a.max(0)[0] * count
     ovh = t.overhead[0] * count
     energy = t.energy_a[0] * count
