@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .errors import CodesignError
+from .runtime.schema import tensor_type
 from .workload import load_workload
 
 
@@ -147,20 +148,51 @@ def density(comp: Compression | None) -> float:
     return float(comp.sparsity)
 
 
+# Stored bits per weight of named formats, scales included: the format's own block layout where
+# every tensor is in it (ggml-common.h block sizes: Q4_0 = 18 bytes per 32 weights = 4.5 bits,
+# Q8_0 34/32, K-quants per 256: Q6_K 210 bytes, MXFP4 17/32), and for llama-quantize's mixes the
+# average over the linear layers (embedding and output excluded; the output is priced by the
+# runtime's head_bits) from the file sizes llama.cpp publishes for Llama-3.1-8B
+# (tools/quantize/README.md @311c2c9f: e.g. Q4_K_M 4.58 GiB with a Q4_K embedding and a Q6_K
+# output -> 4.80 bits on the other 6.98 B weights; Q3_K_M from the Llama-2-7B table there, 3.91
+# bits per file weight). As in llama-quantize, a bare K-quant name is its _M mix (Q4_K = Q4_K_M)
+# and Q2_K is a mix too (Q3_K/Q4_K for attn_v and ffn_down).
+SCHEME_BITS = {
+    "q4_0": 4.5, "q4_1": 5.0, "q5_0": 5.5, "q5_1": 6.0, "q8_0": 8.5, "mxfp4": 4.25,
+    "iq2_xxs": 2.0625, "iq2_xs": 2.3125, "iq2_s": 2.5625, "iq3_xxs": 3.0625, "iq3_s": 3.4375,
+    "q2_k": 2.94, "q3_k_s": 3.44, "q3_k_m": 3.87, "q3_k": 3.87, "q3_k_l": 4.20, "q4_k_s": 4.53, "q4_k_m": 4.80,
+    "q4_k": 4.80, "q5_k_s": 5.50, "q5_k_m": 5.65, "q5_k": 5.65, "q6_k": 6.5625, "iq4_xs": 4.32, "iq4_nl": 4.56,
+}
+
+
+def scheme_bits(scheme: str | None) -> float | None:
+    """Stored bits per weight of a named format (SCHEME_BITS), or of the tensor type that leads
+    an unlisted mix; None for an unnamed or unknown format (the generic formula applies)."""
+    if not scheme:
+        return None
+    return SCHEME_BITS.get(scheme, SCHEME_BITS.get(tensor_type(scheme) or ""))
+
+
 def weight_bytes_per_element(comp: Compression | None, dtype: str) -> float:
     """Bytes stored per (dense) weight element of a quantized linear layer.
 
-    Group-wise int formats (GPTQ/AWQ) store an fp16 scale and a packed zero point per
+    A named format (Compression.scheme in SCHEME_BITS) stores what its layout says. Otherwise
+    group-wise int formats (GPTQ/AWQ) store an fp16 scale and a packed zero point per
     group: (16 + bits) / group_size extra bits per weight; per-channel scales are
-    amortised over a whole row (~0). fp8/fp4/nf4 carry an fp16 scale per group too.
+    amortised over a whole row (~0). fp8/nf4 carry an fp16 scale per group, fp4 an 8-bit
+    one (MXFP4 E8M0 per 32, NVFP4 E4M3 per 16; NVFP4's per-tensor scale is neglected).
     Sparsity stores only kept values plus their index metadata: N:M keeps N of M with
     ceil(log2 M) bits each (NVIDIA 2:4: 2 bits per kept value); unstructured sparsity uses
     a bitmap (1 bit per original element). Neglects alignment padding.
     """
     bits = float(comp.weight_bits) if comp and comp.weight_bits else 8 * _WIDE[dtype]
-    if comp and comp.weight_bits and comp.weight_bits < 16:
+    named = scheme_bits(comp.scheme) if comp and comp.weight_bits and comp.weight_bits < 16 else None
+    if named is not None:
+        bits = named
+    elif comp and comp.weight_bits and comp.weight_bits < 16:
         zero = bits if (comp.weight_format == "int" and comp.zero_point) else 0.0
-        bits += (16 + zero) / comp.group_size if comp.group_size else 0.0
+        scale = 8 if comp.weight_format == "fp4" else 16      # FP4 formats scale by E8M0 (MX) / E4M3 (NV)
+        bits += (scale + zero) / comp.group_size if comp.group_size else 0.0
     dens = density(comp)
     if dens < 1:
         assert comp is not None and comp.sparsity is not None     # density < 1 only with sparsity

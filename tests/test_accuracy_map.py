@@ -198,9 +198,9 @@ def test_unlisted_names_resolve_by_rules():
     assert auto_model("Llama-3-70B") == ("llama-3.1-70b", "arch")       # same family, generation, size
     assert auto_model("Llama-2-7B")[0] == "llama-2-7b" and auto_model("Llama-2-70B")[0] == "llama-2-70b"
     assert auto_precision("q4_0")["compression"] == {"weight_bits": 4, "group_size": 32, "scheme": "q4_0"}
-    assert auto_precision("Q4_K_M")["compression"]["scheme"] == "q4_k"      # the mix's leading tensor type
+    assert auto_precision("Q4_K_M")["compression"]["scheme"] == "q4_k_m"    # the mix (its kernel: q4_k)
     # file words, Unsloth mixes, the 2024 explicit repacks, and the first of several names
-    for text, scheme in (("GGUF Q4_K_M", "q4_k"), ("q4_k_m.gguf", "q4_k"), ("UD-Q4_K_XL", "q4_k"),
+    for text, scheme in (("GGUF Q4_K_M", "q4_k_m"), ("q4_k_m.gguf", "q4_k_m"), ("UD-Q4_K_XL", "q4_k_l"),
                          ("Q4_0_4_8", "q4_0")):
         assert auto_precision(text)["compression"]["scheme"] == scheme, text
     assert auto_precision("FP16 / BF16") == {"dtype": "fp16"}

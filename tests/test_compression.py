@@ -192,3 +192,33 @@ def test_a_fallback_datatype_is_the_fastest_the_units_support():
     assert resolve_dtype("bf16", ("fp32", "fp16"), {"fp16": 4.5e8, "fp32": 9.7e10})[0] == "fp32"
     r = evaluate("docs/validation/host-epyc-2vcpu-numpy.yaml", "qwen2.5-0.5b", Scenario(prompt=64, generate=8))
     assert any("ran fp32" in n for n in r.notes)
+
+
+def test_named_formats_store_their_layout_not_the_generic_formula():
+    # ggml blocks: Q4_0 = 18 bytes per 32 weights, Q8_0 34/32, Q6_K 210/256, MXFP4 17/32
+    for scheme, bits in (("q4_0", 4.5), ("q8_0", 8.5), ("q6_k", 6.5625), ("mxfp4", 4.25)):
+        comp = Compression(weight_bits=8 if scheme == "q8_0" else 6 if scheme == "q6_k" else 4, group_size=32,
+                           scheme=scheme)
+        assert weight_bytes_per_element(comp, "fp16") == pytest.approx(bits / 8)
+    # Q4_K_M: llama.cpp's 4.58 GiB Llama-3.1-8B file less its Q4_K embedding and Q6_K output,
+    # over the other 6.98 B weights
+    emb = 128256 * 4096
+    linear = 8030261248 - 2 * emb
+    q4km = (4.58 * 2**30 * 8 - emb * (4.5 + 6.5625)) / linear
+    comp = Compression(weight_bits=4, group_size=32, scheme="q4_k_m")
+    assert weight_bytes_per_element(comp, "fp16") * 8 == pytest.approx(q4km, abs=0.01)
+    # a bare K-quant name is its _M mix (llama-quantize's alias); an unlisted mix takes its tensor type's
+    assert weight_bytes_per_element(comp, "fp16") == weight_bytes_per_element(comp.model_copy(update={"scheme": "q4_k"}), "fp16")
+    assert weight_bytes_per_element(comp.model_copy(update={"scheme": "q4_k_l"}), "fp16") == \
+        weight_bytes_per_element(comp, "fp16")
+    # an unnamed or unknown format keeps the formula: 4 bits + fp16 scale and 4-bit zero per 32
+    assert weight_bytes_per_element(Compression(weight_bits=4, group_size=32), "fp16") * 8 == pytest.approx(4 + 20 / 32)
+    assert weight_bytes_per_element(Compression(weight_bits=4, group_size=32, scheme="awq"), "fp16") * 8 == \
+        pytest.approx(4 + 20 / 32)
+
+
+def test_fp4_formats_carry_an_8_bit_scale():
+    nvfp4 = Compression(weight_bits=4, weight_format="fp4", group_size=16, act_bits=4)      # E4M3 per 16
+    mxfp4 = Compression(weight_bits=4, weight_format="fp4", group_size=32)                  # E8M0 per 32
+    assert weight_bytes_per_element(nvfp4, "bf16") * 8 == pytest.approx(4.5)
+    assert weight_bytes_per_element(mxfp4, "bf16") * 8 == pytest.approx(4.25)

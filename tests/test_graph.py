@@ -80,6 +80,20 @@ def test_moe_active_flops_match_active_params():
     assert gemm == pytest.approx(2 * active_linear, rel=0.01)
 
 
+def test_moe_combines_each_tokens_k_expert_outputs():
+    """out[t] = sum_j w_tj * y_tj: one pass that reads the k expert outputs of every token and
+    writes one vector (2k FLOPs per output element: a multiply and an add per expert)."""
+    m = load_workload("mixtral-8x7b")
+    g = build_graph(m, Scenario(batch=3, prompt=16, generate=2))
+    k, h = m.moe.top_k, m.hidden_size
+    comb = [o for o in g.prefill if o.name == "expert_combine"][0]
+    assert comb.kind == "elementwise" and comb.count == m.num_layers
+    assert comb.act_out_elems == 3 * 16 * h and comb.act_in_elems == k * 3 * 16 * h
+    assert comb.flops == 2 * k * 3 * 16 * h
+    assert not [o for o in build_graph(load_workload("llama-2-7b"), Scenario(batch=1, prompt=8, generate=2)).prefill
+                if o.name == "expert_combine"]
+
+
 def test_encoder_has_no_decode_and_uses_layernorm():
     m = load_workload("bert-base")
     g = build_graph(m, Scenario(batch=8, prompt=128, generate=0))

@@ -429,9 +429,9 @@ def auto_precision(text: str) -> dict | None:
     if m:    # llama.cpp blocks of 32 with fp16 scales; K-quants mix in wider blocks (~0.5 bit more)
         bits = int(m.group(1))
         bits = {5: 6, 6: 6, 3: 3, 2: 2}.get(bits, bits)
-        # the scheme is the tensor type (Q4_K_M is a mix led by q4_k), which picks llama.cpp's kernel
-        return {"dtype": "fp16", "compression": {"weight_bits": bits, "group_size": 32,
-                                                 "scheme": f"q{m.group(1)}_{m.group(2)[0]}"}}
+        # the scheme names the mix (Q4_K_M: mostly q4_k, whose kernel runs it; its bytes per
+        # weight are the mix's, compression.SCHEME_BITS)
+        return {"dtype": "fp16", "compression": {"weight_bits": bits, "group_size": 32, "scheme": t}}
     m = re.fullmatch(r"iq([234])_(xxs|xs|s|m|nl)", t)
     if m:    # llama.cpp i-quants: codebook blocks of 32/256 at ~2.1-4.5 bits per weight
         return {"dtype": "fp16", "compression": {"weight_bits": int(m.group(1)), "group_size": 32,

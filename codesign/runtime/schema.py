@@ -5,6 +5,7 @@ measurement rows they came from (``fitted``). Unknown fields are errors.
 """
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -44,6 +45,13 @@ class ClassTuning(Frozen):
 
 
 TUNABLE = tuple(ClassTuning.model_fields)
+
+
+def tensor_type(scheme: str | None) -> str | None:
+    """The tensor type a quantisation mix is led by, which picks the stack's kernel: llama.cpp's
+    K-quant mixes Q4_K_S / Q4_K_M / Q3_K_L keep most tensors in Q4_K / Q3_K and give a few
+    (attn_v, ffn_down in some layers) more bits; other names are tensor types already."""
+    return re.sub(r"^(q\d_k)_[sml]$", r"\1", scheme) if scheme else scheme
 
 
 class Runtime(Frozen):
@@ -162,6 +170,7 @@ class Runtime(Frozen):
     def row_unpack_ops(self, scheme: str | None) -> float:
         """Unpacking operations per weight that a product in ``scheme`` pays again for every
         activation row (no tiled kernel for it, see tiled_schemes); 0 where it is tiled."""
+        scheme = tensor_type(scheme)
         if not (self.tiled_schemes and scheme) or scheme in self.tiled_schemes:
             return 0.0
         return self.unpack_ops.get(scheme, self.dequant_ops)

@@ -206,6 +206,10 @@ def _moe(model: ModelSpec, d: _Dims, sc: Scenario, phase: str, count: int, token
     if a2a:
         ops.append(Op(name="moe_combine", kind="alltoall", phase=phase, count=count, elements=int(tokens * k * lat),
                       link_devices=ep // sc.tp, tags=("moe",)))
+    # each token's k expert outputs, weighted by its routing weights and summed (vLLM moe_sum,
+    # llama.cpp's weight multiply and adds; an epilogue where the stack fuses elementwise ops)
+    ops.append(_vector("expert_combine", "elementwise", phase, count, tokens * lat, impl="weighted_sum",
+                       flops_per=2 * k, inputs=k, tags=("moe",)))
     if moe.latent_size:
         ops.append(_gemm("latent_up", phase, count, tokens, lat, h, tags=("moe",)))
     if moe.shared_experts:
