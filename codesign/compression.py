@@ -51,6 +51,11 @@ class Compression(BaseModel):
     prune_layers: float = Field(default=0.0, ge=0, lt=1)         # fraction of layers removed
     distill_to: str | None = None        # replace the model by this smaller library model
     quantize_embeddings: bool = False    # also quantize the embedding table and LM head (MLC, llama.cpp)
+    # MoE checkpoints quantised per part: the routed experts take weight_bits and the other linear
+    # layers (attention, shared experts, dense layers) these bits: 16 keeps them in the scenario
+    # dtype (gpt-oss's MXFP4 release on Hugging Face), 8 stores them 8-bit with a scale per 32
+    # (its GGUF and MLX files: Q8_0 / q8); None: every linear layer at weight_bits
+    other_bits: Literal[16, 8] | None = None
     zero_point: bool = True              # int formats store a zero point per group (GPTQ/AWQ); False: symmetric
     # the format's name in the stack that runs it (llama.cpp 'q4_0', 'q4_k', 'iq4_xs'): a stack
     # may have a faster kernel for some formats than for others of the same bits
@@ -68,6 +73,8 @@ class Compression(BaseModel):
             raise ValueError("weight_format fp8 needs weight_bits 8")
         if self.weight_format in ("fp4", "nf4") and self.weight_bits not in (None, 4):
             raise ValueError(f"weight_format {self.weight_format} needs weight_bits 4")
+        if self.other_bits is not None and self.weight_bits in (None, 16):
+            raise ValueError("other_bits sets the non-expert layers apart from quantised experts: it needs weight_bits")
         if self.act_bits == 4 and (self.weight_format != "fp4" or self.weight_bits != 4):
             raise ValueError("act_bits 4 (FP4 activations) needs weight_bits 4 with weight_format fp4 (W4A4 on FP4 units)")
         return self
@@ -89,6 +96,8 @@ def describe(comp: Compression | None) -> str:
         parts.append(f"A{comp.act_bits}")
     if comp.kv_bits:
         parts.append(f"KV{comp.kv_bits}")
+    if comp.other_bits:
+        parts.append(f"others W{comp.other_bits}")
     if comp.sparsity:
         parts.append(f"sparsity {comp.sparsity}")
     for f, short in (("prune_heads", "heads"), ("prune_ffn", "FFN"), ("prune_layers", "layers")):
@@ -202,6 +211,15 @@ def weight_bytes_per_element(comp: Compression | None, dtype: str) -> float:
         else:
             bits = dens * bits + 1.0
     return bits / 8
+
+
+def other_weight_bytes_per_element(comp: Compression | None, dtype: str) -> float:
+    """Bytes per weight of the linear layers outside the routed experts: the experts' own
+    (weight_bytes_per_element) unless the compression sets them apart (other_bits: 16 = the
+    scenario dtype; 8 = 8-bit with an fp16 scale per 32, as Q8_0)."""
+    if comp is None or comp.other_bits is None:
+        return weight_bytes_per_element(comp, dtype)
+    return _WIDE[dtype] if comp.other_bits == 16 else (8 + 16 / 32) / 8
 
 
 def kv_bytes_per_element(comp: Compression | None, dtype: str, head_dim: int) -> float:

@@ -220,6 +220,10 @@ def test_layout_follows_the_row_then_the_runtime():
     assert _layout({"software_framework": "x (TP=4)"}, 4, cpp) == {"tp": 4, "pp": 1, "dp": 1}
     assert _layout({"notes": "llama-bench pp512"}, 2, cpp) == {"tp": 1, "pp": 2, "dp": 1, "microbatches": 1}
     assert _layout({}, 8, trt) == {"tp": 8, "pp": 1, "dp": 1}
+    # notes quoting a table's other columns: the degree that matches the row's own devices
+    both = {"notes": "TP=4. 'B200 was tested with TP=4, H100 with TP=8'"}
+    assert _layout({**both, "num_devices": "8"}, 8, trt)["tp"] == 8
+    assert _layout({**both, "num_devices": "4"}, 4, trt)["tp"] == 4
 
 
 def test_source_id_drops_commits_and_qualifiers():
@@ -415,3 +419,13 @@ def test_a_stated_board_power_limit_is_read_from_the_notes():
         m = POWER_LIMIT.search(text)
         assert m and m.group(1) == watts, text
     assert not POWER_LIMIT.search("a 700 W board") and not POWER_LIMIT.search("power 400W draw")
+
+
+def test_mxfp4_moe_files_keep_their_other_layers_as_the_stack_stores_them():
+    from codesign.accuracy.mapping import _file_format
+    hf = _file_format(Compression(**auto_precision("mxfp4")["compression"]), "vllm", "mxfp4")
+    assert hf.other_bits == 16 and hf.weight_bits == 4
+    assert _file_format(hf, "llama.cpp-cuda", "MXFP4").other_bits == 8                 # GGUF: Q8_0
+    assert _file_format(hf, "mlx", "MXFP4 (mlx-community/gpt-oss-20b-MXFP4-Q8)").other_bits == 8
+    q4 = Compression(weight_bits=4, group_size=32, scheme="q4_0")
+    assert _file_format(q4, "llama.cpp-cuda", "q4_0") is q4                            # a uniform file

@@ -222,3 +222,24 @@ def test_fp4_formats_carry_an_8_bit_scale():
     mxfp4 = Compression(weight_bits=4, weight_format="fp4", group_size=32)                  # E8M0 per 32
     assert weight_bytes_per_element(nvfp4, "bf16") * 8 == pytest.approx(4.5)
     assert weight_bytes_per_element(mxfp4, "bf16") * 8 == pytest.approx(4.25)
+
+
+def test_moe_experts_quantised_apart_from_the_other_layers():
+    """gpt-oss ships MXFP4 experts with 16-bit attention (8-bit in its GGUF): the footprint is
+    the routed experts at 4.25 bits plus every other layer weight at its own width, and decode
+    slows as those bytes grow."""
+    m = load_workload("gpt-oss-20b")
+    sc = Scenario(batch=1, prompt=16, generate=8)
+    mx = Compression(weight_bits=4, weight_format="fp4", group_size=32)
+    experts = m.moe_layers() * m.moe.num_experts * m.routed_expert_params()
+    embed_head = m.param_count() - m.layer_weights()
+    others = m.param_count() - experts - embed_head
+    runs = {ob: evaluate("h200", m, sc, mx.model_copy(update={"other_bits": ob})) for ob in (None, 8, 16)}
+    w = {ob: r["weight_bytes"] for ob, r in runs.items()}
+    assert w[16] - w[None] == pytest.approx(others * (2 - 4.25 / 8), rel=0.02)
+    assert w[8] - w[None] == pytest.approx(others * (8.5 - 4.25) / 8, rel=0.02)
+    assert runs[None]["tpot_s"] < runs[8]["tpot_s"] < runs[16]["tpot_s"]
+    with pytest.raises(ValueError, match="other_bits"):
+        Compression(other_bits=8)
+    r = cli("eval", "-H", "h200", "-w", "gpt-oss-20b", "--other-bits", "8")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "other_bits" in r.stderr

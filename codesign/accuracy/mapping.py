@@ -421,8 +421,10 @@ def auto_precision(text: str) -> dict | None:
     if t in ("fp4", "nvfp4"):     # Blackwell NVFP4: 4-bit weights and activations, a scale per 16
         return {"dtype": "bf16", "compression": {"weight_bits": 4, "weight_format": "fp4", "act_bits": 4,
                                                  "group_size": 16}}
-    if t == "mxfp4":              # MXFP4 checkpoints (gpt-oss experts): 4-bit weights, a scale per 32
-        return {"dtype": "bf16", "compression": {"weight_bits": 4, "weight_format": "fp4", "group_size": 32}}
+    if t == "mxfp4":              # MXFP4 checkpoints (gpt-oss): 4-bit experts, a scale per 32; the
+        # attention and other layers stay 16-bit in the release (8-bit in GGUF/MLX files: _file_format)
+        return {"dtype": "bf16", "compression": {"weight_bits": 4, "weight_format": "fp4", "group_size": 32,
+                                                 "other_bits": 16}}
     if t.startswith("fp8"):
         return {"dtype": "bf16", "compression": {"weight_bits": 8, "weight_format": "fp8", "act_bits": 8}}
     m = re.fullmatch(r"q(\d)_(0|1|k(_[sml])?)", t)
@@ -458,6 +460,18 @@ def auto_precision(text: str) -> dict | None:
     return None
 
 
+def _file_format(comp, runtime: str, precision: str):
+    """The non-expert layers of an MXFP4 MoE as the stack's files store them: llama.cpp's GGUFs
+    keep them in Q8_0 (ggml-org's gpt-oss-20b file is 11.27 GiB: 19.1 B expert weights at 4.25
+    bits leave 1.08 bytes for each of the other 1.8 B) and mlx-community's '-MXFP4-Q8' files in
+    8-bit; the Hugging Face release keeps them 16-bit."""
+    if comp is None or comp.other_bits != 16:
+        return comp
+    if runtime.startswith("llama.cpp") or re.search(r"q8|8-bit", precision.lower()):
+        return comp.model_copy(update={"other_bits": 8})
+    return comp
+
+
 def _compression(fields, file: str, where: str):
     if not fields:
         return None
@@ -472,10 +486,17 @@ def _compression(fields, file: str, where: str):
 
 def _stated_layout(r: dict) -> dict:
     """TP/PP/DP degrees the row states: 'TP=4', 'tp: 2', 'TP4' (not llama-bench's 'pp512' nor
-    a rate 'pp 51.4': a stated degree is at most 64 and written with '=', ':' or no space)."""
+    a rate 'pp 51.4': a stated degree is at most 64 and written with '=', ':' or no space).
+    Notes that quote a table's other columns ('B200 was tested with TP=4, H100 with TP=8')
+    name several: the one matching the row's device count, else the first."""
     text = f"{r.get('software_framework', '')} {r.get('notes', '')}"
-    return {k: int(v) for k, v in re.findall(r"\b(tp|pp|dp)(?:\s*[=:]\s*)?(\d+)(?![\d.])", text.lower())
-            if int(v) <= 64}
+    stated: dict[str, list[int]] = {}
+    for k, v in re.findall(r"\b(tp|pp|dp)(?:\s*[=:]\s*)?(\d+)(?![\d.])", text.lower()):
+        if int(v) <= 64:
+            stated.setdefault(k, []).append(int(v))
+    devices = str(r.get("num_devices") or "").strip()
+    n = int(devices) if devices.isdigit() else None
+    return {k: n if n in vs else vs[0] for k, vs in stated.items()}
 
 
 # 'num_beams 4', 'beam search width 4', '4 beams', 'beams=4'; 'Beam 1' is greedy decoding
@@ -627,7 +648,8 @@ def resolve_row(r: dict, mp: dict, runtime: str | None = None):
         if prec is None:
             return skip(f"weight precision {r.get('weight_precision')!r} not understood")
         prec = dict(prec, match="auto")
-    comp = _compression(prec.get("compression"), file, f"precision.{r.get('weight_precision')}")
+    comp = _file_format(_compression(prec.get("compression"), file, f"precision.{r.get('weight_precision')}"),
+                        rt.name, r.get("weight_precision", ""))
     match = _worst(hw.get("match", "exact"), prec.get("match", "exact"), sw.get("match", "exact"))
     overrides = dict(hw.get("overrides") or {})
     cap = POWER_LIMIT.search(r.get("notes") or "")

@@ -142,13 +142,16 @@ def compression_options(f):
                      help="Symmetric int quantization: no zero point per group (llama.cpp Q4_0, MLC q4f16)."),
         click.option("--scheme", default=None,
                      help="The format's name in its stack (llama.cpp q4_0, q4_k, iq4_xs): picks the stack's kernel."),
+        click.option("--other-bits", type=click.Choice(["16", "8"]), default=None,
+                     help="MoE: only the routed experts take --weight-bits; the other linear layers keep 16 "
+                          "(gpt-oss MXFP4 on Hugging Face) or 8 bits (its GGUF/MLX files)."),
     ])(f)
 
 
 SCENARIO_KEYS = ("batch", "prompt", "generate", "dtype", "tp", "pp", "dp", "ep", "attention", "microbatches",
                  "ubatch", "beams", "runtime")
 COMPRESSION_KEYS = ("weight_bits", "weight_format", "group_size", "act_bits", "kv_bits", "sparsity", "prune_heads",
-                    "prune_ffn", "prune_layers", "distill_to", "quantize_embeddings", "zero_point", "scheme")
+                    "prune_ffn", "prune_layers", "distill_to", "quantize_embeddings", "zero_point", "scheme", "other_bits")
 
 
 def build_scenario(kwargs: dict, **update):
@@ -163,7 +166,7 @@ def build_compression(kwargs: dict):
     """A Compression from CLI options (pops them), or None when nothing is compressed."""
     path = kwargs.pop("compression_file", None)
     data = {k: kwargs.pop(k) for k in COMPRESSION_KEYS if k in kwargs}
-    for k in ("weight_bits", "act_bits", "kv_bits"):
+    for k in ("weight_bits", "act_bits", "kv_bits", "other_bits"):
         if data.get(k) is not None:
             data[k] = int(data[k])
     data = {k: v for k, v in data.items() if v is not None}

@@ -131,6 +131,8 @@ def op_table(ops, fuse: tuple = (), kernels_per_op: dict | None = None) -> OpTab
 class Prices:
     """What compression and datatype choice make of the ops, per design (arrays (D,1))."""
     w_bytes: np.ndarray        # quantized linear weights, bytes per element
+    other_bytes: np.ndarray    # linear weights outside the routed experts (= w_bytes unless set apart)
+    other_quantized: np.ndarray  # 1 where those are still in a packed format (unpacked in the kernel)
     table_bytes: np.ndarray      # embedding table and LM head bytes per element (16-bit unless quantized too)
     wire_bytes: float            # collectives move activations in the scenario datatype
     a_bytes: np.ndarray
@@ -357,8 +359,11 @@ def _dequant(p, tab, pr, vec_eff) -> _Dequant:
     A runtime that dequantises separately in prefill (a 16-bit copy, then a 16-bit GEMM)
     instead moves the packed weights once more plus a 16-bit write and read."""
     c = tab.cols
-    wb = np.where(tab.quantized, pr.w_bytes, pr.table_bytes)                     # (D,N)
-    sep = tab.quantized & ~tab.is_decode & (pr.dequant * p["runtime.separate_dequant"][:, None] > 0)   # (D,N)
+    # the experts' format, or (Compression.other_bits) the other linear layers' own
+    other = tab.quantized & ~tab.is_expert & (pr.other_bytes != pr.w_bytes)                  # (D,N)
+    wb = np.where(other, pr.other_bytes, np.where(tab.quantized, pr.w_bytes, pr.table_bytes))
+    packed = tab.quantized & (~other | (pr.other_quantized > 0))
+    sep = packed & ~tab.is_decode & (pr.dequant * p["runtime.separate_dequant"][:, None] > 0)   # (D,N)
     # a skinny product (M <= 8 rows: decode) unpacks each weight once on the vector units
     # (GEMV kernels, llama.cpp MMVQ); wider ones follow the runtime's GEMM kernel
     wide = c["m"] > SKINNY_ROWS
@@ -373,7 +378,7 @@ def _dequant(p, tab, pr, vec_eff) -> _Dequant:
     dq_rate = np.where(wide & (p["runtime.dequant_integer"][:, None] > 0), p["compute.integer"][:, None] * vec_eff,
                        pr.vec_rate * vec_eff)
     return _Dequant(
-        time=np.where(tab.quantized & ~sep, pr.dequant * dq_ops * c["weight_elems"] * row_passes / dq_rate, 0.0),
+        time=np.where(packed & ~sep, pr.dequant * dq_ops * c["weight_elems"] * row_passes / dq_rate, 0.0),
         separate=sep,
         weights=np.where(sep, c["weight_elems"] * pr.table_bytes, c["weight_elems"] * wb),   # the GEMM reads the 16-bit copy
         extra=np.where(sep, c["weight_elems"] * (wb + pr.table_bytes), 0.0))                 # the dequant pass itself

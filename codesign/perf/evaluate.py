@@ -41,7 +41,7 @@ from ..workload.ops import CONTEXT_KINDS, LINK_KINDS
 from ..workload.scenario import Scenario
 from ..workload.schema import ModelSpec
 from .engine import OpTable, Prices, envelope_sum, op_table, op_terms
-from .footprint import capacity, footprint, min_devices
+from .footprint import capacity, min_devices, priced_footprint
 from .params import busy_energy, spec_params
 from .prices import distinct, prices, vector_dtype
 
@@ -513,14 +513,14 @@ def _group(spec, model, sc, comps, overrides, op_name, decode_spec, decode_op) -
 def _memory(g: _Group) -> _Memory:
     """Footprint per device against the capacity (on both devices when they differ)."""
     pr, model, sc = g.pr, g.model, g.sc
-    fp = lambda: footprint(model, sc, pr.w_bytes[:, 0], pr.a_bytes[:, 0], pr.kv_bytes[:, 0], pr.table_bytes[:, 0])  # noqa: E731
+    fp = lambda: priced_footprint(model, sc, pr)  # noqa: E731
     w, kv, act = _cached(("footprint", id(model), sc, id(pr)), (model, pr), fp) if g.D == 1 else fp()
     cap = _cached(("capacity", id(g.p)), (g.p,), lambda: capacity(g.spec, g.p)) if g.D == 1 else capacity(g.spec, g.p)
     fits = (w + kv + act) <= cap
     dw, dkv = w, kv
     if g.dpr is not pr:
         dpr = g.dpr
-        dw, dkv = footprint(model, sc, dpr.w_bytes[:, 0], dpr.a_bytes[:, 0], dpr.kv_bytes[:, 0], dpr.table_bytes[:, 0])[:2]
+        dw, dkv = priced_footprint(model, sc, dpr)[:2]
         if g.tables[1] is not None:
             fits = fits & ((dw + dkv + act) <= capacity(g.dspec, g.dp))
     return _Memory(weights=w, kv=kv, acts=act, capacity=cap, fits=fits, d_weights=dw, d_kv=dkv)
@@ -660,8 +660,7 @@ def _energy_and_cost(g: _Group, tl: _Timeline, kv_xfer, e2e) -> dict:
 def _summary(g: _Group, mem: _Memory, tl: _Timeline, kv_xfer, e2e, ttft_seen, spend: dict) -> dict:
     """The flat summary of every design (metric name -> (D,) array)."""
     sc, pr, D = g.sc, g.pr, g.D
-    need_of = lambda: min_devices(g.model, sc, g.spec, g.p, pr.w_bytes[:, 0], pr.a_bytes[:, 0],  # noqa: E731
-                                  pr.kv_bytes[:, 0], pr.table_bytes[:, 0])
+    need_of = lambda: min_devices(g.model, sc, g.spec, g.p, pr)  # noqa: E731
     need = _cached(("need", id(g.spec), id(g.model), sc, g.comp), (g.spec, g.model), need_of) if g.single else need_of()
     if not mem.fits.all():
         g.notes.add("does not fit in device memory: see min_devices")

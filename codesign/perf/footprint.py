@@ -20,17 +20,20 @@ from ..workload.scenario import Scenario
 from ..workload.schema import STATE_BYTES, ModelSpec
 
 
-def footprint(model: ModelSpec, sc: Scenario, w_bytes, a_bytes, kv_bytes, table_bytes=2.0, tp=None, pp=None):
-    # table_bytes: embedding table and LM head, per element
+def footprint(model: ModelSpec, sc: Scenario, w_bytes, a_bytes, kv_bytes, table_bytes=2.0, tp=None, pp=None,
+              other_bytes=None):
+    # table_bytes: embedding table and LM head, per element; other_bytes: the linear weights
+    # outside the routed experts when they are stored apart from them (Compression.other_bits)
     """(weights, kv, activations) bytes per device, analytic (independent of the op graph).
     ``kv`` holds the KV cache and, for recurrent mixers, every sequence's fixed state."""
     tp = tp or sc.tp
     pp = pp or sc.pp
     h, L = model.hidden_size, model.num_layers
-    per_layer_dev, tables = _layer_weights(model, sc, tp)
+    per_layer_dev, tables, experts_dev = _layer_weights(model, sc, tp)
     layers_dev = math.ceil(L / pp)
     tables_dev = tables / tp / (1 if pp == 1 else 2)        # embedding and LM head on the end stages
-    weights = layers_dev * per_layer_dev * w_bytes + tables_dev * table_bytes
+    other = w_bytes if other_bytes is None else other_bytes
+    weights = layers_dev * (experts_dev * w_bytes + (per_layer_dev - experts_dev) * other) + tables_dev * table_bytes
     reqs = math.ceil(sc.batch / sc.dp)
     # cached tokens per layer: the whole context, or the window on windowed layers
     # (beams share the prompt's cache and each keeps its own generated tokens)
@@ -72,10 +75,10 @@ def state_bytes(model: ModelSpec, a_bytes, tp: int = 1, pp: int = 1):
     return model.recurrent_layers() * (state + window) * share
 
 
-def _layer_weights(model: ModelSpec, sc: Scenario, tp: int) -> tuple[float, float]:
+def _layer_weights(model: ModelSpec, sc: Scenario, tp: int) -> tuple[float, float, float]:
     """(weights of one layer on one device (the mean layer), parameters of the tables:
-    embedding, positions, final norm, LM head). Routed experts are split over ep (or tp), all
-    other layer weights tp ways."""
+    embedding, positions, final norm, LM head, and the routed experts' part of the first).
+    Routed experts are split over ep (or tp), all other layer weights tp ways."""
     L = model.num_layers
     n_moe = model.moe_layers()
     moe = model.moe
@@ -87,9 +90,10 @@ def _layer_weights(model: ModelSpec, sc: Scenario, tp: int) -> tuple[float, floa
             routed = n["E"] * moe.num_experts * model.routed_expert_params()
             split -= routed
             experts_dev = routed / (sc.ep if sc.ep > 1 else tp)
-        return (split / tp + experts_dev) / L, model.param_count() - model.layer_weights()
+        return (split / tp + experts_dev) / L, model.param_count() - model.layer_weights(), experts_dev / L
     dense_layer = model.layer_params()
     per_layer_linear = (L - n_moe) * dense_layer / L
+    experts_dev = 0.0
     if n_moe:
         assert moe is not None      # moe_layers() is 0 without a MoE block
         shared = moe.shared_experts * model._ffn_params(model.expert_ffn)
@@ -100,7 +104,7 @@ def _layer_weights(model: ModelSpec, sc: Scenario, tp: int) -> tuple[float, floa
     else:
         per_layer_dev = per_layer_linear / tp
     tables = model.param_count() - L * (per_layer_linear + (model.layer_params(True) * n_moe / L if n_moe else 0))
-    return per_layer_dev, tables
+    return per_layer_dev, tables, n_moe * experts_dev / L
 
 
 def capacity(spec: HardwareSpec, p: dict):
@@ -111,18 +115,24 @@ def capacity(spec: HardwareSpec, p: dict):
     return sum(p[f"memory.{m.name}.capacity"] * (p["compute.cores"] if m.per_core else 1) for m in levels)
 
 
-def min_devices(model, sc, spec, p, w_b, a_b, kv_b, w16) -> np.ndarray:
+def priced_footprint(model: ModelSpec, sc: Scenario, pr, tp=None, pp=None):
+    """footprint() at the bytes per element of a design's prices (perf.engine.Prices, (D,1))."""
+    return footprint(model, sc, pr.w_bytes[:, 0], pr.a_bytes[:, 0], pr.kv_bytes[:, 0], pr.table_bytes[:, 0],
+                     tp=tp, pp=pp, other_bytes=pr.other_bytes[:, 0])
+
+
+def min_devices(model, sc, spec, p, pr) -> np.ndarray:
     """Smallest tp x pp (powers of two, tp up to the link's max_devices) that fits, per design."""
     cap = capacity(spec, p)
     link = spec.interconnect.device_link
     max_tp = (link.max_devices or 8) if link else 1
-    out = np.full(np.broadcast(cap, w_b).shape, np.nan)
+    out = np.full(np.broadcast(cap, pr.w_bytes[:, 0]).shape, np.nan)
     for e in range(0, 13):
         n = 2 ** e
         tp = min(n, max_tp)
         pp = n // tp
-        w, kv, act = footprint(model, sc.model_copy(update={"tp": tp, "pp": pp, "dp": 1, "ep": 1}),
-                               w_b, a_b, kv_b, w16, tp=tp, pp=pp)
+        w, kv, act = priced_footprint(model, sc.model_copy(update={"tp": tp, "pp": pp, "dp": 1, "ep": 1}), pr,
+                                      tp=tp, pp=pp)
         ok = (w + kv + act <= cap) & np.isnan(out)
         out = np.where(ok, n, out)
         if not np.isnan(out).any():

@@ -13,6 +13,7 @@ import numpy as np
 from ..compression import (
     act_bytes_per_element,
     kv_bytes_per_element,
+    other_weight_bytes_per_element,
     resolve_dtype,
     sparse_speedup,
     wanted_gemm_dtype,
@@ -77,8 +78,10 @@ def prices(spec: HardwareSpec, p: dict, model: ModelSpec, sc: Scenario, comps, n
             table = min(max(w, head), wide)
         else:
             table = wide
+        other = other_weight_bytes_per_element(comp, sc.dtype)
         rows.append((w, act_bytes_per_element(comp, sc.dtype), kv_bytes_per_element(comp, sc.dtype, model.hd),
-                     gdt, adt, speed, float(deq), table, unpack))
+                     gdt, adt, speed, float(deq), table, unpack, other,
+                     float(comp is None or comp.other_bits is None or comp.other_bits < 16)))
     vdt = vector_dtype(spec, sc.dtype)
 
     def rate(dt):
@@ -102,7 +105,8 @@ def prices(spec: HardwareSpec, p: dict, model: ModelSpec, sc: Scenario, comps, n
         which = np.array([dts.index(r[i]) for r in rows])[index]
         return table[which, np.arange(D)][:, None]
 
-    return Prices(w_bytes=col(0), table_bytes=col(7), wire_bytes=wide, a_bytes=col(1),
+    return Prices(w_bytes=col(0), other_bytes=col(9), other_quantized=col(10), table_bytes=col(7), wire_bytes=wide,
+                  a_bytes=col(1),
                   kv_bytes=col(2), gemm_rate=per_design(rate, 3) * col(5), attn_rate=per_design(rate, 4),
                   vec_rate=p[f"compute.vector.peak.{vdt}"][:, None], dequant=col(6), row_unpack=col(8),
                   # structured sparsity skips the pruned products: energy per dense FLOP falls with speed

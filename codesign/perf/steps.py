@@ -48,7 +48,7 @@ from ..workload.scenario import Scenario
 from ..workload.schema import ModelSpec
 from .engine import op_table, op_terms
 from .evaluate import _params, _pipeline_hop, power_limit, stage_counts
-from .footprint import capacity, footprint, state_bytes
+from .footprint import capacity, priced_footprint, state_bytes
 from .params import busy_energy
 from .prices import prices
 
@@ -292,9 +292,8 @@ def _kv_budget(spec, p, pr, served, sc, max_tokens: int, max_context: int, memor
     tokens) per device: the cache gets what the weights and the peak activations of a
     ``max_tokens`` step leave of the usable memory."""
     one = sc.model_copy(update={"batch": 1, "prompt": 1, "generate": 0, "dp": 1})
-    w, kv1, _ = footprint(served, one, pr.w_bytes[:, 0], pr.a_bytes[:, 0], pr.kv_bytes[:, 0], pr.table_bytes[:, 0])
-    _, _, act = footprint(served, one.model_copy(update={"prompt": max_tokens}), pr.w_bytes[:, 0], pr.a_bytes[:, 0],
-                          pr.kv_bytes[:, 0], pr.table_bytes[:, 0])
+    w, kv1, _ = priced_footprint(served, one, pr)
+    _, _, act = priced_footprint(served, one.model_copy(update={"prompt": max_tokens}), pr)
     cap = float(capacity(spec, p)[0])
     state1 = float(np.asarray(state_bytes(served, pr.a_bytes[:, 0], sc.tp, sc.pp)).reshape(-1)[0])
     w, kv1, act = float(w[0]), float(kv1[0]) - state1, float(np.asarray(act).reshape(-1)[0])
