@@ -562,3 +562,25 @@ def test_bad_ubatch_is_one_line_exit_2():
     r = cli("eval", "-H", "rtx-4090", "-w", "llama-3.1-8b", "--runtime", "llama.cpp-cuda", "--ubatch", "0")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "ubatch" in r.stderr, r.stderr
 
+
+
+def test_an_integer_tiled_kernel_loads_and_scales_8_bit_blocks_too():
+    """llama.cpp's MMQ tiles Q8_0 as it tiles Q4_0: the blocks are loaded and scaled in the
+    integer lanes (only the nibble unpacking is skipped), so a wide Q8_0 product pays the same
+    per-tile work as Q4_0 and is not priced at the bare int8 tensor rate; a stack that hands
+    8-bit weights to its matrix units as they are (vLLM, W8A8) pays none."""
+    from codesign.compression import Compression
+    m, n, k = 2048, 4096, 4096
+    wide = Op(name="up", kind="gemm", phase="prefill", impl="gemm", m=m, n=n, k=k, flops=2 * m * n * k,
+              weight_elems=n * k, act_in_elems=m * k, act_out_elems=m * n)
+    hw = load_hardware("dgx-spark")
+
+    def run(scheme, bits, runtime, act_bits=None):
+        comp = Compression(weight_bits=bits, group_size=32, scheme=scheme, act_bits=act_bits)
+        df = op_times(hw, [wide], dtype="fp16", compression=comp, runtime=runtime)
+        return float(df["time_s"].iloc[0]), df["bound"].iloc[0]
+    q8, bound8 = run("q8_0", 8, "llama.cpp-cuda")
+    q4, bound4 = run("q4_0", 4, "llama.cpp-cuda")
+    assert bound8 == bound4 == "dequant" and q8 == pytest.approx(q4, rel=1e-6)
+    w8a8, bound = run(None, 8, "vllm", act_bits=8)
+    assert bound != "dequant" and w8a8 < q8
