@@ -239,6 +239,10 @@ def test_moe_experts_quantised_apart_from_the_other_layers():
     assert w[16] - w[None] == pytest.approx(others * (2 - 4.25 / 8), rel=0.02)
     assert w[8] - w[None] == pytest.approx(others * (8.5 - 4.25) / 8, rel=0.02)
     assert runs[None]["tpot_s"] < runs[8]["tpot_s"] < runs[16]["tpot_s"]
+    # a dense model has no experts to set apart: other_bits is ignored, and the note says so
+    q4 = Compression(weight_bits=4, group_size=32)
+    dense, dense_ob = (evaluate("h200", "llama-3.1-8b", sc, c) for c in (q4, q4.model_copy(update={"other_bits": 16})))
+    assert dense_ob["tpot_s"] == dense["tpot_s"] and any("other_bits" in n for n in dense_ob.notes)
     with pytest.raises(ValueError, match="other_bits"):
         Compression(other_bits=8)
     r = cli("eval", "-H", "h200", "-w", "gpt-oss-20b", "--other-bits", "8")

@@ -85,6 +85,9 @@ def prices(spec: HardwareSpec, p: dict, model: ModelSpec, sc: Scenario, comps, n
         else:
             table = wide
         other = other_weight_bytes_per_element(comp, sc.dtype)
+        if comp is not None and comp.other_bits is not None and model.moe is None:
+            notes.add(f"other_bits sets MoE experts apart: {model.name} has none, so every linear layer takes weight_bits")
+            other = w
         rows.append((w, act_bytes_per_element(comp, sc.dtype), kv_bytes_per_element(comp, sc.dtype, model.hd),
                      gdt, adt, speed, float(deq), table, unpack, other,
                      float(comp is None or comp.other_bits is None or comp.other_bits < 16)))
