@@ -263,7 +263,10 @@ def wanted_gemm_dtype(comp: Compression | None, dtype: str, quantized_matmul: st
     if wb and wb < 16:
         assert comp is not None                 # wb comes from comp
         if quantized_matmul == "int8" and comp.weight_format != "fp8":
-            return "int8", wb < 8
+            # the kernel loads and scales every block even of an 8-bit block format (Q8_0: only
+            # the nibble unpacking is skipped; on one GB10 build its dense prompts run 0.78x
+            # Q4_0's rate per FLOP, llama.cpp benches/dgx-spark.md)
+            return "int8", wb < 8 or comp.group_size is not None
         return ("bf16" if dtype in ("fp8", "int8") else dtype), quantized_matmul != "native"
     return dtype, False
 

@@ -7,7 +7,15 @@ import pytest
 
 from codesign import load_hardware, load_workload
 from codesign.accuracy import core, load_map, read_rows, resolve_all
-from codesign.accuracy.mapping import DEFAULT_MAP, _layout, auto_hardware, auto_model, auto_precision, source_id
+from codesign.accuracy.mapping import (
+    DEFAULT_MAP,
+    _file_format,
+    _layout,
+    auto_hardware,
+    auto_model,
+    auto_precision,
+    source_id,
+)
 from codesign.compression import Compression
 from codesign.errors import CodesignError
 from codesign.io import data_dir, library
@@ -422,7 +430,6 @@ def test_a_stated_board_power_limit_is_read_from_the_notes():
 
 
 def test_mxfp4_moe_files_keep_their_other_layers_as_the_stack_stores_them():
-    from codesign.accuracy.mapping import _file_format
     hf = _file_format(Compression(**auto_precision("mxfp4")["compression"]), "vllm", "mxfp4")
     assert hf.other_bits == 16 and hf.weight_bits == 4
     assert _file_format(hf, "llama.cpp-cuda", "MXFP4").other_bits == 8                 # GGUF: Q8_0

@@ -69,12 +69,6 @@ def prices(spec: HardwareSpec, p: dict, model: ModelSpec, sc: Scenario, comps, n
         # ... and pays it even where its bytes need no widening for the units (Q8_0 is int8
         # already, yet ggml's per-row dot product loads and scales every block again per row)
         deq = deq or unpack > 0
-        # ... and an integer-lane tiled kernel (llama.cpp MMQ) loads and scales the blocks of an
-        # 8-bit block format too (Q8_0: only the nibble unpacking is skipped; on one GB10 build
-        # its dense prompts run 0.78x Q4_0's rate per FLOP, llama.cpp benches/dgx-spark.md)
-        deq = deq or bool(rt is not None and rt.quantized_matmul == "int8" and rt.dequant_units == "integer"
-                          and comp is not None and comp.weight_bits == 8 and comp.group_size
-                          and comp.weight_format == "int")
         w = weight_bytes_per_element(comp, sc.dtype)
         # embedding table and LM head: quantised with the weights when asked, else at the
         # stack's own head width where it quantises the head (never below the weights'), else 16-bit
