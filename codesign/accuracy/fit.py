@@ -47,6 +47,9 @@ PARAMS = {
 # the fit would see no gradient, and where a cap binds depends on the class (8 caps an A100
 # at 1.2 of its 2 TB/s; an NPU core at 1 GHz needs a few times that to stream 30 GB/s)
 STREAM_STARTS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
+# the second start of the memory multiplier: at 1.3 every spec share of 0.77 or more reaches its
+# full bandwidth (the default GDDR/HBM share is 0.85)
+MEMORY_CAP_START = 1.3
 COMPUTE_SHARES = ("gemm", "vector")    # efficiencies a power limit can mask
 TIME_GROUPS = ("decode", "prefill", "throughput", "gemm")
 DEFAULT_PARAMS = ("gemm", "memory", "latency_factor", "launch_decode", "request", "sequence", "dequant")
@@ -187,9 +190,21 @@ def fit_runtime(cases, runtime: str, cls: str, params=DEFAULT_PARAMS,
     # a multiplier with no gradient where it starts (a power-limited phase: the limit, not the
     # kernel, sets the time until the kernel is slower than it) is also searched from below
     flat = [j for j, n in enumerate(use) if n in COMPUTE_SHARES and not np.any(jac(x0)[:, j]) and sol.x[j] == x0[j]]
+    alt_starts = []
     for factor in (0.5, 0.25) if flat else ():
         x1 = x0.copy()
         x1[flat] = np.clip(x0[flat] + math.log(factor), lo[flat], hi[flat])
+        alt_starts.append(x1)
+    # a streaming multiplier has two basins: below the cap (every device streams at its spec's
+    # share x m) and at it (devices of the default share stream at their full bandwidth, the
+    # per-kernel costs and the Little's-law cap take the rest); the solver stays in the one it
+    # starts in, so the other is searched too and the lower cost wins
+    if "memory" in use:
+        x1 = x0.copy()
+        j = use.index("memory")
+        x1[j] = np.clip(math.log(MEMORY_CAP_START), lo[j], hi[j])
+        alt_starts.append(x1)
+    for x1 in alt_starts:
         alt = least_squares(resid, x1, jac=jac, bounds=(lo, hi), loss="soft_l1", f_scale=0.1, x_scale=scale,
                             max_nfev=40)
         if alt.cost < sol.cost:
