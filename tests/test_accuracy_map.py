@@ -186,8 +186,8 @@ def test_gemm_row_is_two_mnk_over_the_op_time():
 def test_bad_mapping_gets_one_line_naming_file_and_field(tmp_path):
     text = (data_dir("data") / DEFAULT_MAP).read_text()
     bad = tmp_path / "map.yaml"
-    bad.write_text(text.replace("compression: {weight_bits: 4, group_size: 32}",
-                                "compression: {weight_bits: 5, group_size: 32}", 1))
+    bad.write_text(text.replace("compression: {weight_bits: 4, group_size: 128}",
+                                "compression: {weight_bits: 5, group_size: 128}", 1))
     with pytest.raises(CodesignError) as e:
         resolve_all(load_map(bad), read_rows())
     msg = str(e.value)
@@ -436,3 +436,16 @@ def test_mxfp4_moe_files_keep_their_other_layers_as_the_stack_stores_them():
     assert _file_format(hf, "mlx", "MXFP4 (mlx-community/gpt-oss-20b-MXFP4-Q8)").other_bits == 8
     q4 = Compression(weight_bits=4, group_size=32, scheme="q4_0")
     assert _file_format(q4, "llama.cpp-cuda", "q4_0") is q4                            # a uniform file
+
+
+def test_a_ggml_format_maps_the_same_whatever_its_case():
+    """'q4_0' and 'Q4_0' name one llama.cpp format: every row in it gets the format's own
+    layout (4.5 bits per weight, the Q4_0 kernel), not a generic 4-bit group of 32."""
+    rows = read_rows()
+    for fmt in ("q4_0", "q8_0"):
+        spelled = {c.row: rows[c.row - 1]["weight_precision"] for c in CASES
+                   if rows[c.row - 1]["weight_precision"].strip().lower() == fmt}
+        assert set(spelled.values()) >= {fmt, fmt.upper()}, spelled
+        for c in CASES:
+            if c.row in spelled:
+                assert c.compression.scheme == fmt, (c.row, spelled[c.row], c.compression)
