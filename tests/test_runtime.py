@@ -9,6 +9,8 @@ import pytest
 from conftest import cli
 
 from codesign import Scenario, evaluate, load_hardware, load_workload
+from codesign.accuracy import load_map, read_rows, resolve_all
+from codesign.accuracy.fit import MEMORY_CAP_START, fit_runtime
 from codesign.compression import Compression, weight_bytes_per_element
 from codesign.errors import CodesignError
 from codesign.perf import op_times
@@ -586,14 +588,11 @@ def test_an_integer_tiled_kernel_loads_and_scales_8_bit_blocks_too():
     assert bound != "dequant" and w8a8 < q8
 
 
-
 def test_fit_reaches_a_memory_multiplier_at_its_cap(tmp_path, synthetic_runtime):
     """Rows made where the multiplier saturates both devices' streaming share (H100 and A100
     then stream at their full bandwidth; the per-kernel cost sets the rest): the fit, from
     the neutral multiplier of 1, ends at or above the cap (1 / 0.85, the spec share) with the
     launch cost recovered, whichever of its two starts (1 and MEMORY_CAP_START) it keeps."""
-    from codesign.accuracy import load_map, read_rows, resolve_all
-    from codesign.accuracy.fit import MEMORY_CAP_START, fit_runtime
     assert MEMORY_CAP_START > 1 / 0.85
     truth = {"memory": 1.4, "launch_decode": 9e-6}
     path = _synthetic_csv(tmp_path, truth)

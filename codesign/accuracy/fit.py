@@ -195,7 +195,7 @@ def fit_runtime(cases, runtime: str, cls: str, params=DEFAULT_PARAMS,
         x1 = x0.copy()
         x1[flat] = np.clip(x0[flat] + math.log(factor), lo[flat], hi[flat])
         alt_starts.append(x1)
-    # a streaming multiplier has two basins: below the cap (every device streams at its spec's
+    # the memory multiplier has two basins: below the cap (every device streams at its spec's
     # share x m) and at it (devices of the default share stream at their full bandwidth, the
     # per-kernel costs and the Little's-law cap take the rest); the solver stays in the one it
     # starts in, so the other is searched too and the lower cost wins
