@@ -276,11 +276,31 @@ def test_llama_cpp_flash_attention_switch_picks_the_attention_path():
            "metric": "prompt_tokens_per_s", "value": "3000", "source": "example.org/x", "hw_ref": "",
            "software_framework": "llama.cpp llama-bench (CUDA, -fa 0)", "notes": ""}
     on = dict(row, software_framework="llama.cpp llama-bench (CUDA)", notes="sweep -fa 0,1; this row is -fa 1")
-    plain = dict(row, software_framework="llama.cpp llama-bench (CUDA)")
-    cases, skipped = resolve_all(load_map(), [row, on, plain])
+    cases, skipped = resolve_all(load_map(), [row, on])
     assert not skipped
-    assert [c.scenario.attention for c in cases] == ["unfused", "fused", "fused"]
+    assert [c.scenario.attention for c in cases] == ["unfused", "fused"]
     assert core.predict(cases[0])[0] < core.predict(cases[1])[0]
+
+
+def test_llama_cpp_rows_without_fa_take_their_tools_default_at_that_build():
+    """llama-bench ran '-fa 0' unless told otherwise until PR #23714 (2026-06); llama-server and
+    llama-cli switched to 'auto' at b6327 (2025-08-31); other stacks keep the fused default."""
+    row = {"_id": 1, "hardware": "NVIDIA GeForce RTX 4090", "num_devices": "1", "model": "Llama-2-7B",
+           "weight_precision": "Q4_0", "batch": "1", "input_tokens": "512", "output_tokens": "0",
+           "metric": "prompt_tokens_per_s", "value": "3000", "source": "example.org/x", "hw_ref": "", "notes": ""}
+    want = {"llama.cpp llama-bench (CUDA)": "unfused",                                # no build: before
+            "llama.cpp b6413 (233d773d0) (CUDA, llama-bench)": "unfused",
+            "llama.cpp mainline fork b9767 (CUDA, llama-bench)": "fused",
+            "llama.cpp master before PR #22298 (~2026-04-23) (CUDA, llama-bench)": "unfused",
+            "llama.cpp master before PR #24216 (~2026-06-05) (CUDA, llama-bench)": "fused",
+            "llama.cpp llama-server b6000 (CUDA)": "unfused",
+            "llama.cpp llama-server b6500 (CUDA)": "fused",
+            "llama.cpp llama-bench (CUDA, build 557fe2d91 (8322))": "unfused"}
+    rows = [dict(row, software_framework=sw) for sw in want]
+    rows.append(dict(row, software_framework="vLLM 0.6.0", runtime="vllm"))
+    cases, skipped = resolve_all(load_map(), rows)
+    assert not skipped
+    assert [c.scenario.attention for c in cases] == [*want.values(), "fused"]
 
 
 def test_tensorrt_llm_releases_of_2024_run_as_their_own_runtime():

@@ -521,12 +521,47 @@ def _beams(text: str) -> int | None:
     return None if re.search(r"beam", text, re.I) else 1
 
 
-def _attention(r: dict) -> dict:
+# llama.cpp's attention where a row does not say: FlashAttention came as an opt-in '-fa' (PR
+# #5021, 2024-04); llama-cli and llama-server default to 'auto' (on wherever the backend has the
+# kernel) from b6327 (2025-08-31, the flash_attn_type switch), while llama-bench, which prints
+# most published pp/tg figures, kept '-fa 0' until PR #23714 (opened 2026-05-26: "the default is
+# still kept as -fa off"; upstream's llama-bench.cpp now defaults to AUTO). The merge build is not
+# known here: b9307 was current on 2026-06-06, so b9300 and PR #23714 (and 2026-06) stand for it.
+# (first build, first PR number, first date) with FlashAttention on by default, per tool
+LLAMA_FA_AUTO = {"bench": (9300, 23714, "2026-06"), "other": (6327, None, "2025-09")}
+LLAMA_BUILD = re.compile(r"\bb(\d{4,5})\b|\bbuild:?\s*(?:[0-9a-f]{7,10}\s*)?\(?(\d{4,5})\b|[0-9a-f]{7,10}\s*\((\d{4,5})\)")
+CITED_PR = re.compile(r"(?:PR\s*#?|pull/)(\d{4,6})\b")
+ISO_DATE = re.compile(r"\b(20\d\d-[01]\d)(?:-[0-3]\d)?\b")
+
+
+def _llama_fa_default(r: dict) -> str:
+    """'fused' or 'unfused': what a llama.cpp tool of the row's build ran with no -fa given."""
+    sw, src = r.get("software_framework") or "", r.get("source") or ""
+    text = f"{sw} {src}"
+    tool = "other" if re.search(r"llama-server|llama-cli|\bserver\b|\bmain\b", sw, re.I) \
+        and not re.search(r"llama-bench", text, re.I) else "bench"
+    first_build, first_pr, first_month = LLAMA_FA_AUTO[tool]
+    builds = [int(x) for got in LLAMA_BUILD.findall(text) for x in got if x]
+    prs = [int(x) for x in CITED_PR.findall(text)]
+    months = ISO_DATE.findall(text)
+    if builds:
+        after = max(builds) >= first_build
+    elif prs and first_pr:
+        after = max(prs) >= first_pr
+    else:
+        after = bool(months) and max(months) >= first_month
+    return "fused" if after else "unfused"
+
+
+def _attention(r: dict, runtime: str) -> dict:
     """The attention path a row states (llama.cpp's -fa switch in its software, or 'this row is
-    -fa 0' in notes that describe a sweep of both), as a Scenario field; {} if unstated."""
+    -fa 0' in notes that describe a sweep of both), as a Scenario field; for a llama.cpp row that
+    states none, its tool's default at that build; else {} (the scenario's fused default)."""
     m = FLASH_ATTN.search(r.get("software_framework") or "") or re.search(
         r"row is\s+(?:-fa|fa)\s*(0|1)\b", r.get("notes") or "", re.I)
-    return {"attention": "fused" if m.group(1).lower() in ("1", "on") else "unfused"} if m else {}
+    if m:
+        return {"attention": "fused" if m.group(1).lower() in ("1", "on") else "unfused"}
+    return {"attention": _llama_fa_default(r)} if runtime.startswith("llama.cpp") else {}
 
 
 # a run with every clock pinned at its top (Rockchip's benchmark tables are 'collected based on
@@ -725,7 +760,7 @@ def resolve_row(r: dict, mp: dict, runtime: str | None = None):
     tune_layout = search and devices > 1 and sw.get("layout") == "tuned" and not _stated_layout(r)
     try:
         sc = Scenario(batch=batch, prompt=lengths["prompt"], generate=lengths["generate"], dtype=prec["dtype"],
-                      runtime=rt.name, beams=beams, **layout, **_attention(r),
+                      runtime=rt.name, beams=beams, **layout, **_attention(r, rt.name),
                       # a stated physical batch, for stacks whose profile runs prompts in passes
                       ubatch=_ubatch(f"{r.get('software_framework', '')} {r.get('notes', '')}") if rt.prefill_ubatch else None)
     except ValueError as e:
