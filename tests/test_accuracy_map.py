@@ -2,6 +2,7 @@
 row is evaluated or skipped with a reason, names the map does not list resolve by rules,
 and predictions are finite. No accuracy is asserted here; `codesign accuracy` reports it."""
 import math
+from pathlib import Path
 
 import pytest
 
@@ -16,7 +17,7 @@ from codesign.accuracy.mapping import (
     auto_precision,
     source_id,
 )
-from codesign.compression import Compression
+from codesign.compression import Compression, weight_bytes_per_element
 from codesign.errors import CodesignError
 from codesign.io import data_dir, library
 from codesign.perf.params import at_operating_point, spec_params
@@ -24,6 +25,7 @@ from codesign.runtime import load_runtime
 from codesign.workload import Scenario
 
 CASES, SKIPPED = resolve_all()
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_every_csv_row_is_mapped_or_skipped_with_a_reason():
@@ -469,3 +471,20 @@ def test_a_ggml_format_maps_the_same_whatever_its_case():
         for c in CASES:
             if c.row in spelled:
                 assert c.compression.scheme == fmt, (c.row, spelled[c.row], c.compression)
+
+
+def test_the_h200_llama_cpp_run_reads_as_the_settings_it_ran():
+    """docs/validation/h200-llamacpp-2026-11-27/rows.csv (benchmarks/llamacpp_gpu/rows.py): every
+    row resolves to llama.cpp on CUDA on the h200 spec, with the -fa and -ub its software states
+    and the format's own bytes (Q4_0 4.5 bits, Q8_0 8.5, F16 16)."""
+    rows = read_rows(ROOT / "docs" / "validation" / "h200-llamacpp-2026-11-27" / "rows.csv")
+    cases, skipped = resolve_all(load_map(), rows)
+    assert not skipped and len(cases) == len(rows) == 70
+    for c in cases:
+        sw = rows[c.row - 1]["software_framework"]
+        assert (c.hardware, c.runtime) == ("h200", "llama.cpp-cuda")
+        assert c.scenario.attention == ("fused" if "-fa 1" in sw else "unfused")
+        assert f"-ub {c.scenario.ubatch}" in sw
+    bits = {rows[c.row - 1]["weight_precision"]: weight_bytes_per_element(c.compression, c.scenario.dtype) * 8
+            for c in cases}
+    assert bits["Q4_0"] == pytest.approx(4.5) and bits["Q8_0"] == pytest.approx(8.5) and bits["F16"] == 16.0

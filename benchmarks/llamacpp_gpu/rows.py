@@ -1,7 +1,7 @@
 """llama-bench's JSON lines -> rows in the schema of data/published-measurements.csv, so a run
 of run.sh is scored by the accuracy loop like any published table:
 
-    python benchmarks/llamacpp_gpu/rows.py docs/validation/h200-llamacpp-2026-11-27/bench.jsonl \
+    python benchmarks/llamacpp_gpu/rows.py docs/validation/h200-llamacpp-2026-11-27/bench*.jsonl \
         --hardware "NVIDIA H200 SXM 141GB" > rows.csv
     codesign accuracy --measurements rows.csv --no-cv
 
@@ -17,8 +17,9 @@ import json
 import statistics
 import sys
 
-# llama-bench's model_type architecture word -> the model name the accuracy map knows
-MODELS = {"llama": ("Llama-3.1-8B", "8.03"), "qwen3moe": ("Qwen3-30B-A3B", "30.53")}
+# llama-bench's model_type architecture and size words -> the model name the accuracy map knows
+MODELS = {("llama", "8B"): ("Llama-3.1-8B", "8.03"), ("llama", "1B"): ("Llama-3.2-1B", "1.24"),
+          ("qwen3moe", "30B.A3B"): ("Qwen3-30B-A3B", "30.53")}
 # its file-type label -> the precision column ('Q4_K - Small': every matrix Q4_K)
 PRECISIONS = {"Q4_0": "Q4_0", "Q8_0": "Q8_0", "F16": "F16", "Q4_K - Small": "Q4_K_S"}
 
@@ -27,11 +28,12 @@ def to_rows(lines, hardware: str, source: str, conditions: str) -> list[dict]:
     out = []
     for line in lines:
         r = json.loads(line)
-        if r["n_depth"] or (r["n_gen"] and r["n_ubatch"] != 512):
+        # (a record run with GGML_CUDA_DISABLE_GRAPHS=1 is marked cuda_graphs: false by hand)
+        if r["n_depth"] or (r["n_gen"] and r["n_ubatch"] != 512) or r.get("cuda_graphs") is False:
             continue
-        arch, _, rest = r["model_type"].partition(" ")
-        precision = PRECISIONS[rest.split(" ", 1)[1]]
-        model, params = MODELS[arch]
+        arch, size, label = r["model_type"].split(" ", 2)
+        precision = PRECISIONS[label]
+        model, params = MODELS[(arch, size)]
         prompt = r["n_gen"] == 0
         test = f"pp{r['n_prompt']}" if prompt else f"tg{r['n_gen']}"
         samples = ", ".join(f"{x:.1f}" for x in r["samples_ts"])
@@ -54,13 +56,15 @@ def to_rows(lines, hardware: str, source: str, conditions: str) -> list[dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("jsonl")
+    ap.add_argument("jsonl", nargs="+")
     ap.add_argument("--hardware", required=True, help="the board, as the measurements CSV names it")
     ap.add_argument("--source", help="where the run is kept (default: the JSONL path)")
     ap.add_argument("--conditions", default="", help="a sentence on the machine (power limit, driver, CUDA)")
     a = ap.parse_args()
-    with open(a.jsonl) as f:
-        rows = to_rows(f, a.hardware, a.source or a.jsonl, a.conditions)
+    rows = []
+    for path in a.jsonl:
+        with open(path) as f:
+            rows += to_rows(f, a.hardware, a.source or path, a.conditions)
     w = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]), lineterminator="\n")
     w.writeheader()
     w.writerows(rows)

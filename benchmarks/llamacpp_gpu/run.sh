@@ -69,6 +69,12 @@ fi
 # bench calls in priority order: "tag kind cap_seconds"
 BENCH_PLAN=("l8b-q4_0 grid 120" "q30b-q4_0 grid 120" "l8b-q4_0 depth 60" "l8b-q8_0 grid 120"
             "l8b-f16 grid 120" "q30b-q4_k grid 120")
+# KIT_PLAN=FILE: a bash file that sets MODELS and BENCH_PLAN instead (entries "tag args cap
+# [VAR=value] llama-bench arguments...", e.g. "l1b-q4_0 args 60 GGML_CUDA_DISABLE_GRAPHS=1 -p 0 -n 128")
+if [[ -n ${KIT_PLAN:-} ]]; then
+    # shellcheck disable=SC1090
+    source "$KIT_PLAN"
+fi
 BENCH_BIN=$BUILD_DIR/bin/llama-bench
 
 # ------------------------------------------------------------------------------------ helpers
@@ -212,9 +218,11 @@ if [[ -x $BENCH_BIN ]]; then
         log "e. nvidia-smi sampler started (pid $SMI_PID) -> smi.csv"
     fi
     for i in "${!BENCH_PLAN[@]}"; do
-        read -r tag kind cap <<<"${BENCH_PLAN[$i]}"
+        read -r tag kind cap rest <<<"${BENCH_PLAN[$i]}"
         f=$MODEL_DIR/$tag.gguf
-        args=$GRID; [[ $kind == depth ]] && args=$DEPTH
+        args=$GRID; [[ $kind == depth ]] && args=$DEPTH; [[ $kind == args ]] && args=$rest
+        envs=()
+        while [[ $args =~ ^([A-Z_][A-Z0-9_]*=[^ ]*)\ (.*)$ ]]; do envs+=("${BASH_REMATCH[1]}"); args=${BASH_REMATCH[2]}; done
         if (( $(left) < 15 )); then log "d. skip $tag/$kind: only $(left)s left"; continue; fi
         t=$SECONDS
         if ! wait_model "$f"; then
@@ -222,9 +230,9 @@ if [[ -x $BENCH_BIN ]]; then
         else
             (( SECONDS - t > 0 )) && log "d. waited $((SECONDS - t))s for $tag"
             to=$cap; (( $(left) < to )) && to=$(left)
-            log ">>> d. bench $tag/$kind (timeout ${to}s): llama-bench -m $f $args -o jsonl -oe md --progress"
+            log ">>> d. bench $tag/$kind (timeout ${to}s): ${envs[*]} llama-bench -m $f $args -o jsonl -oe md --progress"
             # stdout (jsonl, flushed per test) -> bench.jsonl ; stderr (markdown + progress) -> log
-            { timeout -k 10 "$to" "$BENCH_BIN" -m "$f" $args -o jsonl -oe md --progress \
+            { timeout -k 10 "$to" env "${envs[@]}" "$BENCH_BIN" -m "$f" $args -o jsonl -oe md --progress \
                 2>&1 1>> "$OUT/bench.jsonl"; } | stamp | tee -a "$LOG"
             rc=${PIPESTATUS[0]}
             log "<<< d. bench $tag/$kind rc=$rc$([[ $rc == 124 || $rc == 137 ]] && echo ' (TIMEOUT)') step=$((SECONDS - t))s total=${SECONDS}s"
