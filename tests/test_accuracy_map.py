@@ -399,6 +399,29 @@ def test_a_run_with_clocks_pinned_at_their_top_takes_the_specs_max_clocks_point(
     assert p["memory.CBUF.bandwidth"][0] == pytest.approx(spec_params(spec)["memory.CBUF.bandwidth"][0])
 
 
+def test_a_fastflowlm_row_runs_its_runtime_through_the_npus_own_dram_port_with_a_5_bit_head():
+    """FastFlowLM rows run the fastflowlm profile, not the device-only one: its Q4NX files keep
+    the LM head in Q4_1 (5 bits per weight), and the XDNA 2 NPU reads DRAM at 60 GB/s (its
+    port; the SoC's CPU and iGPU see ~125). Decode of a 4-bit Llama-3.2-1B is then bounded by
+    60 GB/s over its weight bytes, and faster than with a 16-bit head."""
+    row = {"_id": 1, "hardware": "AMD Ryzen AI 7 350 (XDNA2 NPU)", "num_devices": "1", "model": "Llama-3.2-1B",
+           "weight_precision": "int4 (FLM format)", "batch": "1", "input_tokens": "1024", "output_tokens": "",
+           "metric": "decode_tokens_per_s", "value": "64.5", "source": "example.org/x", "hw_ref": "",
+           "software_framework": "FastFlowLM v0.9.30", "notes": ""}
+    generic = dict(row, software_framework="an unnamed NPU stack")
+    cases, skipped = resolve_all(load_map(), [row, generic])
+    assert not skipped
+    assert [c.runtime for c in cases] == ["fastflowlm", "generic"]
+    spec = spec_params(load_hardware("amd-ryzen-ai-350-npu"))
+    assert spec["memory.LPDDR5X.bandwidth"][0] == pytest.approx(60e9)
+    model = load_workload("llama-3.2-1b")
+    head = model.vocab_size * model.hidden_size
+    weight_bytes = (model.param_count() - head) * 0.5 + head * 5 / 8      # 4-bit layers, Q4_1 head
+    flm, dev = core.predict(cases[0])[0], core.predict(cases[1])[0]
+    assert flm < 60e9 / weight_bytes
+    assert flm > 1.2 * dev         # the generic profile reads a 16-bit head (half the 4-bit bytes again)
+
+
 def test_the_prefill_queue_serves_a_prompt_at_its_marginal_cost():
     """A served prompt joins engine steps that already stream the weights for the running
     batch: the queue's service time is T(2 prompts) - T(1), one prompt's prefill for a
