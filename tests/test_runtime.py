@@ -601,3 +601,49 @@ def test_fit_reaches_a_memory_multiplier_at_its_cap(tmp_path, synthetic_runtime)
     assert fr.values["memory"] >= 1 / 0.85 - 1e-3, fr.values
     assert fr.values["launch_decode"] == pytest.approx(9e-6, rel=0.02)
     assert fr.start_mape > 0.05 and fr.in_sample_mape < 0.01
+
+
+def test_a_fixed_shape_graph_reads_its_whole_compiled_cache_every_pass():
+    """AI Hub compiles an LLM's prompt processor (128 tokens a pass) and token generator for
+    one context_length (4096): the KV cache is a graph input of that length, so each step
+    reads all of it, int8 (1 byte + our 2-byte scale per head vector), however short the
+    sequence. Hand numbers for Llama-3.2-1B: 4096 positions x 8 KV heads x 64 x (K, V)."""
+    hw, m = load_hardware("snapdragon-8-elite-hexagon"), load_workload("llama-3.2-1b")
+    comp = Compression(weight_bits=4)
+
+    def run(prompt, runtime="qnn", **kw):
+        return evaluate(hw, m, Scenario(batch=1, prompt=prompt, generate=8, runtime=runtime, **kw), comp)
+
+    def decode_attention(res):
+        ops = res.ops
+        return ops[(ops.phase == "decode") & (ops.kind == "attention")].iloc[0]
+
+    cache = 4096 * m.num_kv_heads * m.hd * 2 * (1 + 2 / m.hd)
+    short, long = decode_attention(run(16)), decode_attention(run(2000))
+    assert short.bytes_LPDDR5X == pytest.approx(cache, rel=0.01)           # + the query and output vectors
+    assert long.bytes_LPDDR5X == short.bytes_LPDDR5X and long.time_s == short.time_s
+    assert decode_attention(run(16, compiled_context=2048)).bytes_LPDDR5X == pytest.approx(cache / 2, rel=0.01)
+    assert run(16)["kv_bytes"] == pytest.approx(m.num_layers * cache)      # the whole cache is allocated
+    assert "4096 KV positions" in run(16)["notes"]
+    # a stack whose cache holds the sequence reads what the sequence holds, at the datatype's width
+    generic = decode_attention(run(2000, runtime="generic"))
+    assert generic.bytes_LPDDR5X == pytest.approx((2000 + 4) * m.num_kv_heads * m.hd * 2 * 2, rel=0.01)
+    # the prompt processor: 512 tokens are 4 passes of 128, each the cost of a 128-token prompt
+    assert load_runtime("qnn").prefill_ubatch == 128
+    assert run(512)["ttft_s"] == pytest.approx(4 * run(128)["ttft_s"], rel=1e-9)
+
+
+def test_measurement_rows_state_the_compiled_context_and_prompt_pass():
+    """An AI Hub perf.yaml row names its context_length and prompt-processor length: the
+    scenario takes them; a row that names neither keeps the runtime's (4096 and 128)."""
+    notes = ("perf.yaml llm_metrics: context_length 1024, tokens_per_second 11.2. info.yaml: Input sequence "
+             "length for Prompt Processor 1024")
+    base = {"hardware": "Qualcomm Snapdragon X Elite CRD Hexagon NPU", "hw_class": "npu", "num_devices": "1",
+            "software_framework": "Qualcomm AI Hub Models (QNN context binary, QAIRT)", "model": "Llama-2-7B-Chat",
+            "params_B": "7", "weight_precision": "w4a16", "batch": "1", "input_tokens": "1024", "output_tokens": "",
+            "metric": "ttft_ms", "value": "1919", "source": "https://example.org/perf.yaml", "runtime": "qnn"}
+    rows = [dict(base, notes=notes, _id="1"), dict(base, notes="", _id="2")]
+    stated, plain = resolve_all(load_map(None), rows, None)[0]
+    assert (stated.scenario.compiled_context, stated.scenario.ubatch) == (1024, 1024)
+    assert (plain.scenario.compiled_context, plain.scenario.ubatch) == (None, None)
+    assert plain.scenario.kv_slots == 4096

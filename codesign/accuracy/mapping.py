@@ -504,12 +504,15 @@ _BEAMS = re.compile(r"(?:num_beams|beams?(?:\s+search)?(?:\s+(?:width|size))?)\s
 
 
 # llama.cpp's physical batch: 'n_ubatch=2048', 'n_ubatch 512', '-ub 4096', 'ubatch 2048'
-_UBATCH = re.compile(r"(?:n_ubatch|-ub|\bubatch)\s*[=:]?\s*(\d+)", re.I)
+_UBATCH = re.compile(r"(?:n_ubatch|-ub|\bubatch|prompt processor input length|sequence length for prompt "
+                     r"processor)\s*[=:]?\s*(\d+)", re.I)
+_COMPILED = re.compile(r"\bcontext_length\s*[=:]?\s*(\d+)")     # an AI Hub model's compiled KV length
 
 
-def _ubatch(text: str) -> int | None:
-    """Prompt tokens per physical pass a row states (None: the runtime's default)."""
-    got = _UBATCH.search(text)
+def _ubatch(text: str, pattern: re.Pattern = _UBATCH) -> int | None:
+    """Prompt tokens per physical pass a row states (None: the runtime's default); or what
+    another ``pattern`` reads (_COMPILED)."""
+    got = pattern.search(text)
     return int(got.group(1)) if got else None
 
 
@@ -752,7 +755,8 @@ def resolve_row(r: dict, mp: dict, runtime: str | None = None):
     batch = 1 if search else _int(r.get("batch"))
     if batch is None:
         return skip(f"batch {r.get('batch')!r} is not a number")
-    beams = _beams(f"{r.get('software_framework', '')} {r.get('notes', '')}")
+    text = f"{r.get('software_framework', '')} {r.get('notes', '')}"
+    beams = _beams(text)
     if beams is None:
         return skip("beam search with an unstated beam count")
     devices = _int(r.get("num_devices")) or 1
@@ -762,7 +766,8 @@ def resolve_row(r: dict, mp: dict, runtime: str | None = None):
         sc = Scenario(batch=batch, prompt=lengths["prompt"], generate=lengths["generate"], dtype=prec["dtype"],
                       runtime=rt.name, beams=beams, **layout, **_attention(r, rt.name),
                       # a stated physical batch, for stacks whose profile runs prompts in passes
-                      ubatch=_ubatch(f"{r.get('software_framework', '')} {r.get('notes', '')}") if rt.prefill_ubatch else None)
+                      ubatch=_ubatch(text) if rt.prefill_ubatch else None,
+                      compiled_context=_ubatch(text, _COMPILED) if rt.compiled_context else None)
     except ValueError as e:
         return skip(f"not a valid scenario ({str(e).splitlines()[-1].strip()})")
     baseline: dict | None = None

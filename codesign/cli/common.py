@@ -96,7 +96,8 @@ def _apply(options):
 
 
 def scenario_options(f):
-    """--batch --prompt --generate --dtype --tp --pp --dp --ep --attention --microbatches --ubatch --beams --runtime."""
+    """--batch --prompt --generate --dtype --tp --pp --dp --ep --attention --microbatches --ubatch
+    --compiled-context --beams --runtime."""
     return _apply([
         click.option("--batch", type=int, default=1, show_default=True, help="Concurrent requests."),
         click.option("--prompt", type=int, default=512, show_default=True, help="Prompt tokens per request."),
@@ -111,6 +112,8 @@ def scenario_options(f):
         click.option("--microbatches", type=int, default=None, help="Pipeline micro-batches."),
         click.option("--ubatch", type=int, default=None,
                      help="Prompt tokens per physical pass (llama.cpp -ub; default: the runtime's)."),
+        click.option("--compiled-context", type=int, default=None,
+                     help="KV positions a fixed-shape compiled graph holds (AI Hub context_length; default: the runtime's)."),
         click.option("--beams", type=int, default=1, show_default=True,
                      help="Beam search / parallel samples per request (they share the prompt's KV cache)."),
         click.option("--runtime", default=None,
@@ -149,7 +152,7 @@ def compression_options(f):
 
 
 SCENARIO_KEYS = ("batch", "prompt", "generate", "dtype", "tp", "pp", "dp", "ep", "attention", "microbatches",
-                 "ubatch", "beams", "runtime")
+                 "ubatch", "compiled_context", "beams", "runtime")
 COMPRESSION_KEYS = ("weight_bits", "weight_format", "group_size", "act_bits", "kv_bits", "sparsity", "prune_heads",
                     "prune_ffn", "prune_layers", "distill_to", "quantize_embeddings", "zero_point", "scheme", "other_bits")
 

@@ -578,13 +578,14 @@ def _ubatched(g: _Group, mem: _Memory, whole: _Phase, passes: int) -> _Phase:
     attention of the passes sums to that of the whole causal prompt, as chunk k attends its
     own q tokens and the k q cached ones (F((k+1)q) - F(kq) telescopes to F(P); the step
     decomposition of perf/steps.py). Neglected: the launch of the attention kernels in every
-    pass (counted once)."""
+    pass (counted once). A fixed-shape graph (Scenario.kv_slots) has no such sum: each pass
+    reads and scores its whole compiled cache, so every op runs once per pass."""
     sc = g.sc
     q = math.ceil(sc.prompt / passes)
     tab = _tables(g.model, sc.model_copy(update={"batch": g.micro, "prompt": q, "generate": 0}), g.rt)[0]
     one = _run_phase(g.spec, g.p, tab, g.pr, mem.weights, mem.kv, 0, sc.pp)
     assert [o.name for o in tab.ops] == [o.name for o in whole.tab.ops]    # the same graph at another length
-    core = np.array([o.kind in CONTEXT_KINDS for o in tab.ops])
+    core = np.array([o.kind in CONTEXT_KINDS and not sc.kv_slots for o in tab.ops])
     pick = lambda a, b: np.where(core, a, passes * b)  # noqa: E731
     count = tab.cols["count"]
     per_op = pick(whole.per_op_time, one.per_op_time)
@@ -690,6 +691,9 @@ def _check_scenario(spec, model, sc, rt, notes: set):
                   f"its {'default' if spec.device_class not in rt.tuning else spec.device_class} tuning is used")
     elif rt.tuning and spec.device_class not in rt.tuning and "default" not in rt.tuning:
         notes.add(f"runtime {rt.name} has no measured tuning for {spec.device_class} devices (neutral figures)")
+    if sc.kv_slots and model.architecture == "decoder":
+        notes.add(f"a fixed-shape graph of {max(sc.kv_slots, sc.prompt + sc.generate)} KV positions: every step reads "
+                  "and scores all of them, however short the sequence (compiled_context)")
     if sc.tp > 1:
         kv = model.kv_heads
         if model.num_heads % sc.tp:

@@ -36,9 +36,12 @@ def footprint(model: ModelSpec, sc: Scenario, w_bytes, a_bytes, kv_bytes, table_
     weights = layers_dev * (experts_dev * w_bytes + (per_layer_dev - experts_dev) * other) + tables_dev * table_bytes
     reqs = math.ceil(sc.batch / sc.dp)
     # cached tokens per layer: the whole context, or the window on windowed layers
-    # (beams share the prompt's cache and each keeps its own generated tokens)
+    # (beams share the prompt's cache and each keeps its own generated tokens); a fixed-shape
+    # compiled graph holds its whole cache whatever the sequence (Scenario.kv_slots)
     prompt_kv = model.kv_tokens(sc.prompt)
     kv_tokens = (prompt_kv + sc.beams * (model.kv_tokens(sc.prompt + sc.generate) - prompt_kv)) * layers_dev / L
+    if sc.kv_slots:
+        kv_tokens = max(kv_tokens, sc.beams * model.kv_tokens(sc.kv_slots) * layers_dev / L)
     # per token and layer on this device: K and V of its KV heads, or MLA's latent (every
     # tensor-parallel rank keeps the whole latent)
     per_token = model.kv_per_token_layer if model.mla is not None else 2 * math.ceil(model.kv_heads / tp) * model.hd

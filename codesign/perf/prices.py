@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..compression import (
+    Compression,
     act_bytes_per_element,
     kv_bytes_per_element,
     other_weight_bytes_per_element,
@@ -82,7 +83,10 @@ def prices(spec: HardwareSpec, p: dict, model: ModelSpec, sc: Scenario, comps, n
         if comp is not None and comp.other_bits is not None and model.moe is None:
             notes.add(f"other_bits sets MoE experts apart: {model.name} has none, so every linear layer takes weight_bits")
             other = w
-        rows.append((w, act_bytes_per_element(comp, sc.dtype), kv_bytes_per_element(comp, sc.dtype, model.hd),
+        # the cache at the compression's width, else at the stack's own (kv_bits), else the datatype's
+        kv_comp = comp if (comp and comp.kv_bits) or rt is None or not rt.kv_bits else \
+            (comp or Compression()).model_copy(update={"kv_bits": rt.kv_bits})
+        rows.append((w, act_bytes_per_element(comp, sc.dtype), kv_bytes_per_element(kv_comp, sc.dtype, model.hd),
                      gdt, adt, speed, float(deq), table, unpack, other,
                      float(comp is None or comp.other_bits is None or comp.other_bits < 16)))
     vdt = vector_dtype(spec, sc.dtype)

@@ -104,6 +104,10 @@ class Runtime(Frozen):
     # a negation, a concatenation, two products and a sum for q and for k (10); default 1
     kernels_per_op: dict[OpKindName, float] = Field(default_factory=dict)
     attention: Literal["fused", "unfused"] | None = None  # None keeps the scenario's choice
+    # KV-cache positions of a fixed-shape compiled graph (Qualcomm AI Hub / Genie compile the
+    # prompt processor and token generator for one context_length): every attention reads and
+    # scores all of them, masked, however short the sequence; None: the cache holds the sequence
+    compiled_context: int | None = Field(default=None, gt=0)
     # prompt tokens per physical pass (ggml's n_ubatch): a longer prompt runs as several passes,
     # each re-streaming the weights at the smaller GEMM shapes; None: the whole prompt at once
     prefill_ubatch: int | None = Field(default=None, gt=0)
@@ -143,6 +147,9 @@ class Runtime(Frozen):
     # Decode reads the whole head every step: 13% of Llama-3.1-8B's bytes at 4 bits, 30% of
     # a 1B model's
     head_bits: float | None = Field(default=None, gt=0, le=16)
+    # bits per KV-cache value the stack stores where the compression names none (AI Hub's
+    # exports keep the cache in int8); None: the scenario's datatype
+    kv_bits: Literal[8] | None = None
     layout: Literal["tensor", "pipeline"] = "tensor"   # how several devices split a model
     batching: Literal["static", "continuous"] = "static"
     tuning: dict[TuningKey, ClassTuning] = Field(default_factory=dict)
@@ -177,7 +184,8 @@ class Runtime(Frozen):
 
     def figure_paths(self) -> list[str]:
         out = [k for k in ("launch_overhead", "decode_launch_overhead", "request_overhead", "sequence_overhead",
-                           "frontend_request", "frontend_token", "dequant_tile_rows", "head_bits") if getattr(self, k) is not None]
+                           "frontend_request", "frontend_token", "dequant_tile_rows", "head_bits",
+                                      "kv_bits", "compiled_context", "prefill_ubatch") if getattr(self, k) is not None]
         out += [f"kernels_per_op.{k}" for k in self.kernels_per_op]
         out += [f"unpack_ops.{k}" for k in self.unpack_ops]
         if "dequant_ops" in self.model_fields_set:

@@ -65,7 +65,7 @@ SERVING_FIELDS = ("tp", "pp", "batch", "replicas", "max_num_seqs", "max_batched_
 SAMPLERS = ("auto", "exhaustive", "tpe", "nsga2", "nsga3", "gp", "random", "grid")
 ENUMERATION_OPTIONS = ("max_designs", "chunk_size")      # what auto / exhaustive take (samplers.py)
 SCENARIO_FIELDS = ("batch", "prompt", "generate", "dtype", "tp", "pp", "dp", "ep", "attention", "microbatches",
-                   "ubatch", "beams", "runtime")
+                   "ubatch", "compiled_context", "beams", "runtime")
 
 
 def _unknown_metric(name: str) -> str:
@@ -196,6 +196,7 @@ class WorkloadEntry(_Strict):
     attention: str | None = None
     microbatches: int | None = None
     ubatch: int | None = None
+    compiled_context: int | None = None
     beams: int | None = None
     runtime: str | None = None
     serve: ServeSpec | None = None

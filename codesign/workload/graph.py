@@ -94,12 +94,19 @@ def _norm(name, model, phase, count, rows) -> Op:
 
 
 def _attention(model: ModelSpec, d: _Dims, phase: str, count: int, requests: int, q_len: int, context: int,
-               causal: bool, fused: bool, window: int | None = None, cached_per_token: float | None = None) -> list[Op]:
+               causal: bool, fused: bool, window: int | None = None, cached_per_token: float | None = None,
+               slots: int | None = None) -> list[Op]:
     """Attention of ``q_len`` new tokens per request over ``context`` keys.
 
     Grouped-query attention is packed the way FlashAttention/FlashDecoding run it: the
     query heads that share a KV head form the rows of one product (batch = requests x
     KV heads, m = group x q_len), so K and V are read once per KV head.
+
+    ``slots``: a fixed-shape compiled graph's KV length (Scenario.kv_slots). Its cache is a
+    graph input of that many positions: every pass reads it whole and scores every position
+    (the unused ones masked, no tile skipped), so the work neither grows with the sequence
+    nor shrinks for a short one (AI Hub's model docstring: a longer context_length "hurts
+    both time-to-first-token and tokens-per-second").
     """
     group = d.q_heads // d.kv_heads if d.q_heads % d.kv_heads == 0 else 1
     batch = requests * (d.kv_heads if group > 1 else d.q_heads)
@@ -107,16 +114,20 @@ def _attention(model: ModelSpec, d: _Dims, phase: str, count: int, requests: int
     hd = d.hd
     decode = phase == "decode"
     # keys each query attends: causal prefill averages (c+1)/2 when fused kernels skip masked tiles
-    ctx = min(context, window) if window else context
-    eff_ctx = (ctx + 1) / 2 if (causal and fused and not decode) else ctx
-    grows = decode and not (window and context >= window)   # context still grows per step
+    ctx = max(slots, context) if slots else context
+    ctx = min(ctx, window) if window else ctx
+    eff_ctx = (ctx + 1) / 2 if (causal and fused and not decode and not slots) else ctx
+    grows = decode and not slots and not (window and context >= window)   # context still grows per step
     slope = 1.0 if grows else 0.0
     q_elems = requests * q_len * d.q_heads * hd
     # cache elements per token: K and V of each KV head, or what the caller caches (MLA's latent)
     per_token = cached_per_token if cached_per_token is not None else d.kv_heads * hd * 2
     kv_new = requests * q_len * per_token                      # written to the cache
-    kv_read = requests * per_token * ctx if decode else 0.0
-    kv_in = 0.0 if decode else requests * ctx * d.kv_heads * hd * 2   # prefill: K/V are fresh activations
+    # the cache read: decode's whole context; a compiled prompt pass's cache input beside its own keys
+    cached = ctx if decode else (max(ctx - q_len, 0) if slots else 0)
+    kv_read = float(requests * per_token * cached)
+    fresh = q_len if slots else ctx                              # prefill: K/V are fresh activations
+    kv_in = 0.0 if decode else requests * fresh * d.kv_heads * hd * 2
     score_elems = requests * d.q_heads * q_len * ctx
     base = _PhaseFields(phase=phase, count=count, context=context if decode else 0)
     if fused:
@@ -253,12 +264,12 @@ def _mla(model: ModelSpec, d: _Dims, sc: Scenario, phase: str, count: int, reque
         ops.append(_gemm("kv_up", phase, count, tokens, r, heads * (nope + v)))
         mha = _Dims(h=h, hd=(nope + rope + v) // 2, q_heads=heads, kv_heads=heads, ffn=d.ffn, vocab=d.vocab)
         ops += _attention(model, mha, phase, count, requests, q_len, context, causal, fused, window,
-                          cached_per_token=a.cached)
+                          cached_per_token=a.cached, slots=sc.kv_slots)
     else:   # absorbed: q_nope x W_UK per head, attention over latents, latent x W_UV per head
         ops.append(_gemm("q_absorb", phase, count, tokens, nope, r, batch=heads))
         latent = _Dims(h=h, hd=(a.cached + r) // 2, q_heads=heads, kv_heads=1, ffn=d.ffn, vocab=d.vocab)
         ops += _attention(model, latent, phase, count, requests, q_len, context, causal, fused, window,
-                          cached_per_token=a.cached)
+                          cached_per_token=a.cached, slots=sc.kv_slots)
         ops.append(_gemm("v_unabsorb", phase, count, tokens, r, v, batch=heads))
     ops.append(_gemm("o_proj", phase, count, tokens, heads * v, h))
     return ops
@@ -294,7 +305,8 @@ def _attention_block(model: ModelSpec, d: _Dims, sc: Scenario, phase: str, count
         if model.position == "rope":
             rope_elems = tokens * (d.q_heads + d.kv_heads) * model.rotary_dims
             ops.append(_vector("rope", "rope", phase, count, rope_elems, impl="rope", flops_per=3))
-        ops += _attention(model, d, phase, count, requests, q_len, context, causal, sc.attention == "fused", window)
+        ops += _attention(model, d, phase, count, requests, q_len, context, causal, sc.attention == "fused", window,
+                          slots=sc.kv_slots)
         if model.attention_gate:   # output * sigmoid(gate): exp, add, divide, multiply per channel
             ops.append(_vector("attn_gate", "elementwise", phase, count, tokens * d.q_heads * hd, impl="mul",
                                flops_per=4, trans_per=1, inputs=2))

@@ -34,6 +34,9 @@ class Scenario(BaseModel):
     runtime: str = "generic"                        # software stack (codesign.runtime library name)
     # prompt tokens per physical pass (llama.cpp -ub); None: the runtime's prefill_ubatch
     ubatch: int | None = Field(default=None, gt=0)
+    # KV positions a fixed-shape compiled graph holds (an AI Hub model's context_length); None:
+    # the runtime's compiled_context
+    compiled_context: int | None = Field(default=None, gt=0)
     # beam search / parallel sampling: each request decodes `beams` sequences that share its
     # prompt's KV cache; the answer is one sequence (generated tokens count once per request)
     beams: int = Field(default=1, ge=1, le=64)
@@ -56,6 +59,11 @@ class Scenario(BaseModel):
             raise ValueError(f"ep ({self.ep}) must divide tp x dp ({self.tp * self.dp}): experts are spread "
                              "over the devices of one pipeline stage")
         return self
+
+    @property
+    def kv_slots(self) -> int | None:
+        """KV positions every attention spans in a fixed-shape compiled graph (None: the sequence's own)."""
+        return self.compiled_context or runtime.load_runtime(self.runtime).compiled_context
 
     @property
     def devices(self) -> int:
