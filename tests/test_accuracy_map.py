@@ -168,7 +168,10 @@ def test_beam_counts_and_per_device_rates_are_read_from_the_notes():
     assert _beams("Beam 1 (greedy)") == 1 and _beams("greedy") == 1
     assert _beams("beam search width 4") == 4 and _beams("num_beams=4") == 4 and _beams("4 beams") == 4
     assert _beams("beam search") is None
-    from codesign.accuracy.mapping import _ubatch
+    from codesign.accuracy.mapping import _UBATCH, _stated
+
+    def _ubatch(text):
+        return _stated(_UBATCH, text)
     assert _ubatch("n_ubatch=4096. PR table") == 4096 and _ubatch("llama-bench, n_ubatch 2048, fa 1") == 2048
     assert _ubatch("llama-bench -ub 512 -p 2048") == 512 and _ubatch("pp2048 tg128") is None
     assert PER_DEVICE.search("-> 3014 out tok/s PER GPU")

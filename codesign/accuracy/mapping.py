@@ -509,9 +509,9 @@ _UBATCH = re.compile(r"(?:n_ubatch|-ub|\bubatch|prompt processor input length|se
 _COMPILED = re.compile(r"\bcontext_length\s*[=:]?\s*(\d+)")     # an AI Hub model's compiled KV length
 
 
-def _ubatch(text: str, pattern: re.Pattern = _UBATCH) -> int | None:
-    """Prompt tokens per physical pass a row states (None: the runtime's default); or what
-    another ``pattern`` reads (_COMPILED)."""
+def _stated(pattern: re.Pattern, text: str) -> int | None:
+    """The number a row's text states for ``pattern`` (_UBATCH: prompt tokens per physical pass;
+    _COMPILED: a compiled KV length); None: the runtime's default."""
     got = pattern.search(text)
     return int(got.group(1)) if got else None
 
@@ -766,8 +766,8 @@ def resolve_row(r: dict, mp: dict, runtime: str | None = None):
         sc = Scenario(batch=batch, prompt=lengths["prompt"], generate=lengths["generate"], dtype=prec["dtype"],
                       runtime=rt.name, beams=beams, **layout, **_attention(r, rt.name),
                       # a stated physical batch, for stacks whose profile runs prompts in passes
-                      ubatch=_ubatch(text) if rt.prefill_ubatch else None,
-                      compiled_context=_ubatch(text, _COMPILED) if rt.compiled_context else None)
+                      ubatch=_stated(_UBATCH, text) if rt.prefill_ubatch else None,
+                      compiled_context=_stated(_COMPILED, text) if rt.compiled_context else None)
     except ValueError as e:
         return skip(f"not a valid scenario ({str(e).splitlines()[-1].strip()})")
     baseline: dict | None = None

@@ -585,7 +585,8 @@ def _ubatched(g: _Group, mem: _Memory, whole: _Phase, passes: int) -> _Phase:
     tab = _tables(g.model, sc.model_copy(update={"batch": g.micro, "prompt": q, "generate": 0}), g.rt)[0]
     one = _run_phase(g.spec, g.p, tab, g.pr, mem.weights, mem.kv, 0, sc.pp)
     assert [o.name for o in tab.ops] == [o.name for o in whole.tab.ops]    # the same graph at another length
-    core = np.array([o.kind in CONTEXT_KINDS and not sc.kv_slots for o in tab.ops])
+    static = bool(sc.kv_slots)
+    core = np.array([o.kind in CONTEXT_KINDS and not static for o in tab.ops])
     pick = lambda a, b: np.where(core, a, passes * b)  # noqa: E731
     count = tab.cols["count"]
     per_op = pick(whole.per_op_time, one.per_op_time)

@@ -184,8 +184,8 @@ class Runtime(Frozen):
 
     def figure_paths(self) -> list[str]:
         out = [k for k in ("launch_overhead", "decode_launch_overhead", "request_overhead", "sequence_overhead",
-                           "frontend_request", "frontend_token", "dequant_tile_rows", "head_bits",
-                                      "kv_bits", "compiled_context", "prefill_ubatch") if getattr(self, k) is not None]
+                           "frontend_request", "frontend_token", "dequant_tile_rows", "head_bits", "kv_bits",
+                           "compiled_context", "prefill_ubatch") if getattr(self, k) is not None]
         out += [f"kernels_per_op.{k}" for k in self.kernels_per_op]
         out += [f"unpack_ops.{k}" for k in self.unpack_ops]
         if "dequant_ops" in self.model_fields_set:
