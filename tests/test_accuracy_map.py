@@ -499,16 +499,18 @@ def test_a_ggml_format_maps_the_same_whatever_its_case():
                 assert c.compression.scheme == fmt, (c.row, spelled[c.row], c.compression)
 
 
-def test_the_h200_llama_cpp_run_reads_as_the_settings_it_ran():
-    """docs/validation/h200-llamacpp-2026-11-27/rows.csv (benchmarks/llamacpp_gpu/rows.py): every
-    row resolves to llama.cpp on CUDA on the h200 spec, with the -fa and -ub its software states
-    and the format's own bytes (Q4_0 4.5 bits, Q8_0 8.5, F16 16)."""
-    rows = read_rows(ROOT / "docs" / "validation" / "h200-llamacpp-2026-11-27" / "rows.csv")
+@pytest.mark.parametrize("folder,spec,n", [("h200-llamacpp-2026-11-27", "h200", 70),
+                                           ("h100-llamacpp-2026-11-27", "h100-sxm", 15)])
+def test_the_lent_gpu_llama_cpp_runs_read_as_the_settings_they_ran(folder, spec, n):
+    """docs/validation/<folder>/rows.csv (benchmarks/llamacpp_gpu/rows.py): every row resolves
+    to llama.cpp on CUDA on the card's spec, with the -fa and -ub its software states and the
+    format's own bytes (Q4_0 4.5 bits, Q8_0 8.5, F16 16)."""
+    rows = read_rows(ROOT / "docs" / "validation" / folder / "rows.csv")
     cases, skipped = resolve_all(load_map(), rows)
-    assert not skipped and len(cases) == len(rows) == 70
+    assert not skipped and len(cases) == len(rows) == n
     for c in cases:
         sw = rows[c.row - 1]["software_framework"]
-        assert (c.hardware, c.runtime) == ("h200", "llama.cpp-cuda")
+        assert (c.hardware, c.runtime) == (spec, "llama.cpp-cuda")
         assert c.scenario.attention == ("fused" if "-fa 1" in sw else "unfused")
         assert f"-ub {c.scenario.ubatch}" in sw
     bits = {rows[c.row - 1]["weight_precision"]: weight_bytes_per_element(c.compression, c.scenario.dtype) * 8

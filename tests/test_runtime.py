@@ -135,6 +135,33 @@ def test_streaming_cap_is_cores_x_clock_x_bytes_per_clock(tmp_path):
     assert load_runtime(capped).tuning_for("gpu").stream == 2 and load_runtime(flat).tuning_for("gpu").stream is None
 
 
+def test_streaming_cap_can_bind_packed_kernels_only(tmp_path):
+    """``stream_kernels: packed``: the cap binds the GEMVs that unpack packed weights (llama.cpp's
+    MMVQ) and the stack's small kernels, not a float-weight GEMV (its F16 GEMV): Llama-3.1-8B
+    fp16 decode on an A100 streams its ~16 GB of weights at the memory's rate, 4-bit weights at
+    the cap of 2 B/clk x 108 SMs x 1.41 GHz = 305 GB/s."""
+    body = ("launch_overhead: 0 s\ntuning: {gpu: {stream: 2}}\n"
+            "sources: {launch_overhead: 'estimate: test', tuning: 'estimate: test'}\n")
+    every = _write(tmp_path, "every", body)
+    packed = _write(tmp_path, "packed", body + "stream_kernels: packed\n")
+    hw, m = load_hardware("a100-80gb"), load_workload("llama-3.1-8b")
+    cap = 2 * hw.compute.cores * hw.compute.clock
+    free = hw.memory[0].bandwidth * hw.memory[0].efficiency
+    sc = dict(batch=1, prompt=16, generate=16)
+
+    def gemv_bw(runtime, comp=None):
+        ops = evaluate(hw, m, Scenario(**sc, runtime=runtime), comp).ops
+        g = ops[(ops.phase == "decode") & (ops.name == "ffn_gate_up")].iloc[0]
+        return g["bytes_" + hw.memory[0].name] / g["time_s"]
+
+    assert gemv_bw(every) == pytest.approx(cap, rel=0.02)
+    assert gemv_bw(packed) == pytest.approx(free, rel=0.02)
+    q4 = Compression(weight_bits=4, group_size=32)
+    assert gemv_bw(packed, q4) == pytest.approx(cap, rel=0.02) == gemv_bw(every, q4)
+    assert load_runtime("llama.cpp-cuda").stream_kernels == "packed"
+    assert load_runtime("llama.cpp-cuda-legacy").stream_kernels == "all"      # DMMV ran F16 until 2024-11
+
+
 def test_decode_launch_cost_differs_from_prefill(tmp_path):
     graphs = _write(tmp_path, "graphs", "launch_overhead: 20 us\ndecode_launch_overhead: 0 s\n"
                     "sources: {launch_overhead: 'estimate: test', decode_launch_overhead: 'estimate: test'}\n")

@@ -320,13 +320,20 @@ def _op_terms(spec, p, tab, pr, weight_total, kv_total) -> OpTerms:
     work = _compute_times(p, tab, pr, prof_eff, vec_eff, shape.util)
     dq = _dequant(p, tab, pr, vec_eff)
     traffic_a, traffic_b, traffic_sep = _traffic(spec, p, tab, pr, dq, shape, passes, weight_total, kv_total)
-    bw, e_byte = _level_arrays(spec, p)
+    bw_capped, bw_free, e_byte = _level_arrays(spec, p)
+    # a stack whose streaming cap binds only its packed-weight kernels (runtime.stream_kernels)
+    # streams a float-weight product at the memory's rate (llama.cpp's cuBLAS and float GEMV)
+    bw = bw_capped                                                                        # (L,D,1)
+    if (np.isfinite(p["runtime.stream"]) & (p["runtime.stream_packed_only"] > 0)).any():
+        packed = (dq.time > 0) | (dq.separate > 0) | (tab.is_gemm & ~tab.quantized & (pr.table_bytes < 2))
+        free = tab.is_gemm & ~packed & (p["runtime.stream_packed_only"] > 0)[:, None]     # (D,N)
+        bw = np.where(free[None], bw_free, bw_capped)                                     # (L,D,N)
     a, b = _resource_times(spec, p, tab, work, dq.time, _link_time(p, tab, pr), traffic_a, traffic_b, bw)
     # a separate dequantisation pass is its own kernel, run before the GEMM on the same
     # stream: its streaming time (at its slowest level) adds to whichever term binds the GEMM
     # rather than hiding under its arithmetic
     if dq.separate.any():
-        a += (traffic_sep / bw).max(0)[None]
+        a += (traffic_sep / bw_capped).max(0)[None]
         traffic_a = traffic_a + traffic_sep
     energy_a, energy_b = _energy(tab, pr, traffic_a, traffic_b, e_byte)
     launch = np.where(tab.is_decode, p["runtime.launch_decode"][:, None], p["runtime.launch"][:, None])
@@ -463,7 +470,7 @@ def _resource_times(spec, p, tab, work: _ComputeTimes, t_dq, t_link, traffic_a, 
     sl = tab.slope_cols
     b = np.zeros((4 + L, D, len(sl)))                                        # (J,D,S)
     b[COMPUTE], b[TRANSCENDENTAL] = work.d_work[:, sl], work.d_trans[:, sl]
-    np.divide(traffic_b, bw, out=b[levels])
+    np.divide(traffic_b, bw[..., sl] if bw.shape[-1] > 1 else bw, out=b[levels])
     if stretch is not None:
         b[levels] *= stretch[..., sl]
     return a, b
@@ -541,19 +548,21 @@ def _ramps(spec, p):
 
 
 def _level_arrays(spec, p):
-    """Sustained bandwidth (all instances) and energy per byte of each level, (L,D,1); the
-    runtime's memory multiplier applies to off-chip streaming (capped at the bandwidth), and
-    so does its Little's-law cap: cores x clock x the bytes per clock each core keeps
-    streaming (``runtime.stream``; fmin, as a spec without a clock has no cap)."""
+    """Sustained bandwidth (all instances) of each level with and without the runtime's
+    streaming cap, and energy per byte, (L,D,1) each. The runtime's memory multiplier applies
+    to off-chip streaming (capped at the bandwidth); its Little's-law cap is cores x clock x
+    the bytes per clock each core keeps streaming (``runtime.stream``; fmin, as a spec
+    without a clock has no cap)."""
     def make():
         cap = p["runtime.stream"] * p["compute.cores"] * p["compute.clock"]
-        bw = np.stack([p[f"memory.{m_.name}.bandwidth"] * (p["compute.cores"] if m_.per_core else 1.0)
-                       * p[f"memory.{m_.name}.efficiency"] if m_.kind not in OFFCHIP_KINDS else
-                       np.fmin(p[f"memory.{m_.name}.bandwidth"] * (p["compute.cores"] if m_.per_core else 1.0)
-                               * np.minimum(p[f"memory.{m_.name}.efficiency"] * p["runtime.memory"], 1.0), cap)
-                       for m_ in spec.memory])[:, :, None]
+        free = np.stack([p[f"memory.{m_.name}.bandwidth"] * (p["compute.cores"] if m_.per_core else 1.0)
+                         * (p[f"memory.{m_.name}.efficiency"] if m_.kind not in OFFCHIP_KINDS else
+                            np.minimum(p[f"memory.{m_.name}.efficiency"] * p["runtime.memory"], 1.0))
+                         for m_ in spec.memory])[:, :, None]
+        offchip = np.array([m_.kind in OFFCHIP_KINDS for m_ in spec.memory])[:, None, None]
+        capped = np.where(offchip, np.fmin(free, cap[None, :, None]), free)
         e_byte = np.stack([p[f"memory.{m_.name}.energy_per_byte"] for m_ in spec.memory])[:, :, None]
-        return bw, e_byte
+        return capped, free, e_byte
     return _memo(("levels", id(p)), (p,), make) if len(p["compute.cores"]) == 1 else make()
 
 

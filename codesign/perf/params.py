@@ -179,6 +179,7 @@ def runtime_params(spec: HardwareSpec, runtime) -> dict[str, float]:
     return {"runtime.gemm": t.gemm, "runtime.vector": t.vector, "runtime.memory": t.memory,
             "runtime.latency_factor": t.latency_factor, "runtime.launch": launch,
             "runtime.stream": t.stream if t.stream is not None else np.inf,
+            "runtime.stream_packed_only": float(rt.stream_kernels == "packed"),
             "runtime.launch_decode": rt.decode_launch_overhead if rt.decode_launch_overhead is not None else launch,
             "runtime.decode_graphs": float(rt.decode_graphs),
             "runtime.dispatch_ahead": float(rt.dispatch_ahead),

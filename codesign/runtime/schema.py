@@ -108,6 +108,10 @@ class Runtime(Frozen):
     # prompt processor and token generator for one context_length): every attention reads and
     # scores all of them, masked, however short the sequence; None: the cache holds the sequence
     compiled_context: int | None = Field(default=None, gt=0)
+    # which kernels the Little's-law streaming cap (ClassTuning.stream) binds: 'all', or only
+    # 'packed' ones, those that unpack packed weights (llama.cpp's MMVQ/MMQ), where the stack
+    # sends float-weight products to a library GEMM or a float GEMV with more loads in flight
+    stream_kernels: Literal["all", "packed"] = "all"
     # prompt tokens per physical pass (ggml's n_ubatch): a longer prompt runs as several passes,
     # each re-streaming the weights at the smaller GEMM shapes; None: the whole prompt at once
     prefill_ubatch: int | None = Field(default=None, gt=0)
