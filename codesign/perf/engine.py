@@ -302,6 +302,10 @@ class _Dequant:
     extra: np.ndarray        # bytes of that separate pass (packed in, 16-bit out)
 
 
+# a table (embedding, LM head) narrower than 16-bit floats is in a packed format (Q6_K, int8)
+FLOAT16_BYTES = 2.0
+
+
 def op_terms(spec: HardwareSpec, p: dict, tab: OpTable, pr: Prices, weight_total, kv_total) -> OpTerms:
     """Time terms per resource: base ``a`` (J, D, N) and slope per context token ``b``
     (J, D, S) for the S context-dependent ops ``sl``; traffic per level (L, D, N) and its
@@ -325,7 +329,7 @@ def _op_terms(spec, p, tab, pr, weight_total, kv_total) -> OpTerms:
     # streams a float-weight product at the memory's rate (llama.cpp's cuBLAS and float GEMV)
     bw = bw_capped                                                                        # (L,D,1)
     if (np.isfinite(p["runtime.stream"]) & (p["runtime.stream_packed_only"] > 0)).any():
-        packed = (dq.time > 0) | (dq.separate > 0) | (tab.is_gemm & ~tab.quantized & (pr.table_bytes < 2))
+        packed = (dq.time > 0) | (dq.separate > 0) | (tab.is_gemm & ~tab.quantized & (pr.table_bytes < FLOAT16_BYTES))
         free = tab.is_gemm & ~packed & (p["runtime.stream_packed_only"] > 0)[:, None]     # (D,N)
         bw = np.where(free[None], bw_free, bw_capped)                                     # (L,D,N)
     a, b = _resource_times(spec, p, tab, work, dq.time, _link_time(p, tab, pr), traffic_a, traffic_b, bw)
