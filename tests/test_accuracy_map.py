@@ -226,6 +226,10 @@ def test_unlisted_names_resolve_by_rules():
     assert auto_precision("A8W4 (symmetric, group-wise)") == {"dtype": "int8", "compression": {"weight_bits": 4, "act_bits": 8}}
     assert auto_precision("q4f16_1 (int4 g32, fp16)")["compression"] == {"weight_bits": 4, "group_size": 32}
     assert auto_precision("q4 (MLX affine 4-bit, g64)")["compression"] == {"weight_bits": 4, "group_size": 64}
+    # MX FP8 is weight-only (16-bit activations), unlike an 'fp8' W8A8 deployment
+    assert auto_precision("mxfp8 (MLX microscaling FP8)")["compression"] == {"weight_bits": 8, "weight_format": "fp8",
+                                                                           "group_size": 32}
+    assert auto_precision("fp8")["compression"]["act_bits"] == 8
 
 
 def test_layout_follows_the_row_then_the_runtime():

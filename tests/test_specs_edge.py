@@ -156,6 +156,28 @@ def test_apple_gpu_peak_is_alu_peak():
     assert close(spec("apple-m2-ultra").main_memory().bandwidth, 128 * 6400e6)   # 1024-bit LPDDR5-6400
 
 
+def test_bf16_is_emulated_before_apple9_and_slows_a_compute_bound_prefill():
+    """M1/M2 GPUs (Apple 7/8 families) have no bfloat16 ALU: their BF16 matrix rate is 0.79 of
+    FP16 (measured fp16-vs-bf16 prefill of one checkpoint on an M2 Max), so a compute-bound
+    4096-token prefill in bf16 takes ~1/0.79 as long as in fp16; an M3 or later runs both alike."""
+    from codesign.perf import evaluate
+    from codesign.workload import Scenario
+    for name in ("apple-m1", "apple-m1-pro", "apple-m1-max", "apple-m1-ultra", "apple-m2-pro", "apple-m2-max",
+                 "apple-m2-ultra"):
+        s = load_hardware(name)
+        assert s.matrix_peak("bf16") == pytest.approx(0.79 * s.matrix_peak("fp16"), rel=0.01), name
+    for name in ("apple-m3-max", "apple-m4-max", "apple-m5-max"):
+        s = load_hardware(name)
+        assert s.matrix_peak("bf16") == s.matrix_peak("fp16"), name
+
+    def ttft(hw, dtype):
+        return evaluate(hw, "llama-3.1-8b", Scenario(batch=1, prompt=4096, generate=1, dtype=dtype))["ttft_s"]
+
+    slower = ttft("apple-m2-max", "bf16") / ttft("apple-m2-max", "fp16")
+    assert 1.15 < slower <= 1 / 0.79 + 1e-6
+    assert ttft("apple-m4-max", "bf16") == pytest.approx(ttft("apple-m4-max", "fp16"), rel=1e-6)
+
+
 def test_xeon_amx_and_avx512_peaks():
     s = spec("intel-xeon-8480plus")
     n, clk = s.compute.cores, s.compute.clock

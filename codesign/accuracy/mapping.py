@@ -425,6 +425,9 @@ def auto_precision(text: str) -> dict | None:
         # attention and other layers stay 16-bit in the release (8-bit in GGUF/MLX files: _file_format)
         return {"dtype": "bf16", "compression": {"weight_bits": 4, "weight_format": "fp4", "group_size": 32,
                                                  "other_bits": 16}}
+    if t == "mxfp8":              # OCP MX FP8 (MLX's mxfp8 mode): 8-bit float weights, a scale per 32,
+        # weight-only (the activations stay 16-bit)
+        return {"dtype": "bf16", "compression": {"weight_bits": 8, "weight_format": "fp8", "group_size": 32}}
     if t.startswith("fp8"):
         return {"dtype": "bf16", "compression": {"weight_bits": 8, "weight_format": "fp8", "act_bits": 8}}
     m = re.fullmatch(r"q(\d)_(0|1|k(_[sml])?)", t)
