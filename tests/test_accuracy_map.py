@@ -9,9 +9,11 @@ import pytest
 from codesign import load_hardware, load_workload
 from codesign.accuracy import core, load_map, read_rows, resolve_all
 from codesign.accuracy.mapping import (
+    _UBATCH,
     DEFAULT_MAP,
     _file_format,
     _layout,
+    _stated,
     auto_hardware,
     auto_model,
     auto_precision,
@@ -168,7 +170,6 @@ def test_beam_counts_and_per_device_rates_are_read_from_the_notes():
     assert _beams("Beam 1 (greedy)") == 1 and _beams("greedy") == 1
     assert _beams("beam search width 4") == 4 and _beams("num_beams=4") == 4 and _beams("4 beams") == 4
     assert _beams("beam search") is None
-    from codesign.accuracy.mapping import _UBATCH, _stated
 
     def _ubatch(text):
         return _stated(_UBATCH, text)

@@ -9,6 +9,8 @@ import pytest
 from codesign.errors import CodesignError
 from codesign.hardware import load_hardware
 from codesign.hardware.crosscheck import crosscheck
+from codesign.perf import evaluate
+from codesign.workload import Scenario
 
 SPECS = Path(__file__).resolve().parents[1] / "hardware_specs"
 FILES = {
@@ -160,8 +162,6 @@ def test_bf16_is_emulated_before_apple9_and_slows_a_compute_bound_prefill():
     """M1/M2 GPUs (Apple 7/8 families) have no bfloat16 ALU: their BF16 matrix rate is 0.79 of
     FP16 (measured fp16-vs-bf16 prefill of one checkpoint on an M2 Max), so a compute-bound
     4096-token prefill in bf16 takes ~1/0.79 as long as in fp16; an M3 or later runs both alike."""
-    from codesign.perf import evaluate
-    from codesign.workload import Scenario
     for name in ("apple-m1", "apple-m1-pro", "apple-m1-max", "apple-m1-ultra", "apple-m2-pro", "apple-m2-max",
                  "apple-m2-ultra"):
         s = load_hardware(name)
