@@ -108,3 +108,44 @@ def test_sliding_window_caps_attention():
     long = build_graph(m, Scenario(batch=1, prompt=m.sliding_window * 2, generate=4))
     att = [o for o in long.decode if o.kind == "attention"][0]
     assert att.n == m.sliding_window and att.d_kv_read_elems == 0
+
+
+def _score_flops(g):
+    """Score-product FLOPs of the prompt pass (the unfused attn_score, or half the fused kernel's)."""
+    return sum(o.flops * o.count / (2 if o.kind == "attention" else 1)
+               for o in g.prefill if o.kind in ("attention", "attn_score"))
+
+
+def test_unfused_prompt_passes_score_each_pass_rectangle():
+    """llama.cpp without FlashAttention: pass k of q tokens multiplies its q queries by all k*q
+    cached keys (the future ones masked, none skipped); the passes sum to q^2 n(n+1)/2 per head,
+    not the whole prompt's square."""
+    m = load_workload("llama-2-7b")
+    p, q = 2048, 512
+    sc = Scenario(batch=1, prompt=p, generate=1, attention="unfused", runtime="llama.cpp-cuda", ubatch=q)
+    per_head = 2 * m.hd * sum(q * k * q for k in range(1, p // q + 1))
+    assert _score_flops(build_graph(m, sc)) == pytest.approx(m.num_layers * m.num_heads * per_head, rel=1e-9)
+    one_pass = sc.model_copy(update={"ubatch": p})
+    assert _score_flops(build_graph(m, one_pass)) == pytest.approx(m.num_layers * m.num_heads * 2 * m.hd * p * p)
+    # a fused kernel skips the masked tiles: the passes telescope to the whole causal prompt
+    fused = sc.model_copy(update={"attention": "fused"})
+    assert _score_flops(build_graph(m, fused)) == pytest.approx(
+        m.num_layers * m.num_heads * 2 * m.hd * p * (p + 1) / 2, rel=1e-9)
+
+
+def test_windowed_layers_score_their_cache_where_the_stack_skips_no_tile():
+    """mistral-7b (window W = 4096), an 8192-token prompt in passes of q = 2048: a stack that
+    skips the tiles outside the window scores W keys per query, at most, causal half
+    of them on average ((W+1)/2); llama.cpp's windowed cache holds W + q cells and each pass
+    scores its queries against min(k q, W + q) of them, less the masked half of its own block."""
+    m = load_workload("mistral-7b")
+    w, p, q = m.sliding_window, 8192, 2048
+    assert w == 4096
+    keys = sum(min(k * q, w + q) - q / 2 for k in range(1, p // q + 1)) / (p // q)
+    assert keys == 3584
+    heads = m.num_layers * m.num_heads * 2 * m.hd * p
+    cache = Scenario(batch=1, prompt=p, generate=1, runtime="llama.cpp-cuda", ubatch=q)
+    assert cache.window_scope == "cache"
+    assert _score_flops(build_graph(m, cache)) == pytest.approx(heads * keys, rel=1e-9)
+    window = cache.model_copy(update={"runtime": "generic"})
+    assert _score_flops(build_graph(m, window)) == pytest.approx(heads * (w + 1) / 2, rel=1e-9)

@@ -14,7 +14,7 @@ from codesign.accuracy.fit import MEMORY_CAP_START, fit_runtime
 from codesign.compression import Compression, weight_bytes_per_element
 from codesign.errors import CodesignError
 from codesign.perf import op_times
-from codesign.perf.params import UNIT_BYTES_IN_FLIGHT
+from codesign.perf.params import HOST_REFERENCE, UNIT_BYTES_IN_FLIGHT
 from codesign.perf.steps import step_cost
 from codesign.runtime import list_runtimes, load_runtime, runtime_for_framework
 from codesign.workload.ops import LINK_KINDS, Op
@@ -55,9 +55,11 @@ def test_bad_runtime_files_and_names_are_one_line_exit_2(tmp_path):
     unknown = _write(tmp_path, "bad-field", "fuse: [norm]\nlaunch_ovrhead: 3 us\n")
     unsourced = _write(tmp_path, "unsourced", "launch_overhead: 3 us\n")
     badkind = _write(tmp_path, "bad-kind", "fuse: [gemm]\n")
+    badscope = _write(tmp_path, "bad-scope", "prefill_window: everything\n")
     base = ["eval", "--hardware", "h100-sxm", "--workload", "llama-3.2-1b", "--runtime"]
     for path, want in ((unknown, "launch_ovrhead: unknown field"), (unsourced, "no source for launch_overhead"),
-                       (badkind, "fuse"), ("no-such-stack", "unknown runtime 'no-such-stack'")):
+                       (badkind, "fuse"), (badscope, "prefill_window"),
+                       ("no-such-stack", "unknown runtime 'no-such-stack'")):
         r = cli(*base, path)
         assert r.returncode == 2, r.stderr
         assert want in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
@@ -81,6 +83,27 @@ def test_launch_overhead_is_added_once_per_call(tmp_path):
     t1 = op_times("h100-sxm", [_vec()], runtime=slow)["time_s"].iloc[0]
     t0 = op_times("h100-sxm", [_vec()], runtime=none)["time_s"].iloc[0]
     assert t1 - t0 == pytest.approx(1e-3, rel=1e-9)
+
+
+def test_host_dispatch_scales_with_the_hosts_single_thread_speed(tmp_path):
+    """Host-side dispatch is serial CPU work: on a chip whose performance core scores s in
+    Geekbench 6 single-core a launch costs HOST_REFERENCE / s of the runtime's figure (an M1
+    Ultra, 2379: 1.58x), except in a decode step replayed as a captured graph."""
+    slow = _write(tmp_path, "slow-host", "launch_overhead: 1 ms\nsources: {launch_overhead: 'estimate: test'}\n")
+    none = _write(tmp_path, "no-host", "launch_overhead: 0 s\nsources: {launch_overhead: 'estimate: test'}\n")
+    graphs = _write(tmp_path, "graph-host", "launch_overhead: 1 ms\ndecode_graphs: true\n"
+                    "sources: {launch_overhead: 'estimate: test', decode_graphs: 'estimate: test'}\n")
+    score = load_hardware("apple-m1-ultra").host_single_thread
+    assert score == 2379 and load_hardware("h100-sxm").host_single_thread is None
+    step = Op(name="add", kind="elementwise", phase="decode", impl="add", elements=1024, flops=1024,
+              act_in_elems=2048, act_out_elems=1024)
+
+    def extra(hw, op, rt):
+        return op_times(hw, [op], runtime=rt)["time_s"].iloc[0] - op_times(hw, [op], runtime=none)["time_s"].iloc[0]
+    assert extra("apple-m1-ultra", _vec(), slow) == pytest.approx(1e-3 * HOST_REFERENCE / score, rel=1e-9)
+    assert extra("apple-m1-ultra", step, slow) == pytest.approx(1e-3 * HOST_REFERENCE / score, rel=1e-9)
+    assert extra("apple-m1-ultra", step, graphs) == pytest.approx(1e-3, rel=1e-9)
+    assert extra("h100-sxm", _vec(), slow) == pytest.approx(1e-3, rel=1e-9)     # no score: the reference host
 
 
 def test_fused_operators_launch_nothing_and_move_no_bytes(tmp_path):

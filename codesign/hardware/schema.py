@@ -231,6 +231,10 @@ class HardwareSpec(Frozen):
     interconnect: Interconnect = Interconnect()
     power: PowerSpec = PowerSpec()
     kernel_overhead: KernelTime | None = None   # per-kernel launch/call cost
+    # Geekbench 6 single-core score of the CPU that dispatches this device's kernels (on an SoC
+    # its own performance core): host-side dispatch scales inversely (perf.params.HOST_REFERENCE);
+    # None: a host of the reference speed
+    host_single_thread: float | None = Field(default=None, gt=0)
     kernels: dict[str, KernelProfile] = Field(default_factory=dict)
     sources: dict[str, SourceField] = Field(default_factory=dict)
 

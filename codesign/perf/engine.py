@@ -340,7 +340,8 @@ def _op_terms(spec, p, tab, pr, weight_total, kv_total) -> OpTerms:
         a += (traffic_sep / bw_capped).max(0)[None]
         traffic_a = traffic_a + traffic_sep
     energy_a, energy_b = _energy(tab, pr, traffic_a, traffic_b, e_byte)
-    launch = np.where(tab.is_decode, p["runtime.launch_decode"][:, None], p["runtime.launch"][:, None])
+    launch = np.where(tab.is_decode, (p["runtime.launch_decode"] * p["runtime.host_decode"])[:, None],
+                      (p["runtime.launch"] * p["runtime.host"])[:, None])
     overhead = (calls + dq.separate) * launch * ~tab.is_link * ~tab.fused_away
     names = ["compute", "transcendental", "dequant"] + [f"{m_.name}" for m_ in spec.memory] + ["link"]
     return OpTerms(a=a, b=b, sl=tab.slope_cols, names=names, overhead=overhead, traffic_a=traffic_a,

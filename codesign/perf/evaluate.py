@@ -154,7 +154,7 @@ def _dispatch_ahead(p, steps: int, graphs, time, gap):
     ahead = (p["runtime.dispatch_ahead"] > 0) & (graphs == 0)
     if not ahead.any():
         return None, gap
-    launch = p["runtime.launch_decode"] if steps else p["runtime.launch"]
+    launch = p["runtime.launch_decode"] * p["runtime.host_decode"] if steps else p["runtime.launch"] * p["runtime.host"]
     device_gap = gap * np.minimum(p["runtime.device_gap"] / np.maximum(launch, 1e-30), 1.0)
     kernels_sum = time - gap
     overlapped = np.maximum(gap, kernels_sum + device_gap)

@@ -168,6 +168,16 @@ def busy_energy(p: dict, kernels, gaps):
     return p["power.busy"] * (kernels + p["power.gap_share"] * gaps)
 
 
+# Dispatching a kernel from the host (encoding its command, an eager framework's per-op graph
+# and Python work) is serial CPU work, so a runtime's launch figures hold for a host of one
+# speed: HOST_REFERENCE, a Geekbench 6 single-core score of the M4 generation. A spec that
+# states its host's score (HardwareSpec.host_single_thread) scales them by HOST_REFERENCE /
+# score; a decode step replayed as a captured graph (Runtime.decode_graphs) has no host work
+# per kernel and keeps its figure. Neglected: host work that overlaps device work (a host far
+# ahead of the device hides its dispatch), multi-threaded encoders.
+HOST_REFERENCE = 3750.0
+
+
 def runtime_params(spec: HardwareSpec, runtime) -> dict[str, float]:
     """The software stack's figures for this device (codesign.runtime): efficiency
     multipliers of its class, latency ramps, per-kernel launch costs, dequantisation path."""
@@ -176,8 +186,11 @@ def runtime_params(spec: HardwareSpec, runtime) -> dict[str, float]:
     launch = rt.launch_overhead
     if launch is None:
         launch = spec.kernel_overhead if spec.kernel_overhead is not None else CLASSES[spec.device_class].kernel_overhead
+    host = HOST_REFERENCE / spec.host_single_thread if spec.host_single_thread else 1.0
     return {"runtime.gemm": t.gemm, "runtime.vector": t.vector, "runtime.memory": t.memory,
             "runtime.latency_factor": t.latency_factor, "runtime.launch": launch,
+            # the host's dispatch speed against HOST_REFERENCE, on prefill and on decode launches
+            "runtime.host": host, "runtime.host_decode": 1.0 if rt.decode_graphs else host,
             "runtime.stream": t.stream if t.stream is not None else np.inf,
             "runtime.stream_packed_only": float(rt.stream_kernels == "packed"),
             "runtime.launch_decode": rt.decode_launch_overhead if rt.decode_launch_overhead is not None else launch,

@@ -115,6 +115,12 @@ class Runtime(Frozen):
     # prompt tokens per physical pass (ggml's n_ubatch): a longer prompt runs as several passes,
     # each re-streaming the weights at the smaller GEMM shapes; None: the whole prompt at once
     prefill_ubatch: int | None = Field(default=None, gt=0)
+    # the keys a sliding-window layer scores in a prompt pass: 'window', those inside each
+    # query's window (FlashAttention's window_size skips the tiles outside it); 'cache', every
+    # position of the pass's windowed cache, the window plus the pass's own tokens, masked
+    # (llama.cpp's iswa cache holds n_swa + n_ubatch cells and its kernels skip no tile before
+    # the window)
+    prefill_window: Literal["window", "cache"] = "window"
     # quantised weights in prefill: 'fused' dequantises inside the GEMM; 'separate' writes a
     # 16-bit copy first (one read of the packed weights + one 16-bit write and read) and
     # runs the GEMM at the 16-bit rate, as llama.cpp's cuBLAS path does for large batches

@@ -93,9 +93,30 @@ def _norm(name, model, phase, count, rows) -> Op:
                    trans_per=1.0 / h, m=rows, n=h, weights=h * (2 if model.norm == "layernorm" else 1))
 
 
+def _pass_keys(prompt: int, requests: int, pass_tokens: int | None, window: int | None, scope: str,
+               fused: bool) -> float | None:
+    """Keys per prompt query that a causal prefill scores when its physical passes change the
+    whole-prompt figure (None: they do not). Pass k (1-based) of q = prompt / n tokens per
+    request scores its q queries against the k*q keys cached so far, or, where a windowed
+    layer scores its whole cache (Runtime.prefill_window 'cache'), against at most the window
+    plus its own q cells. An unfused pass computes that whole masked rectangle; a fused one
+    skips the tiles past the diagonal of its own block (q/2 keys per query). Summed over the
+    passes: unfused and unwindowed, q (n + 1) / 2 per query, P at one pass (the full square)
+    and near P/2 at many; fused and unwindowed passes telescope to the whole prompt's (P+1)/2,
+    as a window that bounds every query's keys (Runtime.prefill_window 'window') does."""
+    n = max(math.ceil(requests * prompt / pass_tokens), 1) if pass_tokens else 1
+    cache_span = window is not None and scope == "cache"
+    if (fused or window is not None or n == 1) and not cache_span:
+        return None
+    q = prompt / n
+    limit = window + q if window is not None and cache_span else math.inf
+    span = [min(k * q, limit) for k in range(1, n + 1)]
+    return sum(s - (q / 2 if fused else 0.0) for s in span) / n
+
+
 def _attention(model: ModelSpec, d: _Dims, phase: str, count: int, requests: int, q_len: int, context: int,
                causal: bool, fused: bool, window: int | None = None, cached_per_token: float | None = None,
-               slots: int | None = None) -> list[Op]:
+               slots: int | None = None, pass_tokens: int | None = None, scope: str = "window") -> list[Op]:
     """Attention of ``q_len`` new tokens per request over ``context`` keys.
 
     Grouped-query attention is packed the way FlashAttention/FlashDecoding run it: the
@@ -107,6 +128,9 @@ def _attention(model: ModelSpec, d: _Dims, phase: str, count: int, requests: int
     (the unused ones masked, no tile skipped), so the work neither grows with the sequence
     nor shrinks for a short one (AI Hub's model docstring: a longer context_length "hurts
     both time-to-first-token and tokens-per-second").
+
+    ``pass_tokens``, ``scope``: a prompt run in physical passes (Scenario.pass_tokens) and what
+    a windowed layer scores in each (Scenario.window_scope); see _pass_keys.
     """
     group = d.q_heads // d.kv_heads if d.q_heads % d.kv_heads == 0 else 1
     batch = requests * (d.kv_heads if group > 1 else d.q_heads)
@@ -117,6 +141,10 @@ def _attention(model: ModelSpec, d: _Dims, phase: str, count: int, requests: int
     ctx = max(slots, context) if slots else context
     ctx = min(ctx, window) if window else ctx
     eff_ctx = (ctx + 1) / 2 if (causal and fused and not decode and not slots) else ctx
+    keys = None if (decode or slots or not causal) else _pass_keys(q_len, requests, pass_tokens, window, scope, fused)
+    if keys is not None:     # fused: keys per query attended; unfused: the rectangle's width
+        eff_ctx = keys
+        ctx = min(context, window + q_len) if (fused and window) else max(round(keys), 1)
     grows = decode and not slots and not (window and context >= window)   # context still grows per step
     slope = 1.0 if grows else 0.0
     q_elems = requests * q_len * d.q_heads * hd
@@ -306,7 +334,7 @@ def _attention_block(model: ModelSpec, d: _Dims, sc: Scenario, phase: str, count
             rope_elems = tokens * (d.q_heads + d.kv_heads) * model.rotary_dims
             ops.append(_vector("rope", "rope", phase, count, rope_elems, impl="rope", flops_per=3))
         ops += _attention(model, d, phase, count, requests, q_len, context, causal, sc.attention == "fused", window,
-                          slots=sc.kv_slots)
+                          slots=sc.kv_slots, pass_tokens=sc.pass_tokens, scope=sc.window_scope)
         if model.attention_gate:   # output * sigmoid(gate): exp, add, divide, multiply per channel
             ops.append(_vector("attn_gate", "elementwise", phase, count, tokens * d.q_heads * hd, impl="mul",
                                flops_per=4, trans_per=1, inputs=2))

@@ -66,5 +66,15 @@ class Scenario(BaseModel):
         return self.compiled_context or runtime.load_runtime(self.runtime).compiled_context
 
     @property
+    def pass_tokens(self) -> int | None:
+        """Prompt tokens per physical prefill pass (Scenario.ubatch, else the runtime's prefill_ubatch)."""
+        return self.ubatch or runtime.load_runtime(self.runtime).prefill_ubatch
+
+    @property
+    def window_scope(self) -> str:
+        """What a sliding-window layer's prompt pass scores: 'window' or the whole windowed 'cache'."""
+        return runtime.load_runtime(self.runtime).prefill_window
+
+    @property
     def devices(self) -> int:
         return self.tp * self.pp * self.dp
