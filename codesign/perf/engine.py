@@ -43,7 +43,7 @@ import numpy as np
 from ..hardware.classes import CLASSES
 from ..hardware.schema import OFFCHIP_KINDS, HardwareSpec
 from ..workload.ops import OP_KINDS, Op
-from .params import UNIT_BYTES_IN_FLIGHT
+from .params import UNIT_BYTES_IN_FLIGHT, host_launch
 
 # op columns kept as arrays
 _COLS = ("count", "batch", "m", "n", "k", "elements", "flops", "transcendentals", "weight_elems", "act_in_elems",
@@ -340,8 +340,7 @@ def _op_terms(spec, p, tab, pr, weight_total, kv_total) -> OpTerms:
         a += (traffic_sep / bw_capped).max(0)[None]
         traffic_a = traffic_a + traffic_sep
     energy_a, energy_b = _energy(tab, pr, traffic_a, traffic_b, e_byte)
-    launch = np.where(tab.is_decode, (p["runtime.launch_decode"] * p["runtime.host_decode"])[:, None],
-                      (p["runtime.launch"] * p["runtime.host"])[:, None])
+    launch = np.where(tab.is_decode, host_launch(p, True)[:, None], host_launch(p, False)[:, None])
     overhead = (calls + dq.separate) * launch * ~tab.is_link * ~tab.fused_away
     names = ["compute", "transcendental", "dequant"] + [f"{m_.name}" for m_ in spec.memory] + ["link"]
     return OpTerms(a=a, b=b, sl=tab.slope_cols, names=names, overhead=overhead, traffic_a=traffic_a,

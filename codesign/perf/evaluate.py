@@ -42,7 +42,7 @@ from ..workload.scenario import Scenario
 from ..workload.schema import ModelSpec
 from .engine import OpTable, Prices, envelope_sum, op_table, op_terms
 from .footprint import capacity, min_devices, priced_footprint
-from .params import busy_energy, spec_params
+from .params import busy_energy, host_launch, spec_params
 from .prices import distinct, prices, vector_dtype
 
 SECONDS_PER_YEAR = 365.25 * 24 * 3600
@@ -154,7 +154,7 @@ def _dispatch_ahead(p, steps: int, graphs, time, gap):
     ahead = (p["runtime.dispatch_ahead"] > 0) & (graphs == 0)
     if not ahead.any():
         return None, gap
-    launch = p["runtime.launch_decode"] * p["runtime.host_decode"] if steps else p["runtime.launch"] * p["runtime.host"]
+    launch = host_launch(p, bool(steps))
     device_gap = gap * np.minimum(p["runtime.device_gap"] / np.maximum(launch, 1e-30), 1.0)
     kernels_sum = time - gap
     overlapped = np.maximum(gap, kernels_sum + device_gap)
@@ -567,7 +567,7 @@ def _phases(g: _Group, mem: _Memory) -> _Timeline:
 def _prefill_passes(g: _Group) -> int:
     """Physical passes of one microbatch's prompt tokens: the scenario's ubatch, else the
     runtime's prefill_ubatch (ggml's n_ubatch, 512 by default); 1 when they fit in one."""
-    ubatch = g.sc.ubatch or g.rt.prefill_ubatch
+    ubatch = g.sc.pass_tokens
     return math.ceil(g.micro * g.sc.prompt / ubatch) if ubatch else 1
 
 

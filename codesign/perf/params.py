@@ -178,6 +178,14 @@ def busy_energy(p: dict, kernels, gaps):
 HOST_REFERENCE = 3750.0
 
 
+def host_launch(p: dict, decode: bool):
+    """Per-kernel launch cost of a decode step or of a prompt pass on this host (s): the
+    runtime's figure at HOST_REFERENCE times the host's dispatch factor."""
+    if decode:
+        return p["runtime.launch_decode"] * p["runtime.host_decode"]
+    return p["runtime.launch"] * p["runtime.host"]
+
+
 def runtime_params(spec: HardwareSpec, runtime) -> dict[str, float]:
     """The software stack's figures for this device (codesign.runtime): efficiency
     multipliers of its class, latency ramps, per-kernel launch costs, dequantisation path."""

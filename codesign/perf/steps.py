@@ -49,7 +49,7 @@ from ..workload.schema import ModelSpec
 from .engine import op_table, op_terms
 from .evaluate import _params, _pipeline_hop, power_limit, stage_counts
 from .footprint import capacity, priced_footprint, state_bytes
-from .params import busy_energy
+from .params import busy_energy, host_launch
 from .prices import prices
 
 
@@ -283,8 +283,8 @@ def step_cost(hardware, model, scenario: Scenario | None = None, compression: Co
         link_latency=float(p.get("interconnect.host_link.latency", np.zeros(1))[0]),
         **tables, _hop=_hops(spec, p, sc, served, pr), pp=sc.pp, decode_graphs=rt.decode_graphs,
         dispatch_ahead=rt.dispatch_ahead, state_tokens=state_tokens,
-        _gap_share=tuple(float(min(p["runtime.device_gap"][0] / max(p[k][0] * p[h][0], 1e-30), 1.0))
-                         for k, h in (("runtime.launch", "runtime.host"), ("runtime.launch_decode", "runtime.host_decode"))))
+        _gap_share=tuple(float(min(p["runtime.device_gap"][0] / max(host_launch(p, decode)[0], 1e-30), 1.0))
+                         for decode in (False, True)))
 
 
 def _kv_budget(spec, p, pr, served, sc, max_tokens: int, max_context: int, memory_utilization: float):
