@@ -2,6 +2,7 @@
 Mamba-2), checked against hand calculations (issue 14, today's model families)."""
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -68,6 +69,39 @@ def test_recurrence_flops_by_hand():
     # SSD chunks of 128: states and outputs 4 N P, (L o C B^T) X 2 c P, C B^T 2 c N per group of 8 heads
     per = 4 * 128 * 64 + 2 * 128 * 64 + 2 * 128 * 128 * 8 / 64
     assert _total(g.prefill, "flops", "recurrence") == pytest.approx(23 * 512 * 64 * per)
+
+
+def test_a_sequential_stack_scans_the_prompt_token_by_token():
+    q = load_workload("qwen3.5-0.8b")                   # 18 Gated DeltaNet layers, 16 value heads of 128
+    chunked = build_graph(q, Scenario(batch=2, prompt=1000, generate=8, runtime="vllm"))
+    seq = build_graph(q, Scenario(batch=2, prompt=1000, generate=8, runtime="llama.cpp-cuda"))
+    rec = next(o for o in seq.prefill if o.name == "recurrence")
+    d = 128
+    # the recurrent form once per token: 7 d_k d_v per head (as in decode), no intra-chunk products
+    assert _total(seq.prefill, "flops", "recurrence") == 18 * 2 * 1000 * 16 * 7 * d * d
+    # one chain of 1000 dependent steps per value column of each sequence
+    assert (rec.serial_steps, rec.chains) == (1000, 2 * 16 * d)
+    # the state is read and written once per 512-token pass (llama.cpp's n_ubatch), not per chunk
+    assert _total(seq.prefill, "state_bytes") == 18 * 2 * 2 * 2 * 16 * d * d * 4
+    assert all(o.serial_steps == 0 for o in chunked.prefill + seq.decode)
+    # MLX scans Gated DeltaNet but chunks Mamba-2 (mlx-lm ssm_attn)
+    n = load_workload("nvidia-nemotron-3-nano-30b-a3b")
+    mlx = build_graph(n, Scenario(batch=1, prompt=512, generate=8, runtime="mlx"))
+    assert all(o.serial_steps == 0 for o in mlx.prefill)
+
+
+def test_a_sequential_scan_costs_a_memory_round_trip_per_token_and_wave():
+    q = load_workload("qwen3.5-35b-a3b")                # 32 value heads of 128: 4096 column chains
+    g = build_graph(q, Scenario(batch=1, prompt=1024, generate=1, runtime="llama.cpp-cuda", ubatch=1024))
+    one = replace(next(o for o in g.prefill if o.name == "recurrence"), count=1)
+    # RTX 5090: 170 SMs x 1536 threads hold 8160 warps, one wave: 1024 x 500 ns (GDDR7 default)
+    # = 512 us, against 525.1 us measured for this shape (ggml-org/llama.cpp#22587, master)
+    t5090 = float(op_times("rtx-5090", [one], runtime="llama.cpp-cuda")["time_s"].iloc[0])
+    assert t5090 == pytest.approx(1024 * 500e-9, rel=0.02)
+    assert abs(t5090 / 525.1e-6 - 1) < 0.05
+    # Apple M4: 10 cores x 3072 threads hold 960 SIMD groups: 4096 chains need 5 waves at 400 ns
+    tm4 = float(op_times("apple-m4", [one], runtime="mlx")["time_s"].iloc[0])
+    assert tm4 == pytest.approx(5 * 1024 * 400e-9, rel=0.02)
 
 
 def test_decode_gemm_weights_are_the_linear_parameters():

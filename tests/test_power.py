@@ -5,43 +5,70 @@ import pytest
 from codesign.hardware import load_hardware
 from codesign.hardware.classes import CLASSES
 from codesign.perf import evaluate, op_times
-from codesign.perf.evaluate import power_limit
 from codesign.perf.params import spec_params
+from codesign.perf.power import power_limit
 from codesign.workload import Scenario
 from codesign.workload.ops import Op
 
 
+def _v2(s):
+    return (0.4 + 0.6 * s) ** 2          # the linear V-f curve of params.voltage_ratio, squared
+
+
 def test_power_limit_stretches_to_exactly_the_tdp():
+    """All clock-bound: the clock share s solves v(s)^2 (busy K + E) + G = (limit - static)
+    (K/s + gap), checked against an independent root finder, and the board lands on the limit."""
+    from scipy.optimize import brentq
     p = {"power.limit": np.array([700.0]), "power.static": np.array([126.0]), "power.busy": np.array([200.0]),
          "power.gap_share": np.array([0.5])}
     time, gap, energy = np.array([1.0]), np.array([0.2]), np.array([500.0])
-    # 126 + (200 x (0.8 + 0.5 x 0.2) + 500) / 1 = 806 W > 700 W: T' = (180 + 500) / (700 - 126)
+    # 126 + (200 x (0.8 + 0.5 x 0.2) + 500) / 1 = 806 W > 700 W
+    s = brentq(lambda s: _v2(s) * (200 * 0.8 + 500) + 20 - 574 * (0.8 / s + 0.2), 0.05, 1.0)
     f = power_limit(time, gap, energy, p)
-    assert f[0] == pytest.approx(680 / 574)
-    t2 = time * f
-    power = 126 + (200 * 0.9 + energy) / t2          # the dynamic energy stays, spread over T'
-    assert power[0] == pytest.approx(700.0)
+    assert f[0] == pytest.approx(0.8 / s + 0.2, rel=1e-9)
+    assert 126 + (_v2(s) * (200 * 0.8 + 500) + 20) / f[0] == pytest.approx(700.0)
+    # the voltage falls with the clock, so the stretch is less than at fixed voltage (680 / 574)
+    assert 1.0 < f[0] < 680 / 574
     assert power_limit(time, gap, np.array([300.0]), p)[0] == 1.0        # 606 W: untouched
 
 
 def test_under_a_power_limit_only_clock_bound_kernel_time_stretches():
-    """The clock drops to a share s where the power fits: clock-bound kernel time Kc takes
-    Kc/s, off-chip-bound time Km keeps its length and draws busy power x s. Hand example:
-    static 100, busy 200, limit 300, no gaps, 0.5 s clock-bound + 0.5 s memory-bound, 150 J
-    of activity: 200 (0.5 + 0.5 s) + 150 = 200 (0.5/s + 0.5) -> 100 s^2 + 150 s - 100 = 0,
-    s = 0.5, time 1.5 s (all clock-bound, the first-order rule stretches to 1.75 s)."""
-    from codesign.perf.evaluate import _throttle
+    """Clock-bound kernel time Kc takes Kc/s, off-chip-bound time Km keeps its length and draws
+    busy power x v^2 s. Hand example: static 100, busy 200, limit 300, no gaps, 0.5 s clock-bound
+    + 0.5 s memory-bound, 150 J of activity: v(s)^2 (200 (0.5 + 0.5 s) + 75) + 75 = 200 (0.5/s + 0.5)."""
+    from scipy.optimize import brentq
+
+    from codesign.perf.power import clock_throttle
     p = {"power.limit": np.array([300.0]), "power.static": np.array([100.0]), "power.busy": np.array([200.0]),
          "power.gap_share": np.array([0.5])}
     time, gap, energy = np.array([1.0]), np.array([0.0]), np.array([150.0])
-    f, busy_s = _throttle(time, gap, energy, p, fixed=np.array([0.5]))
-    assert f[0] == pytest.approx(1.5) and busy_s[0] == pytest.approx(0.75)
-    assert 100 + (200 * busy_s[0] + 150) / 1.5 == pytest.approx(300.0)            # lands on the limit
-    assert power_limit(time, gap, energy, p)[0] == pytest.approx(350 / 200)        # all clock-bound
-    # all memory-bound with room for its DRAM power: the clock falls, the time does not
+    # the activity energy splits as the kernel time: 75 J clock-bound (x v^2), 75 J of DRAM traffic
+    s = brentq(lambda s: _v2(s) * (200 * (0.5 + 0.5 * s) + 75) + 75 - 200 * (0.5 / s + 0.5), 0.05, 1.0)
+    f, busy_s, e_scale = clock_throttle(time, gap, energy, p, fixed=np.array([0.5]))
+    assert f[0] == pytest.approx(0.5 / s + 0.5, rel=1e-9)
+    assert e_scale[0] == pytest.approx((_v2(s) * 75 + 75) / 150)
+    assert busy_s[0] == pytest.approx(_v2(s) * (0.5 + 0.5 * s))
+    assert 100 + (200 * busy_s[0] + 150 * e_scale[0]) / f[0] == pytest.approx(300.0)     # lands on the limit
+    # all clock-bound stretches more; all memory-bound with room for its DRAM power: the
+    # clock falls, the time does not
+    assert power_limit(time, gap, energy, p)[0] > f[0]
     assert power_limit(time, gap, energy, p, fixed=np.array([1.0]))[0] == 1.0
-    # DRAM power alone over the limit: the memory slows too (first-order stretch)
+    # DRAM power alone over the limit: the memory slows too (the unscaled energy spread)
     assert power_limit(time, gap, np.array([250.0]), p, fixed=np.array([1.0]))[0] == pytest.approx(450 / 200)
+
+
+def test_a_power_capped_prompt_keeps_what_a_capped_card_kept():
+    """lhl's RTX PRO 6000 sweep (data rows 470 and 484): llama.cpp's pp512 of Llama-2-7B Q4_0 at a
+    200 W limit is 0.55 of its 600 W rate (9115 / 16634 tok/s). With the voltage falling with the
+    clock the model keeps ~0.59; at fixed voltage it kept 0.34."""
+    from codesign.compression import Compression
+    sc = Scenario(batch=1, prompt=512, generate=0, runtime="llama.cpp-cuda")
+    c = Compression(weight_bits=4, group_size=32, scheme="q4_0")
+    free = evaluate(load_hardware("rtx-pro-6000", overrides={"power.limit": "600 W"}), "llama-2-7b", sc, c)
+    capped = evaluate(load_hardware("rtx-pro-6000", overrides={"power.limit": "200 W"}), "llama-2-7b", sc, c)
+    kept = capped["prefill_tokens_per_s"] / free["prefill_tokens_per_s"]
+    assert 0.48 < kept < 0.65
+    assert capped["peak_power_w"] <= 200 * 1.001
 
 
 def test_a_memory_bound_decode_keeps_its_speed_under_a_modest_cap():

@@ -56,9 +56,10 @@ def test_bad_runtime_files_and_names_are_one_line_exit_2(tmp_path):
     unsourced = _write(tmp_path, "unsourced", "launch_overhead: 3 us\n")
     badkind = _write(tmp_path, "bad-kind", "fuse: [gemm]\n")
     badscope = _write(tmp_path, "bad-scope", "prefill_window: everything\n")
+    badscan = _write(tmp_path, "bad-scan", "sequential_recurrences: [lstm]\n")
     base = ["eval", "--hardware", "h100-sxm", "--workload", "llama-3.2-1b", "--runtime"]
     for path, want in ((unknown, "launch_ovrhead: unknown field"), (unsourced, "no source for launch_overhead"),
-                       (badkind, "fuse"), (badscope, "prefill_window"),
+                       (badkind, "fuse"), (badscope, "prefill_window"), (badscan, "sequential_recurrences"),
                        ("no-such-stack", "unknown runtime 'no-such-stack'")):
         r = cli(*base, path)
         assert r.returncode == 2, r.stderr
@@ -697,3 +698,31 @@ def test_measurement_rows_state_the_compiled_context_and_prompt_pass():
     assert (stated.scenario.compiled_context, stated.scenario.ubatch) == (1024, 1024)
     assert (plain.scenario.compiled_context, plain.scenario.ubatch) == (None, None)
     assert plain.scenario.kv_slots == 4096
+
+
+def test_fp4_experts_run_weight_only_where_the_stack_has_no_native_kernel():
+    """vLLM has no native NVFP4 MoE kernel on sm_121 (GB10): a W4A4 model's routed experts
+    unpack their FP4 weights and multiply at the bf16 rate, its dense layers stay on the FP4
+    units; on a B200 (no such architecture listed) every GEMM is FP4. The GB10 rows of the
+    vLLM blog (Nemotron-3-Super, 1834-token prompt: TTFT 1.12 s) land within 10 %."""
+    nvfp4 = Compression(weight_bits=4, weight_format="fp4", group_size=16, act_bits=4)
+    sc = Scenario(batch=1, prompt=1834, generate=32, runtime="vllm")
+
+    def prefill(hw):
+        r = evaluate(hw, "nemotron-3-super-120b-a12b", sc, nvfp4)
+        ops = r.ops[r.ops.phase == "prefill"].set_index("name")
+        return r, ops.loc["expert_up"], ops.loc["in_proj"]
+
+    spark, expert, dense = prefill("dgx-spark")
+    spec = load_hardware("dgx-spark")
+    assert spec.compute.arch == "sm_121" and "sm_121" in load_runtime("vllm").weight_only_fp4_experts
+    # FP4 FLOP/s are 4x bf16 on the GB10: the expert product runs at a quarter of the dense one's peak
+    flops_per_s = lambda row: row.flops / row.time_s  # noqa: E731
+    assert flops_per_s(expert) < 0.5 * flops_per_s(dense)
+    assert any("weight-only" in n for n in spark.notes)
+    assert spark["ttft_s"] == pytest.approx(1.12, rel=0.10)
+    b200, _, _ = prefill("b200")
+    assert not any("weight-only" in n for n in b200.notes)
+    # with the same compression and a native kernel the experts are not slowed that way
+    w4a16 = evaluate("dgx-spark", "nemotron-3-super-120b-a12b", sc, nvfp4.model_copy(update={"act_bits": None}))
+    assert w4a16["ttft_s"] > spark["ttft_s"]            # dense layers weight-only too: slower still

@@ -173,8 +173,10 @@ def test_bf16_is_emulated_before_apple9_and_slows_a_compute_bound_prefill():
     def ttft(hw, dtype):
         return evaluate(hw, "llama-3.1-8b", Scenario(batch=1, prompt=4096, generate=1, dtype=dtype))["ttft_s"]
 
+    # both prompts run into the spec's 60 W TDP estimate, whose throttle (clock and voltage
+    # falling together, power.power_limit) compresses the ratio below 1 / 0.79
     slower = ttft("apple-m2-max", "bf16") / ttft("apple-m2-max", "fp16")
-    assert 1.15 < slower <= 1 / 0.79 + 1e-6
+    assert 1.12 < slower <= 1 / 0.79 + 1e-6
     assert ttft("apple-m4-max", "bf16") == pytest.approx(ttft("apple-m4-max", "fp16"), rel=1e-6)
 
 

@@ -61,6 +61,9 @@ class DeviceClass:
     # integer operations per core per clock that unpack quantised weights, when the spec states
     # no int32 vector peak (None: the fp32 vector peak stands in)
     int_lanes_per_core: float | None = None
+    # threads one core keeps resident when the spec does not say (compute.resident_threads);
+    # None: the class runs no sequential-scan kernel in waves (perf.engine._serial_chain)
+    resident_threads: int | None = None
     # -- area model (hardware/area.py): replicated blocks (SMs, L2 slices, HBM sites) fused off
     # for yield, when the spec does not say: units on the die / units enabled - 1
     spare_fraction: float = 0.0
@@ -82,12 +85,18 @@ CLASSES: dict[str, DeviceClass] = {c.name: c for c in (
         static_fraction=0.18, busy_fraction=0.35, gap_busy_share=0.5,
         # set so the h200 library spec's 8192^3 bf16 product comes out at the rate one H200 held:
         # 776-801 TFLOP/s over 15 ms, 658-668 over 3 s at 689-692 W of 700 W
-        # (docs/validation/h200-2026-11-26, reference*.json; the model gives 658). Neglected: the
+        # (docs/validation/h200-2026-11-26, reference*.json; the model gives 658, the clock and
+        # voltage falling together along params.voltage_ratio, power.power_limit). Neglected: the
         # controller's time constant (bursts of a few ms run faster), and that other GPUs may hold
         # a different share
-        sustained_matrix_share=0.80,
+        sustained_matrix_share=0.82,
         # NVIDIA SMs since Volta issue 64 INT32 operations per clock (CUDA C guide, arithmetic throughput)
         int_lanes_per_core=64,
+        # maximum resident threads per SM of compute capability 8.6, 8.7, 8.9 and 12.x (the
+        # GeForce/RTX and Jetson parts most GPU specs here are; CUDA C Programming Guide, table of
+        # technical specifications per compute capability); 7.0/8.0/9.0/10.0 parts (2048), 7.5
+        # (1024) and other vendors state theirs in the spec
+        resident_threads=1536,
         spare_fraction=0.15,
         # 13 GPU dies (NVIDIA GP100 .. GB202, AMD MI100 and one MI250X GCD). One multiplier fitted, and it
         # lands at 1.042: GA100's per-SM remainder holds across NVIDIA and AMD generations once the 16/12 nm

@@ -132,6 +132,12 @@ class Compute(Frozen):
     # clock (perf.params.at_clock); None = clock
     nominal_clock: Frequency | None = None
     cores: int | None = Field(default=None, gt=0)   # SMs / TensorCores / AIE tiles / NPU or CPU cores
+    # the instruction-set target kernels are built for ('sm_90', 'sm_121' on NVIDIA: compute
+    # capability), which decides which of a runtime's kernels exist (Runtime.weight_only_fp4_experts)
+    arch: str | None = Field(default=None, pattern=r"^[a-z0-9_.]+$")
+    # threads one core keeps resident at once (a GPU SM's limit; None: the class's default): a
+    # sequential kernel of more warps than cores x this runs its whole chain once per wave
+    resident_threads: int | None = Field(default=None, gt=0)
     matrix: MatrixUnits | None = None
     vector: VectorUnits
     fpga: FPGAResources | None = None

@@ -15,9 +15,10 @@ from ..io import frame
 from ..runtime import load_runtime
 from ..workload.scenario import Scenario
 from .engine import op_table, op_terms
-from .evaluate import Result, _label, evaluate, evaluate_batch, power_limit
+from .evaluate import Result, _label, evaluate, evaluate_batch
 from .footprint import footprint
 from .params import spec_params
+from .power import power_limit
 from .prices import prices
 
 if TYPE_CHECKING:

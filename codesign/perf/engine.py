@@ -47,7 +47,8 @@ from .params import UNIT_BYTES_IN_FLIGHT, host_launch
 
 # op columns kept as arrays
 _COLS = ("count", "batch", "m", "n", "k", "elements", "flops", "transcendentals", "weight_elems", "act_in_elems",
-         "act_out_elems", "kv_read_elems", "kv_write_elems", "state_bytes", "link_devices", "context", "d_flops",
+         "act_out_elems", "kv_read_elems", "kv_write_elems", "state_bytes", "serial_steps", "chains", "link_devices",
+         "context", "d_flops",
          "d_transcendentals", "d_kv_read_elems", "d_act_in_elems", "d_act_out_elems")
 _UNQUANTIZED = ("embedding", "embedding_add", "lm_head", "router", "pooler")   # kept at 16-bit
 _NON_LAYER = ("embedding", "embedding_add", "embedding_norm", "final_norm", "lm_head", "pooler")
@@ -145,6 +146,11 @@ class Prices:
     gemm_e_op: np.ndarray      # J per FLOP
     attn_e_op: np.ndarray
     vec_e_op: np.ndarray
+    # routed experts' GEMMs: as gemm_rate, dequant and gemm_e_op unless the stack runs them in
+    # another datatype (Runtime.weight_only_fp4_experts)
+    expert_rate: np.ndarray
+    expert_dequant: np.ndarray
+    expert_e_op: np.ndarray
 
 
 def _ceil(x):
@@ -354,7 +360,8 @@ def _compute_times(p, tab, pr, prof_eff, vec_eff, util) -> _ComputeTimes:
     is_mx = tab.is_matrix
     mat_eff = np.minimum(p.get("compute.matrix.efficiency", np.array([1.0])) * p["runtime.gemm"], 1.0)[:, None]
     eff = np.where(np.isnan(prof_eff), np.where(is_mx, mat_eff, vec_eff), prof_eff)
-    rate = np.where(tab.act_dtype, pr.attn_rate, np.where(is_mx, pr.gemm_rate, pr.vec_rate)) * eff * util
+    gemm = np.where(tab.is_expert, pr.expert_rate, pr.gemm_rate)
+    rate = np.where(tab.act_dtype, pr.attn_rate, np.where(is_mx, gemm, pr.vec_rate)) * eff * util
     # a skinny product (decode GEMV, M of a few rows) pads the matrix unit's tile and runs
     # faster on the vector units (cuBLAS gemv, llama.cpp MMVQ): a kernel takes the faster
     # (a device without matrix units runs every product on its vector units already)
@@ -374,7 +381,8 @@ def _dequant(p, tab, pr, vec_eff) -> _Dequant:
     other = tab.quantized & ~tab.is_expert & (pr.other_bytes != pr.w_bytes)                  # (D,N)
     wb = np.where(other, pr.other_bytes, np.where(tab.quantized, pr.w_bytes, pr.table_bytes))
     packed = tab.quantized & (~other | (pr.other_quantized > 0))
-    sep = packed & ~tab.is_decode & (pr.dequant * p["runtime.separate_dequant"][:, None] > 0)   # (D,N)
+    dequant = np.where(tab.is_expert, pr.expert_dequant, pr.dequant)                          # (D,N)
+    sep = packed & ~tab.is_decode & (dequant * p["runtime.separate_dequant"][:, None] > 0)
     # a skinny product (M <= 8 rows: decode) unpacks each weight once on the vector units
     # (GEMV kernels, llama.cpp MMVQ); wider ones follow the runtime's GEMM kernel
     wide = c["m"] > SKINNY_ROWS
@@ -389,7 +397,7 @@ def _dequant(p, tab, pr, vec_eff) -> _Dequant:
     dq_rate = np.where(wide & (p["runtime.dequant_integer"][:, None] > 0), p["compute.integer"][:, None] * vec_eff,
                        pr.vec_rate * vec_eff)
     return _Dequant(
-        time=np.where(packed & ~sep, pr.dequant * dq_ops * c["weight_elems"] * row_passes / dq_rate, 0.0),
+        time=np.where(packed & ~sep, dequant * dq_ops * c["weight_elems"] * row_passes / dq_rate, 0.0),
         separate=sep,
         weights=np.where(sep, c["weight_elems"] * pr.table_bytes, c["weight_elems"] * wb),   # the GEMM reads the 16-bit copy
         extra=np.where(sep, c["weight_elems"] * (wb + pr.table_bytes), 0.0))                 # the dequant pass itself
@@ -471,6 +479,9 @@ def _resource_times(spec, p, tab, work: _ComputeTimes, t_dq, t_link, traffic_a, 
     serial = _expert_serial_load(tab, a[FIRST_LEVEL])
     a[COMPUTE] += serial
     a[DEQUANT] += serial
+    chain = _serial_chain(spec, p, tab)
+    if chain is not None:
+        np.maximum(a[COMPUTE], chain, out=a[COMPUTE])
     sl = tab.slope_cols
     b = np.zeros((4 + L, D, len(sl)))                                        # (J,D,S)
     b[COMPUTE], b[TRANSCENDENTAL] = work.d_work[:, sl], work.d_trans[:, sl]
@@ -498,11 +509,42 @@ def _expert_serial_load(tab, t_outer):
     return np.where(tab.is_expert, t_outer / tiles, 0.0)
 
 
+# lanes of one chain of a sequential scan: a warp / SIMD-group per value column (llama.cpp's
+# gated_delta_net.cu shards a column over a 32-lane warp; MLX's gated_delta kernel over a SIMD group)
+CHAIN_LANES = 32
+
+
+def _serial_chain(spec, p, tab):
+    """The latency floor of a sequential scan, (D, N), or None where no op has one: each of
+    its steps waits on one round trip to the off-chip memory that holds its inputs (a
+    warp issues in order, so step t+1's loads leave after step t's reductions), and chains
+    beyond what the cores keep resident (cores x resident threads / CHAIN_LANES) run the
+    whole scan again in another wave:
+
+        t = serial_steps x ceil(chains x CHAIN_LANES / (cores x resident_threads)) x latency
+
+    Measured: llama.cpp's GATED_DELTA_NET on an RTX 5090 at 32 value heads of 128 takes
+    0.48 us per token (279.6 us at 512 tokens, 525.1 at 1024; ggml-org/llama.cpp#22587), one
+    wave at the GDDR7 default latency of 500 ns. Neglects the reductions' own latency and
+    a prompt short enough for its inputs to stay in the L2."""
+    c = tab.cols
+    if not c["serial_steps"].any() or "compute.resident_threads" not in p:
+        return None
+    offchip = [m_ for m_ in spec.memory if m_.kind in OFFCHIP_KINDS]
+    if not offchip:
+        return None
+    latency = p[f"memory.{offchip[0].name}.latency"][:, None]                              # (D,1)
+    resident = (p["compute.cores"] * p["compute.resident_threads"])[:, None]
+    waves = np.ceil(c["chains"][None, :] * CHAIN_LANES / resident)
+    return c["serial_steps"][None, :] * np.maximum(waves, 1.0) * latency
+
+
 def _energy(tab, pr, traffic_a, traffic_b, e_byte):
     """Activity energy per op, base (D, N) and slope (D, S): FLOPs x energy per operation of
     its unit and datatype + bytes x energy per byte of every level."""
     c, sl = tab.cols, tab.slope_cols
-    e_op = np.where(tab.act_dtype, pr.attn_e_op, np.where(tab.is_matrix, pr.gemm_e_op, pr.vec_e_op))
+    gemm = np.where(tab.is_expert, pr.expert_e_op, pr.gemm_e_op)
+    e_op = np.where(tab.act_dtype, pr.attn_e_op, np.where(tab.is_matrix, gemm, pr.vec_e_op))
     energy_a = c["flops"] * e_op
     energy_b = c["d_flops"][sl] * e_op[:, sl]
     for l in range(len(e_byte)):

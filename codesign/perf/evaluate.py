@@ -43,6 +43,7 @@ from ..workload.schema import ModelSpec
 from .engine import OpTable, Prices, envelope_sum, op_table, op_terms
 from .footprint import capacity, min_devices, priced_footprint
 from .params import busy_energy, host_launch, spec_params
+from .power import clock_throttle
 from .prices import distinct, prices, vector_dtype
 
 SECONDS_PER_YEAR = 365.25 * 24 * 3600
@@ -58,7 +59,7 @@ class _Phase:
     stage_energy: np.ndarray      # (D,) activity J of the ops one pipeline stage runs (its power)
     gap: np.ndarray               # (D,) seconds of launch gaps (no kernel running) in ``time``
     # (D,) kernel seconds at full clock whose busy power the board draws: time - gap; under a
-    # power limit the clock-bound ones plus the others at the clock's share (_throttle)
+    # power limit the clock-bound ones plus the others at the clock's share (clock_throttle)
     kernels: np.ndarray
     flops: np.ndarray
     traffic: np.ndarray           # (D, L) bytes
@@ -161,69 +162,20 @@ def _dispatch_ahead(p, steps: int, graphs, time, gap):
     return np.where(ahead, overlapped / np.maximum(time, 1e-30), 1.0), np.where(ahead, overlapped - kernels_sum, gap)
 
 
-def power_limit(time, gap, energy, p: dict, fixed=None) -> np.ndarray:
-    """How much longer work of ``time`` s (``gap`` of it launch gaps, ``energy`` J of activity)
-    takes when its board power would exceed the power limit (the TDP unless the spec caps it
-    lower): a factor >= 1 per design.
-
-    Power = static + (busy energy + activity energy) / time (params.busy_energy: busy power
-    over kernel time, a share of it over the gaps). Above the limit the core clock drops to a
-    share s of its own until the power fits. Kernel time bound by the core clock (arithmetic,
-    on-chip memories) stretches to 1/s; ``fixed`` s of it, bound by off-chip memory or links,
-    does not, and there busy power falls with the clock at no cost in time (a memory-bound
-    decode under a cap keeps its speed while DRAM traffic and static power leave room). With
-    busy power ~ s, s solves busy (Kc + s Km) + G + E = (limit - static)(Kc/s + Km + gap), a
-    quadratic in s. ``fixed`` None: all kernel time is clock-bound, which gives the first-order
-    T' = (busy energy + E) / (limit - static). Where even the memory-bound part alone is over
-    the limit, the whole phase stretches by that formula (the memory slows too). Neglected: the
-    lower voltage at a lower clock (dynamic energy falls with V^2), the static power's own fall,
-    and ops that turn clock-bound as the clock drops."""
-    limit, static = p["power.limit"], p["power.static"]
-    if isinstance(time, float):     # one serving step (perf.steps): the same formula in plain floats
-        dyn = busy_energy(p, time - gap, gap) + energy
-        if time > 0 and math.isfinite(limit) and limit > static and static + dyn / time > limit:
-            return np.asarray(max(dyn / (limit - static) / time, 1.0))
-        return np.asarray(1.0)
-    return _throttle(time, gap, energy, p, fixed)[0]
-
-
-def _throttle(time, gap, energy, p: dict, fixed=None) -> tuple[np.ndarray, np.ndarray]:
-    """``power_limit``'s factor and the kernel seconds whose busy power the board still draws
-    (clock-bound ones in full, the rest at the clock's share s): busy energy = busy x those."""
-    limit, static = p["power.limit"], p["power.static"]
-    kernels = np.maximum(time - gap, 0.0)
-    busy_kernels = kernels
-    with np.errstate(divide="ignore", invalid="ignore"):
-        dynamic = busy_energy(p, time - gap, gap) + energy
-        power = static + dynamic / time
-        over = np.isfinite(limit) & (power > limit) & (limit > static) & (time > 0)
-        factor = np.where(over, dynamic / (limit - static) / time, 1.0)
-        if fixed is not None and over.any():
-            km = np.clip(fixed, 0.0, kernels)
-            kc = kernels - km
-            room = limit - static
-            qa = p["power.busy"] * km
-            qb = p["power.busy"] * kc + busy_energy(p, np.zeros_like(kernels), gap) + energy - room * (km + gap)
-            qc = room * kc
-            root = np.where(qa > 0, (-qb + np.sqrt(qb * qb + 4 * qa * qc)) / (2 * qa), qc / qb)
-            clocked = (kc / root + km + gap) / time
-            slowed = over & (root > 0) & np.isfinite(clocked)
-            factor = np.where(slowed, clocked, factor)
-            busy_kernels = np.where(slowed, kc + np.minimum(root, 1.0) * km, kernels)
-    return np.maximum(np.nan_to_num(factor, nan=1.0, posinf=1.0), 1.0), busy_kernels
-
-
 def _power_limit(ph: _Phase, p: dict, spec: HardwareSpec) -> np.ndarray:
     """Stretch a phase by its ``power_limit`` factor (returned); its kernel time bound by
-    off-chip memory or links does not scale with the core clock."""
+    off-chip memory or links does not scale with the core clock, and its activity energy
+    falls with the lower voltage."""
     fixed_terms = {m.name for m in spec.memory if m.kind in OFFCHIP_KINDS} | {"link"}
     rows = [i for i, name in enumerate(ph.names) if name in fixed_terms]
     fixed = ph.per_op_share[rows].sum(axis=(0, 2))
-    factor, ph.kernels = _throttle(ph.time, ph.gap, ph.stage_energy, p, fixed)
+    factor, ph.kernels, e_scale = clock_throttle(ph.time, ph.gap, ph.stage_energy, p, fixed)
     if (factor > 1).any():
         ph.time = ph.time * factor
         ph.per_op_time = ph.per_op_time * factor[:, None]
         ph.per_op_share = ph.per_op_share * factor[None, :, None]
+        ph.energy, ph.stage_energy = ph.energy * e_scale, ph.stage_energy * e_scale
+        ph.per_op_energy = ph.per_op_energy * e_scale[:, None]
     return factor
 
 

@@ -90,6 +90,9 @@ def spec_params(spec: HardwareSpec, operating_point: str | None = None, runtime=
         p["compute.integer"] = cls.int_lanes_per_core * c.cores * c.clock
     else:
         p["compute.integer"] = c.vector.peak.get("fp32", max(c.vector.peak.values()))
+    resident = c.resident_threads or cls.resident_threads
+    if resident:
+        p["compute.resident_threads"] = resident
     best_vec = max(c.vector.peak.values())
     p["compute.vector.transcendental"] = c.vector.transcendental or best_vec / TRANSCENDENTAL_FLOPS
     for m in spec.memory:
@@ -154,7 +157,9 @@ def power_params(spec: HardwareSpec, p: dict) -> dict[str, float]:
             else:   # a vector datatype, or a matrix one the spec derives from another peak
                 sustained = p.get(f"compute.vector.peak.{dt}", np.nan) * p["compute.vector.efficiency"]
             if sustained > 0:
-                e = max(e, compute_w / (held * float(sustained)))
+                # at the held clock share the voltage is v(held) (voltage_ratio), and switching
+                # energy scales with v^2 (power.power_limit): priced at the top clock's voltage
+                e = max(e, compute_w / (held * float(voltage_ratio(held)) ** 2 * float(sustained)))
         out[f"power.energy_per_op.{dt}"] = e
     return out
 

@@ -83,12 +83,13 @@ def prices(spec: HardwareSpec, p: dict, model: ModelSpec, sc: Scenario, comps, n
         if comp is not None and comp.other_bits is not None and model.moe is None:
             notes.add(f"other_bits sets MoE experts apart: {model.name} has none, so every linear layer takes weight_bits")
             other = w
+        edt, edeq = _expert_dtype(spec, model, sc, comp, rt, mdt, gdt, deq, notes)
         # the cache at the compression's width, else at the stack's own (kv_bits), else the datatype's
         kv_comp = comp if (comp and comp.kv_bits) or rt is None or not rt.kv_bits else \
             (comp or Compression()).model_copy(update={"kv_bits": rt.kv_bits})
         rows.append((w, act_bytes_per_element(comp, sc.dtype), kv_bytes_per_element(kv_comp, sc.dtype, model.hd),
                      gdt, adt, speed, float(deq), table, unpack, other,
-                     float(comp is None or comp.other_bits is None or comp.other_bits < 16)))
+                     float(comp is None or comp.other_bits is None or comp.other_bits < 16), edt, float(edeq)))
     vdt = vector_dtype(spec, sc.dtype)
 
     def rate(dt):
@@ -117,4 +118,23 @@ def prices(spec: HardwareSpec, p: dict, model: ModelSpec, sc: Scenario, comps, n
                   kv_bytes=col(2), gemm_rate=per_design(rate, 3) * col(5), attn_rate=per_design(rate, 4),
                   vec_rate=p[f"compute.vector.peak.{vdt}"][:, None], dequant=col(6), row_unpack=col(8),
                   # structured sparsity skips the pruned products: energy per dense FLOP falls with speed
-                  gemm_e_op=per_design(e_op, 3) / col(5), attn_e_op=per_design(e_op, 4), vec_e_op=e_op(vdt)[:, None])
+                  gemm_e_op=per_design(e_op, 3) / col(5), attn_e_op=per_design(e_op, 4), vec_e_op=e_op(vdt)[:, None],
+                  expert_rate=per_design(rate, 11) * col(5), expert_dequant=col(12),
+                  expert_e_op=per_design(e_op, 11) / col(5))
+
+
+def _expert_dtype(spec: HardwareSpec, model: ModelSpec, sc: Scenario, comp, rt, mdt, gdt: str, deq: bool,
+                  notes: set) -> tuple[str, bool]:
+    """(datatype, dequantised first) of the routed experts' GEMMs: the other GEMMs' unless the
+    model's W4A4 (FP4) experts meet a runtime without a native FP4 expert kernel on this
+    architecture (Runtime.weight_only_fp4_experts), which multiplies them weight-only: FP4
+    weights unpacked in the kernel, 16-bit activations (Marlin's W4A16). Neglected: the 16-bit
+    activations' own bytes into those experts (the FP4 ones are priced)."""
+    if (comp is None or comp.act_bits != 4 or model.moe is None or rt is None
+            or spec.compute.arch not in rt.weight_only_fp4_experts):
+        return gdt, deq
+    want, edeq = wanted_gemm_dtype(comp.model_copy(update={"act_bits": None}), sc.dtype, rt.quantized_matmul)
+    edt, _ = resolve_dtype(want, mdt, spec.compute.matrix.peak if spec.compute.matrix is not None else None)
+    notes.add(f"{rt.name} has no native FP4 expert kernel on {spec.compute.arch}: the routed experts run "
+              f"weight-only (FP4 weights unpacked, {edt} products), the dense layers on the FP4 units")
+    return edt, edeq

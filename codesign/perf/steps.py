@@ -47,9 +47,10 @@ from ..workload.ops import CONTEXT_KINDS, STATE_KINDS
 from ..workload.scenario import Scenario
 from ..workload.schema import ModelSpec
 from .engine import op_table, op_terms
-from .evaluate import _params, _pipeline_hop, power_limit, stage_counts
+from .evaluate import _params, _pipeline_hop, stage_counts
 from .footprint import capacity, priced_footprint, state_bytes
 from .params import busy_energy, host_launch
+from .power import power_limit
 from .prices import prices
 
 
@@ -197,7 +198,7 @@ class StepCost:
         if decode_only and self.decode_graphs:
             k = t
         # board power of a device over its stage: above the limit the clock drops (see
-        # evaluate.power_limit); then a pipeline runs its stages in turn, plus the hops
+        # power.power_limit); then a pipeline runs its stages in turn, plus the hops
         gap = t - k
         if t > 0:
             t *= float(power_limit(t, gap, e, self.power))

@@ -121,6 +121,15 @@ class Runtime(Frozen):
     # (llama.cpp's iswa cache holds n_swa + n_ubatch cells and its kernels skip no tile before
     # the window)
     prefill_window: Literal["window", "cache"] = "window"
+    # recurrent mixers (Recurrent.kind) whose prompt the stack runs token by token in one kernel,
+    # the state held in registers (llama.cpp's GATED_DELTA_NET, MLX's gated_delta kernel): few
+    # FLOPs, but one dependent memory round trip per token; any other runs the chunked form as
+    # matrix products per chunk (FLA's and the SSD kernels)
+    sequential_recurrences: tuple[Literal["gated_deltanet", "mamba2"], ...] = ()
+    # device architectures (HardwareSpec compute.arch) where the stack has no native FP4 kernel for
+    # routed experts: a W4A4 (NVFP4) model's experts dequantise their FP4 weights and multiply at
+    # the 16-bit rate (weight-only, as Marlin does) while its dense layers stay on the FP4 units
+    weight_only_fp4_experts: tuple[str, ...] = ()
     # quantised weights in prefill: 'fused' dequantises inside the GEMM; 'separate' writes a
     # 16-bit copy first (one read of the packed weights + one 16-bit write and read) and
     # runs the GEMM at the 16-bit rate, as llama.cpp's cuBLAS path does for large batches

@@ -364,10 +364,11 @@ def _ffn_block(model: ModelSpec, d: _Dims, sc: Scenario, phase: str, count: int,
     return ops
 
 
-def _recurrence_flops(model: ModelSpec, q_len: int, decode: bool) -> float:
+def _recurrence_flops(model: ModelSpec, q_len: int, recurrent: bool) -> float:
     """FLOPs per token and head of the recurrence (state N x P: N = state_size, P = head_dim).
 
-    Decode runs the recurrent form once per token. Gated DeltaNet (Yang et al. 2024, arXiv
+    Decode, and a prompt run sequentially (Runtime.sequential_recurrences), apply the recurrent
+    form once per token. Gated DeltaNet (Yang et al. 2024, arXiv
     2412.06464, eq. 10: S_t = a_t S_{t-1} (I - b_t k_t k_t^T) + b_t v_t k_t^T, o_t = S_t q_t):
     decay (1), S k (2), rank-1 update (2), S q (2): 7 N P. Mamba-2 (Dao & Gu 2024, arXiv
     2405.21060, sec. 3: h_t = exp(dt A) h_{t-1} + dt x_t B_t^T, y_t = h_t C_t): decay (1), outer
@@ -381,7 +382,7 @@ def _recurrence_flops(model: ModelSpec, q_len: int, decode: bool) -> float:
     r = model.recurrent
     assert r is not None            # only for 'M' blocks
     N, P = r.state_size, r.head_dim
-    if decode:
+    if recurrent:
         return (7.0 if r.kind == "gated_deltanet" else 5.0) * N * P
     c = min(r.chunk, q_len)
     if r.kind == "gated_deltanet":
@@ -398,15 +399,27 @@ def _recurrent_block(model: ModelSpec, d: _Dims, sc: Scenario, phase: str, count
     No KV cache: a sequence keeps the convolution's window ((conv_kernel - 1) inputs per
     channel, read and written with the activations) and the recurrent state (heads x head_dim
     x state_size in state_dtype: decode reads and writes it once per token, the chunked
-    prefill once per chunk, as FLA's chunk kernels store a state per chunk boundary)."""
+    prefill once per chunk, as FLA's chunk kernels store a state per chunk boundary).
+
+    A runtime that runs the prompt sequentially (Runtime.sequential_recurrences) scans it token by
+    token in one kernel per pass, the state in registers (llama.cpp ggml-cuda/gated_delta_net.cu,
+    mlx-lm models/gated_delta.py): the recurrent form's FLOPs on the vector units, the state
+    read and written once per pass, and a chain of q_len dependent steps per value column (one
+    warp each: heads x head_dim chains per sequence) that the engine prices by latency."""
     r = model.recurrent
     assert r is not None
     h, tokens, decode = d.h, requests * q_len, phase == "decode"
+    sequential = not decode and r.kind in sc.sequential_recurrences
     heads, groups = math.ceil(r.num_heads / sc.tp), math.ceil(r.groups / sc.tp)
     inner, key_w = heads * r.head_dim, groups * r.state_size
     chan, taps = inner + 2 * key_w, r.conv_kernel
     window = requests * (taps - 1) * chan
-    chunks = 1 if decode else math.ceil(q_len / r.chunk)
+    if sequential:     # one step per token, the state once per pass
+        chunks = math.ceil(q_len / sc.pass_tokens) if sc.pass_tokens else 1
+        products, rows, serial, chains = requests * heads * q_len, 1, q_len, requests * inner
+    else:
+        chunks = 1 if decode else math.ceil(q_len / r.chunk)
+        products, rows, serial, chains = requests * heads * chunks, 1 if decode else min(r.chunk, q_len), 0, 0
     state = r.head_dim * r.state_size * STATE_BYTES[r.state_dtype]
     base = _PhaseFields(phase=phase, count=count, context=0)
     ops = [_norm("mixer_norm", model, phase, count, tokens),
@@ -416,9 +429,9 @@ def _recurrent_block(model: ModelSpec, d: _Dims, sc: Scenario, phase: str, count
               flops=(2.0 * taps + 4) * tokens * chan, transcendentals=float(tokens * chan),
               weight_elems=float(chan * (taps + (1 if r.conv_bias else 0))),
               act_in_elems=float(tokens * chan + window), act_out_elems=float(tokens * chan + window), **base),
-           Op(name="recurrence", kind="recurrence", impl=r.kind, batch=requests * heads * chunks,
-              m=1 if decode else min(r.chunk, q_len), n=r.head_dim, k=r.state_size,
-              flops=tokens * heads * _recurrence_flops(model, q_len, decode),
+           Op(name="recurrence", kind="recurrence", impl=r.kind, batch=products, m=rows, n=r.head_dim, k=r.state_size,
+              serial_steps=serial, chains=chains,
+              flops=tokens * heads * _recurrence_flops(model, q_len, decode or sequential),
               transcendentals=3.0 * tokens * heads,        # the decay's exp, softplus, the write gate
               act_in_elems=float(tokens * (2 * key_w + inner + r.gates * heads)),
               act_out_elems=float(tokens * inner), state_bytes=2.0 * requests * heads * chunks * state, **base),

@@ -107,6 +107,11 @@ class Op:
     # recurrent state bytes read + written (in the state's own datatype, fp32 unless the model
     # says otherwise; compression does not re-price them); they live where the KV cache does
     state_bytes: float = 0.0
+    # a sequential scan (a recurrence run token by token): dependent steps one after another,
+    # each waiting on a memory round trip, over `chains` independent chains side by side (one
+    # warp each); 0: no such chain (perf.engine._serial_chain)
+    serial_steps: int = 0
+    chains: int = 0
     link_bytes: float = 0.0      # bytes over the device link (collectives)
     link_devices: int = 1        # participants of the collective
     context: int = 0             # decode: context length these numbers are for

@@ -76,5 +76,10 @@ class Scenario(BaseModel):
         return runtime.load_runtime(self.runtime).prefill_window
 
     @property
+    def sequential_recurrences(self) -> tuple[str, ...]:
+        """Recurrent mixer kinds whose prompt the runtime scans token by token (else chunked)."""
+        return runtime.load_runtime(self.runtime).sequential_recurrences
+
+    @property
     def devices(self) -> int:
         return self.tp * self.pp * self.dp
