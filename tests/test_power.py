@@ -57,6 +57,17 @@ def test_under_a_power_limit_only_clock_bound_kernel_time_stretches():
     assert power_limit(time, gap, np.array([250.0]), p, fixed=np.array([1.0]))[0] == pytest.approx(450 / 200)
 
 
+def test_a_serving_step_throttles_as_a_phase_does():
+    """perf.steps prices one step at a time in floats: the same clock share as the array path."""
+    p = {"power.limit": np.array([300.0]), "power.static": np.array([100.0]), "power.busy": np.array([200.0]),
+         "power.gap_share": np.array([0.5])}
+    for energy in (10.0, 50.0, 500.0, 5000.0):
+        step = float(power_limit(1.0, 0.1, energy, p))
+        phase = float(power_limit(np.array([1.0]), np.array([0.1]), np.array([energy]), p)[0])
+        assert step == pytest.approx(phase, rel=1e-9)
+    assert float(power_limit(1.0, 0.1, 10.0, {**p, "power.limit": np.array([700.0])})) == 1.0
+
+
 def test_a_power_capped_prompt_keeps_what_a_capped_card_kept():
     """lhl's RTX PRO 6000 sweep (data rows 470 and 484): llama.cpp's pp512 of Llama-2-7B Q4_0 at a
     200 W limit is 0.55 of its 600 W rate (9115 / 16634 tok/s). With the voltage falling with the

@@ -233,7 +233,9 @@ VF_FLOOR = 0.6
 
 
 def voltage_ratio(clock_ratio):
-    """V/V0 at f/f0 on the linear V-f curve (>= VF_FLOOR)."""
+    """V/V0 at f/f0 on the linear V-f curve (>= VF_FLOOR); a float for a float."""
+    if isinstance(clock_ratio, float):
+        return max(VF_INTERCEPT + (1.0 - VF_INTERCEPT) * clock_ratio, VF_FLOOR)
     return np.maximum(VF_INTERCEPT + (1.0 - VF_INTERCEPT) * np.asarray(clock_ratio, float), VF_FLOOR)
 
 

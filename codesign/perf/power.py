@@ -3,6 +3,8 @@ power limit, with the clock and the voltage falling together (the engine's power
 perf/params.py's; the phases that call this are perf/evaluate.py's and perf/steps.py's)."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .params import busy_energy, voltage_ratio
@@ -32,13 +34,36 @@ def power_limit(time, gap, energy, p: dict, fixed=None) -> np.ndarray:
     RTX PRO 6000 capped from 600 W to 200 W keeps 0.55 of its llama.cpp prompt rate (lhl's
     sweep, data rows 470-484); at fixed voltage the model gave 0.34, with it 0.59. Neglected:
     the static power's own fall with V, and ops that turn clock-bound as the clock drops."""
-    if isinstance(time, float):     # one serving step (perf.steps): the same formula on 1-element arrays
-        return np.asarray(float(clock_throttle(np.array([time]), np.array([gap]), np.array([energy]), p, fixed)[0][0]))
+    if isinstance(time, float):     # one serving step (perf.steps): the same equation in plain floats
+        return np.asarray(_step_throttle(time, gap, energy, p))
     return clock_throttle(time, gap, energy, p, fixed)[0]
 
 
-# bisection steps for the throttled clock share (2^-40 of the interval)
+# bisection steps for the throttled clock share (2^-40 of the interval), from its lowest point
 _CLOCK_BISECTIONS = 40
+_LOWEST_SHARE = 1e-3
+
+
+def _excess(s, kc, km, busy, e_core, e_mem, gaps, room, gap):
+    """Energy over what the limit allows at clock share s (> 0: the clock must fall further)."""
+    return voltage_ratio(s) ** 2 * (busy * (kc + s * km) + e_core) + e_mem + gaps - room * (kc / s + km + gap)
+
+
+def _step_throttle(time: float, gap: float, energy: float, p: dict) -> float:
+    """power_limit for one serving step, all of it clock-bound, in floats (it runs per step)."""
+    one = lambda k: float(np.ravel(p[k])[0])  # noqa: E731
+    limit, static, busy = one("power.limit"), one("power.static"), one("power.busy")
+    kc, gaps = max(time - gap, 0.0), busy * one("power.gap_share") * max(gap, 0.0)
+    dynamic, room = busy * kc + gaps + energy, limit - static
+    if not (math.isfinite(limit) and room > 0 and time > 0 and static + dynamic / time > limit):
+        return 1.0
+    if _excess(_LOWEST_SHARE, kc, 0.0, busy, energy, 0.0, gaps, room, gap) > 0:
+        return max(dynamic / room / time, 1.0)
+    lo, hi = _LOWEST_SHARE, 1.0
+    for _ in range(_CLOCK_BISECTIONS):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (lo, mid) if _excess(mid, kc, 0.0, busy, energy, 0.0, gaps, room, gap) > 0 else (mid, hi)
+    return max((kc / hi + gap) / time, 1.0)
 
 
 def clock_throttle(time, gap, energy, p: dict, fixed=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -63,17 +88,16 @@ def clock_throttle(time, gap, energy, p: dict, fixed=None) -> tuple[np.ndarray, 
         e_core = energy * np.divide(kc, kernels, out=np.ones_like(kernels), where=kernels > 0)
         e_mem = energy - e_core
 
-        def excess(s):      # power over the limit at clock share s, as energy: > 0 means too fast
-            v2 = voltage_ratio(s) ** 2
-            return v2 * (busy * (kc + s * km) + e_core) + e_mem + gaps - room * (kc / s + km + gap)
+        def excess(s):
+            return _excess(s, kc, km, busy, e_core, e_mem, gaps, room, gap)
 
-        lo, hi = np.full_like(kernels, 1e-3), np.ones_like(kernels)
+        lo, hi = np.full_like(kernels, _LOWEST_SHARE), np.ones_like(kernels)
         for _ in range(_CLOCK_BISECTIONS):
             mid = 0.5 * (lo + hi)
             fast = excess(mid) > 0
             hi, lo = np.where(fast, mid, hi), np.where(fast, lo, mid)
         s = hi
-        fits = over & (excess(np.full_like(kernels, 1e-3)) <= 0)
+        fits = over & (excess(np.full_like(kernels, _LOWEST_SHARE)) <= 0)
         v2 = np.where(fits, voltage_ratio(s) ** 2, 1.0)
         factor = np.where(fits, (kc / s + km + gap) / time, np.where(over, dynamic / room / time, 1.0))
         busy_kernels = np.where(fits, v2 * (kc + s * km), kernels)
