@@ -1,12 +1,14 @@
 """Board power: static + busy + activity energy, held to the TDP (issue 11)."""
 import numpy as np
 import pytest
+from scipy.optimize import brentq
 
+from codesign.compression import Compression
 from codesign.hardware import load_hardware
 from codesign.hardware.classes import CLASSES
 from codesign.perf import evaluate, op_times
 from codesign.perf.params import spec_params
-from codesign.perf.power import power_limit
+from codesign.perf.power import clock_throttle, power_limit
 from codesign.workload import Scenario
 from codesign.workload.ops import Op
 
@@ -18,7 +20,6 @@ def _v2(s):
 def test_power_limit_stretches_to_exactly_the_tdp():
     """All clock-bound: the clock share s solves v(s)^2 (busy K + E) + G = (limit - static)
     (K/s + gap), checked against an independent root finder, and the board lands on the limit."""
-    from scipy.optimize import brentq
     p = {"power.limit": np.array([700.0]), "power.static": np.array([126.0]), "power.busy": np.array([200.0]),
          "power.gap_share": np.array([0.5])}
     time, gap, energy = np.array([1.0]), np.array([0.2]), np.array([500.0])
@@ -36,9 +37,6 @@ def test_under_a_power_limit_only_clock_bound_kernel_time_stretches():
     """Clock-bound kernel time Kc takes Kc/s, off-chip-bound time Km keeps its length and draws
     busy power x v^2 s. Hand example: static 100, busy 200, limit 300, no gaps, 0.5 s clock-bound
     + 0.5 s memory-bound, 150 J of activity: v(s)^2 (200 (0.5 + 0.5 s) + 75) + 75 = 200 (0.5/s + 0.5)."""
-    from scipy.optimize import brentq
-
-    from codesign.perf.power import clock_throttle
     p = {"power.limit": np.array([300.0]), "power.static": np.array([100.0]), "power.busy": np.array([200.0]),
          "power.gap_share": np.array([0.5])}
     time, gap, energy = np.array([1.0]), np.array([0.0]), np.array([150.0])
@@ -72,7 +70,6 @@ def test_a_power_capped_prompt_keeps_what_a_capped_card_kept():
     """lhl's RTX PRO 6000 sweep (data rows 470 and 484): llama.cpp's pp512 of Llama-2-7B Q4_0 at a
     200 W limit is 0.55 of its 600 W rate (9115 / 16634 tok/s). With the voltage falling with the
     clock the model keeps ~0.59; at fixed voltage it kept 0.34."""
-    from codesign.compression import Compression
     sc = Scenario(batch=1, prompt=512, generate=0, runtime="llama.cpp-cuda")
     c = Compression(weight_bits=4, group_size=32, scheme="q4_0")
     free = evaluate(load_hardware("rtx-pro-6000", overrides={"power.limit": "600 W"}), "llama-2-7b", sc, c)

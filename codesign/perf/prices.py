@@ -83,7 +83,7 @@ def prices(spec: HardwareSpec, p: dict, model: ModelSpec, sc: Scenario, comps, n
         if comp is not None and comp.other_bits is not None and model.moe is None:
             notes.add(f"other_bits sets MoE experts apart: {model.name} has none, so every linear layer takes weight_bits")
             other = w
-        edt, edeq = _expert_dtype(spec, model, sc, comp, rt, mdt, gdt, deq, notes)
+        edt, edeq = _expert_dtype(spec, model, sc, comp, rt, mdt, rates, gdt, deq, notes)
         # the cache at the compression's width, else at the stack's own (kv_bits), else the datatype's
         kv_comp = comp if (comp and comp.kv_bits) or rt is None or not rt.kv_bits else \
             (comp or Compression()).model_copy(update={"kv_bits": rt.kv_bits})
@@ -123,7 +123,7 @@ def prices(spec: HardwareSpec, p: dict, model: ModelSpec, sc: Scenario, comps, n
                   expert_e_op=per_design(e_op, 11) / col(5))
 
 
-def _expert_dtype(spec: HardwareSpec, model: ModelSpec, sc: Scenario, comp, rt, mdt, gdt: str, deq: bool,
+def _expert_dtype(spec: HardwareSpec, model: ModelSpec, sc: Scenario, comp, rt, mdt, rates, gdt: str, deq: bool,
                   notes: set) -> tuple[str, bool]:
     """(datatype, dequantised first) of the routed experts' GEMMs: the other GEMMs' unless the
     model's W4A4 (FP4) experts meet a runtime without a native FP4 expert kernel on this
@@ -134,7 +134,7 @@ def _expert_dtype(spec: HardwareSpec, model: ModelSpec, sc: Scenario, comp, rt, 
             or spec.compute.arch not in rt.weight_only_fp4_experts):
         return gdt, deq
     want, edeq = wanted_gemm_dtype(comp.model_copy(update={"act_bits": None}), sc.dtype, rt.quantized_matmul)
-    edt, _ = resolve_dtype(want, mdt, spec.compute.matrix.peak if spec.compute.matrix is not None else None)
+    edt, _ = resolve_dtype(want, mdt, rates)
     notes.add(f"{rt.name} has no native FP4 expert kernel on {spec.compute.arch}: the routed experts run "
               f"weight-only (FP4 weights unpacked, {edt} products), the dense layers on the FP4 units")
     return edt, edeq
